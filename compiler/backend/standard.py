@@ -1,0 +1,246 @@
+"""The standard semantics: run expanded IR on JAX.
+
+An interpreter over the IR, run while JAX traces (so its Python cost is paid
+once, at compile time). Each op has a rule in ``RULES``; structured ops map
+to JAX's own structure: ``plate`` to ``jax.vmap``, ``scan`` to
+``jax.lax.scan``, ``cond`` to ``jax.lax.cond``. Randomness is explicit but
+implicit in the IR: the key of the equation at position ``j`` of a region
+is ``fold_in(region_key, j)``, and a plate's iterations get ``split`` keys,
+so draws are independent and reproducible from one key.
+
+Traces are pytrees ``(values_by_address, retval_leaves)``, so they pass
+through ``vmap`` and ``scan`` unchanged. Parameters arrive unconstrained and
+are constrained where a ``param`` equation reads them.
+
+    >>> # evaluate(program, library, params, key, inputs) -> list of outputs
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+
+from ..ir import Eqn, Function, Lit, Program, Region, Var
+from ..types import ArrayType, TraceType
+
+
+class Interpreter:
+    """Evaluates regions of one program, given a library and parameters."""
+
+    def __init__(self, library, params: dict[str, Any] | None, program: Program):
+        self.library = library
+        self.program = program
+        self.raw_params = params or {}
+        self._constrained: dict[str, Any] = {}
+        self.rules: dict[str, Callable] = dict(RULES)
+
+    # ---------------------------------------------------------- regions
+
+    def run(self, region: Region, args: list, key, env: dict[int, Any] | None = None) -> list:
+        env = dict(env) if env else {}
+        for p, a in zip(region.params, args):
+            env[id(p)] = a
+        for j, eqn in enumerate(region.eqns):
+            self.eval_eqn(eqn, env, key, j)
+        return [self.read(env, o) for o in region.outs]
+
+    def eval_eqn(self, eqn: Eqn, env: dict, key, j: int) -> None:
+        args = [self.read(env, a) for a in eqn.args]
+        rule = self.rules.get(eqn.op)
+        if rule is None:
+            raise NotImplementedError(f"the backend has no rule for op {eqn.op!r} "
+                                      "(it should have been expanded)")
+        sub_key = jax.random.fold_in(key, j) if key is not None else None
+        outs = rule(self, eqn, args, sub_key, env)
+        for v, x in zip(eqn.outs, outs):
+            env[id(v)] = x
+
+    @staticmethod
+    def read(env: dict, a):
+        if isinstance(a, Lit):
+            return a.value
+        return env[id(a)]
+
+    # ---------------------------------------------------------- parameters
+
+    def param(self, path: str):
+        if path not in self._constrained:
+            info = self.program.params[path]
+            if path not in self.raw_params:
+                raise KeyError(path)
+            c = self.library.constraint(info.constraint)
+            self._constrained[path] = c.to_constrained(self.raw_params[path])
+        return self._constrained[path]
+
+
+# -------------------------------------------------------------- rules
+
+
+def _fn(it: Interpreter, eqn: Eqn, args, key, env):
+    name = eqn.attrs["name"]
+    if name == "identity":
+        return [args[0]]
+    f = it.library.functions.get(name) or it.library.externs[name]
+    bound = bind_for_impl(f, eqn.attrs, args)
+    return [_cast(f.impl(**bound), eqn.outs[0].type)]
+
+
+def bind_for_impl(f, attrs: dict, args: list) -> dict:
+    """Rebuild a function's keyword arguments from an equation's atoms and attributes."""
+    bound, i = {}, 0
+    for spec in f.params:
+        if spec.static:
+            bound[spec.name] = attrs[spec.name]
+        elif spec.variadic:
+            n = attrs["count"]
+            bound[spec.name] = tuple(args[i:i + n])
+            i += n
+        else:
+            bound[spec.name] = args[i]
+            i += 1
+    return bound
+
+
+def _cast(x, t):
+    if isinstance(t, ArrayType):
+        x = jnp.asarray(x)
+        if x.dtype != jnp.dtype(t.dtype):
+            x = x.astype(t.dtype)
+    return x
+
+
+def _index(it, eqn, args, key, env):
+    x, rest = args[0], list(args[1:])
+    idx = []
+    for s in eqn.attrs["spec"]:
+        if s[0] == "c":
+            idx.append(s[1])
+        elif s[0] == "s":
+            idx.append(slice(s[1], s[2]))
+        else:
+            idx.append(rest.pop(0))
+    return [x[tuple(idx)]]
+
+
+def _param(it, eqn, args, key, env):
+    return [it.param(eqn.attrs["path"])]
+
+
+def _init(it, eqn, args, key, env):
+    attrs = dict(eqn.attrs)
+    init = it.library.initializers[attrs.pop("name")]
+    shape = attrs.pop("shape")
+    return [init.impl(key, shape, eqn.outs[0].type.dtype, **attrs)]
+
+
+def build_distribution(library, attrs: dict, args: list):
+    d = library.distributions[attrs["dist"]]
+    return d.build(attrs["form"], args)
+
+
+def _draw(it, eqn, args, key, env):
+    d = build_distribution(it.library, eqn.attrs, args)
+    return [_cast(d.sample(key), eqn.outs[0].type)]
+
+
+def _logpdf(it, eqn, args, key, env):
+    d = build_distribution(it.library, eqn.attrs, args[1:])
+    return [jnp.sum(d.log_prob(args[0]))]
+
+
+def _make_trace(it, eqn, args, key, env):
+    addresses = eqn.attrs["addresses"]
+    return [(dict(zip(addresses, args[:len(addresses)])), tuple(args[len(addresses):]))]
+
+
+def _trace_get(it, eqn, args, key, env):
+    values, _ = args[0]
+    a = eqn.attrs["address"]
+    if a in values:
+        return [values[a]]
+    prefix = a + "/"
+    return [({k[len(prefix):]: v for k, v in values.items() if k.startswith(prefix)}, ())]
+
+
+def _trace_retval(it, eqn, args, key, env):
+    return list(args[0][1])
+
+
+def _plate(it, eqn, args, key, env):
+    region = eqn.regions[0]
+    n = eqn.attrs["size"]
+    keys = jax.random.split(key, n) if n else jnp.zeros((0, 2), jnp.uint32)
+
+    def body(i, k, mapped):
+        return tuple(it.run(region, [i] + list(mapped), k, env))
+
+    if n == 0:
+        return [jnp.zeros(v.type.shape, v.type.dtype) if isinstance(v.type, ArrayType)
+                else _empty_trace(v.type) for v in eqn.outs]
+    outs = jax.vmap(body)(jnp.arange(n, dtype=jnp.int32), keys, tuple(args))
+    return list(outs)
+
+
+def _empty_trace(t: TraceType):
+    return ({a: jnp.zeros(ft.shape, ft.dtype) for a, ft in t.fields}, ())
+
+
+def _scan(it, eqn, args, key, env):
+    region = eqn.regions[0]
+    n, c = eqn.attrs["length"], eqn.attrs["carries"]
+    init, xs = tuple(args[:c]), tuple(args[c:])
+
+    def step(carry, inputs):
+        i, k, x = inputs
+        outs = it.run(region, [i] + list(carry) + list(x), k, env)
+        return tuple(outs[:c]), tuple(outs[c:])
+
+    keys = jax.random.split(key, n) if n else jnp.zeros((0, 2), jnp.uint32)
+    final, ys = jax.lax.scan(step, init, (jnp.arange(n, dtype=jnp.int32), keys, xs), length=n)
+    return list(final) + list(ys)
+
+
+def _cond(it, eqn, args, key, env):
+    then, orelse = eqn.regions
+    return list(jax.lax.cond(args[0], lambda: tuple(it.run(then, [], key, env)),
+                             lambda: tuple(it.run(orelse, [], key, env))))
+
+
+def _expect(it, eqn, args, key, env):
+    # The standard semantics of an expectation is one Monte Carlo estimate.
+    return it.run(eqn.regions[0], [], key, env)
+
+
+RULES: dict[str, Callable] = {
+    "fn": _fn, "index": _index, "param": _param, "init": _init, "draw": _draw,
+    "logpdf": _logpdf, "make_trace": _make_trace, "trace_get": _trace_get,
+    "trace_retval": _trace_retval, "plate": _plate, "scan": _scan, "cond": _cond,
+    "expect": _expect,
+}
+
+
+# -------------------------------------------------------------- entry points
+
+
+def evaluate(program: Program, library, params: dict | None, key, inputs: list) -> list:
+    """Run the program's entry function on ``inputs`` (call inside ``jax.jit``)."""
+    fn = program.functions[program.entry]
+    return Interpreter(library, params, program).run(fn.body, list(inputs), key)
+
+
+def init_params(program: Program, library, key) -> dict[str, Any]:
+    """Initial unconstrained values of every parameter the program reaches."""
+    out = {}
+    for path, info in program.params.items():
+        k = jax.random.fold_in(key, zlib.crc32(path.encode()) & 0x7FFFFFFF)
+        value = Interpreter(library, {}, program).run(info.init.body, [], k)[0]
+        value = jnp.broadcast_to(jnp.asarray(value, jnp.float32), info.type.shape)
+        out[path] = library.constraint(info.constraint).to_unconstrained(value)
+    return out
+
+
+def run_function(fn: Function, library, program: Program, params, key, inputs) -> list:
+    return Interpreter(library, params, program).run(fn.body, list(inputs), key)

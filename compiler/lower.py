@@ -1,0 +1,1025 @@
+"""Lowering: trace the AST into IR, specialising on static arguments.
+
+The lowering walks a declaration's body with an environment in which static
+values (sizes, generative functions, distributions, tuples and records) are
+Python values and dynamic values are IR atoms (values.py), and emits typed
+IR equations into a region :class:`Builder`. Like ``jax.jit``, a generative
+function is lowered once per call signature (its static arguments and the
+types of its dynamic ones) and cached under a specialised name such as
+``coin(n=10)``. Deterministic ``fn`` s and objectives called from other code
+are inlined as they are lowered; generative functions become ``call``,
+``sim`` and ``density`` equations that the passes inline and expand.
+
+    >>> from ppl.compiler.parser import parse
+    >>> low = Lowerer(parse("gen f(n: int) { plate i in n { x ~ normal(0.0, 1.0) } }"), LIB)
+    ... # doctest: +SKIP
+    >>> low.specialise(low.gen_value("f", [3], {})).name  # doctest: +SKIP
+    'f(n=3)'
+
+Invariants: every emitted variable has a concrete type; plates never unroll
+(their body is lowered once, with the index as a traced int); static values
+never reach the IR except as scalar literals.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from typing import Any, Callable
+
+from . import ast
+from .diagnostics import CompileError, Diagnostic, Note, Span, did_you_mean, error
+from .ir import Eqn, Function, Lit, ParamInfo, Region, Var, stacked
+from .library import Library, bind_arguments
+from .types import BOOL, INT, REAL, ArrayType, TraceType, tree_leaves, tree_unflatten
+from .values import DistValue, GenValue, Ref, describe, is_static_number, literal, type_of
+
+SPECIAL_BUILTINS = {"size", "shape", "ndim", "sim", "density", "retval"}
+ESTIMATORS = ("reparam", "reinforce", "enum", "mvd")
+
+_BINARY_FUNCTIONS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "%": "mod", "@": "matmul",
+                     "**": "pow", "==": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt",
+                     ">=": "ge", "and": "logical_and", "or": "logical_or"}
+_STATIC_FOLD: dict[str, Callable] = {
+    "add": operator.add, "sub": operator.sub, "mul": operator.mul, "div": operator.truediv,
+    "mod": operator.mod, "pow": operator.pow, "eq": operator.eq, "ne": operator.ne,
+    "lt": operator.lt, "le": operator.le, "gt": operator.gt, "ge": operator.ge,
+    "logical_and": lambda a, b: bool(a and b), "logical_or": lambda a, b: bool(a or b),
+}
+
+
+class Builder:
+    """Collects the equations of one region being lowered.
+
+    ``kind`` is "function", "plate", "scan", "cond" or "expect". A plate's
+    builder knows its index variable and hoists ``outer[i]`` into a mapped
+    input, so a plate reads its slice of an array the way ``vmap`` would.
+    """
+
+    def __init__(self, kind: str, parent: "Builder | None" = None, index: Var | None = None,
+                 size: int | None = None):
+        self.kind = kind
+        self.size = size
+        self.parent = parent
+        self.index = index
+        self.params: list[Var] = [index] if index is not None else []
+        self.eqns: list[Eqn] = []
+        self.defined: set[int] = {id(index)} if index is not None else set()
+        self.mapped: dict[int, tuple[Any, Var]] = {}  # id(outer atom) -> (outer atom, slice param)
+
+    def emit(self, op: str, outs: list[Var], args: list, attrs: dict | None = None,
+             regions: list[Region] | None = None, span: Span | None = None) -> list[Var]:
+        self.eqns.append(Eqn(op, outs, list(args), attrs or {}, regions or [], span))
+        self.defined.update(id(v) for v in outs)
+        return outs
+
+    def emit1(self, op: str, type_, args: list, attrs: dict | None = None, span=None, hint="",
+              regions=None) -> Var:
+        return self.emit(op, [Var(type_, hint)], args, attrs, regions, span)[0]
+
+    def defines(self, atom: Any) -> bool:
+        return isinstance(atom, Var) and id(atom) in self.defined
+
+    def inside(self, kinds: tuple[str, ...]) -> bool:
+        b: Builder | None = self
+        while b is not None:
+            if b.kind in kinds:
+                return True
+            b = b.parent
+        return False
+
+
+class Lowerer:
+    """Lowers declarations of one program (plus the standard library's)."""
+
+    def __init__(self, program: ast.Program, library: Library, externs: dict[str, Any] | None = None,
+                 extra_decls: tuple[ast.Decl, ...] = ()):
+        self.library = library
+        self.decls: dict[str, ast.Decl] = {d.name: d for d in extra_decls}
+        self.decls.update({d.name: d for d in program.decls})
+        self.externs = dict(externs or {})
+        self.functions: dict[str, Function] = {}
+        self.params: dict[str, ParamInfo] = {}
+        self.stack: list[str] = []
+        self.estimator_overrides: list[tuple[str, str]] = []
+
+    # ------------------------------------------------------------ entry points
+
+    def gen_value(self, name: str, args: list, kwargs: dict, span: Span | None = None) -> GenValue:
+        """Apply the generative function ``name`` to argument values (static or atoms)."""
+        decl = self.decls[name]
+        bound = self.bind_decl_args(decl, args, kwargs, span)
+        static = tuple((k, v) for k, v in bound.items() if not isinstance(v, (Var, Lit)))
+        dynamic = tuple((k, v) for k, v in bound.items() if isinstance(v, (Var, Lit)))
+        return GenValue(name, static, dynamic, (), span)
+
+    def specialise(self, gv: GenValue) -> Function:
+        """The IR function for ``gv``'s declaration at its signature (cached)."""
+        decl = self.decls[gv.decl]
+        key = gv.label() + "".join(f"[{k}:{v.type!r}]" for k, v in gv.dynamic
+                                   if isinstance(v, Var))
+        if key in self.functions:
+            return self.functions[key]
+        if gv.decl in self.stack:
+            raise error(f"'{gv.decl}' calls itself; recursion is not supported "
+                        "(use a plate or a for loop)", gv.span or decl.name_span)
+        self.stack.append(gv.decl)
+        try:
+            b = Builder("function")
+            env: dict[str, Any] = dict(gv.static)
+            for k, v in gv.dynamic:
+                p = Var(v.type, k)
+                b.params.append(p)
+                b.defined.add(id(p))
+                env[k] = p
+            ret = self.lower_body(decl, env, b)
+        finally:
+            self.stack.pop()
+        leaves = [self.as_atom(x, decl.span) for x in tree_leaves(ret)] if ret is not None else []
+        fn = Function(key, Region(b.params, b.eqns, leaves), decl.kind, decl.span)
+        fn.retval_tree = _type_tree(ret)  # type: ignore[attr-defined]
+        self.functions[key] = fn
+        return fn
+
+    def lower_body(self, decl: ast.Decl, env: dict, b: Builder) -> Any:
+        self.current_decl = decl
+        return self.block(decl.body, env, b, decl)
+
+    def bind_decl_args(self, decl: ast.Decl, args: list, kwargs: dict, span: Span | None) -> dict:
+        names = [a.name for a in decl.args]
+        if len(args) > len(names):
+            raise error(f"{decl.name}() takes {len(names)} argument{'s' if len(names) != 1 else ''} "
+                        f"but {len(args)} were given", span)
+        bound = dict(zip(names, args))
+        for k, v in kwargs.items():
+            if k not in names:
+                raise error(f"{decl.name}() has no argument '{k}'", span,
+                            help=did_you_mean(k, names))
+            if k in bound:
+                raise error(f"{decl.name}() got argument '{k}' twice", span)
+            bound[k] = v
+        missing = [n for n in names if n not in bound]
+        if missing:
+            raise error(f"{decl.name}() is missing argument{'s' if len(missing) > 1 else ''} "
+                        + ", ".join(f"'{m}'" for m in missing), span)
+        shape_vars: dict[str, int] = {}
+        for arg in decl.args:
+            bound[arg.name] = self.check_arg(decl, arg, bound[arg.name], shape_vars, span)
+        bound.update({k: v for k, v in shape_vars.items() if k not in bound})
+        return bound
+
+    def check_arg(self, decl: ast.Decl, arg: ast.Arg, value: Any, shape_vars: dict, span) -> Any:
+        t = arg.type
+        where = f"argument '{arg.name}' of {decl.name}"
+        if t is None:
+            return value
+        if t.name in ("int", "bool") and not t.dims:
+            want = int if t.name == "int" else bool
+            if isinstance(value, (Var, Lit)) and not isinstance(value, Lit):
+                raise error(f"{where} must be a static {t.name} (a value known when the program "
+                            f"is compiled), but it is traced ({describe(value)})", span or arg.span,
+                            help="sizes and flags that change the program's structure must be "
+                                 "Python ints or bools, not arrays")
+            if isinstance(value, Lit):
+                value = value.value
+            if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+                raise error(f"{where} must be {'an int' if want is int else 'a bool'}, "
+                            f"got {describe(value)}", span or arg.span)
+            return value
+        if t.name == "gen":
+            if not isinstance(value, GenValue):
+                raise error(f"{where} must be a generative function, got {describe(value)}",
+                            span or arg.span)
+            return value
+        if t.name in ("real", "int", "bool", "simplex"):
+            if is_static_number(value):
+                value = literal(float(value) if t.name == "real" else value)
+            if not isinstance(value, (Var, Lit)) or not isinstance(value.type, ArrayType):
+                raise error(f"{where} must be an array of type {t.name}, got {describe(value)}",
+                            span or arg.span)
+            dims = t.dims or ()
+            if t.dims is not None and len(dims) != value.type.ndim:
+                raise error(f"{where} must have {len(dims)} dimension{'s' if len(dims) != 1 else ''}"
+                            f" ({t.name}[{', '.join(map(str, dims))}]), got {value.type!r}",
+                            span or arg.span)
+            for d, actual in zip(dims, value.type.shape):
+                if isinstance(d, int) and d != actual:
+                    raise error(f"{where} must have shape [{', '.join(map(str, dims))}], "
+                                f"got {value.type!r}", span or arg.span)
+                if isinstance(d, str):
+                    if d in shape_vars and shape_vars[d] != actual:
+                        raise error(f"{where}: dimension {d} is {actual} here but "
+                                    f"{shape_vars[d]} elsewhere", span or arg.span)
+                    shape_vars[d] = actual
+            return value
+        return value
+
+    # ------------------------------------------------------------ statements
+
+    def block(self, block: ast.Block, env: dict, b: Builder, decl: ast.Decl) -> Any:
+        result = None
+        for i, stmt in enumerate(block.stmts):
+            if isinstance(stmt, ast.Return):
+                if i != len(block.stmts) - 1:
+                    raise error("'return' must be the last statement of its block", stmt.span)
+                return self.expr(stmt.value, env, b)
+            self.stmt(stmt, env, b, decl)
+        return result
+
+    def stmt(self, s, env: dict, b: Builder, decl: ast.Decl) -> None:
+        if isinstance(s, ast.Assign):
+            value = self.expr(s.value, env, b)
+            if s.destructure:
+                items = self.destructure(value, len(s.targets), s)
+                for name, item in zip(s.targets, items):
+                    env[name] = item
+            else:
+                env[s.targets[0]] = value
+        elif isinstance(s, ast.Sample):
+            self.sample(s, env, b, decl)
+        elif isinstance(s, ast.Factor):
+            if decl.kind != "gen":
+                raise error("'factor' adds to a generative function's log density; it can only "
+                            "be used inside a 'gen' declaration", s.span)
+            if b.inside(("expect",)):
+                raise error("'factor' cannot be used inside 'expect'", s.span)
+            v = self.as_array(self.expr(s.value, env, b), s.value.span, "factor")
+            if v.type.dtype != "float32":
+                v = b.emit1("fn", REAL.with_shape(v.type.shape), [v], {"name": "float"}, s.span)
+            if v.type.shape:
+                v = b.emit1("fn", REAL, [v], {"name": "sum", "axis": None}, s.span)
+            b.emit("factor", [], [v], {}, span=s.span)
+        elif isinstance(s, ast.ParamDecl):
+            env[s.name] = self.param(s, env, b, decl)
+        elif isinstance(s, ast.Plate):
+            self.plate(s, env, b, decl)
+        elif isinstance(s, ast.For):
+            self.loop(s, env, b, decl)
+        elif isinstance(s, ast.If):
+            self.conditional(s, env, b, decl)
+        else:  # pragma: no cover - the grammar produces no other statement
+            raise error(f"unsupported statement {type(s).__name__}", s.span)
+
+    def destructure(self, value: Any, n: int, s: ast.Assign) -> tuple:
+        if isinstance(value, tuple) and len(value) == n:
+            return value
+        got = f"a tuple of {len(value)}" if isinstance(value, tuple) else describe(value)
+        raise error(f"cannot unpack {got} into {n} names", s.span)
+
+    def sample(self, s: ast.Sample, env: dict, b: Builder, decl: ast.Decl) -> None:
+        if decl.kind == "fn":
+            raise error("a 'fn' is deterministic: random choices belong in a 'gen' declaration "
+                        "or inside 'expect'", s.span)
+        if decl.kind == "objective" and not b.inside(("expect",)):
+            raise error("an objective draws random choices only inside 'expect { ... }'", s.span)
+        if b.inside(("cond",)):
+            raise error("a random choice under a condition known only at run time is not "
+                        "supported; use where(...) to select values, or a static condition",
+                        s.span)
+        value = self.expr(s.value, env, b)
+        address = s.address or s.target
+        if "/" in address:
+            raise error(f"address '{address}' may not contain '/', which separates nested "
+                        "addresses", s.span)
+        if isinstance(value, DistValue):
+            estimator = self.estimator_for(s, value)
+            args = [self.as_atom(a, s.value.span) for a in value.args]
+            out = b.emit1("sample", value.value_type, args,
+                          {"address": address, "dist": value.name, "form": value.form,
+                           "estimator": estimator}, span=s.span, hint=s.target)
+            env[s.target] = out
+        elif isinstance(value, GenValue):
+            if s.estimator is not None:
+                raise error("'with' chooses the estimator of one distribution; the generative "
+                            f"function {value.decl} has its own choices", s.estimator.span)
+            if value.observations:
+                raise error("a conditioned generative function cannot be called at an address; "
+                            "condition the whole model from outside instead", s.value.span)
+            if self.decls[value.decl].kind != "gen":
+                raise error(f"'{value.decl}' is not a generative function", s.value.span)
+            fn = self.specialise(value)
+            outs = [Var(a.type, s.target) for a in fn.body.outs]
+            b.emit("call", outs, [v for _, v in value.dynamic],
+                   {"callee": fn.name, "address": address}, span=s.span)
+            env[s.target] = tree_unflatten(fn.retval_tree, outs) if outs else ()
+        else:
+            raise error(f"the right of '~' must be a distribution or a generative function, "
+                        f"got {describe(value)}", s.value.span)
+
+    def estimator_for(self, s: ast.Sample, d: DistValue) -> str:
+        dist = self.library.distributions[d.name]
+        if s.estimator is None:
+            return dist.default_estimator
+        name = s.estimator.name
+        if name not in ESTIMATORS:
+            raise error(f"unknown estimator '{name}'", s.estimator.span,
+                        help=did_you_mean(name, ESTIMATORS) or "estimators: " + ", ".join(ESTIMATORS))
+        if name not in dist.estimators:
+            raise error(unsound_estimator_message(name, d.name, s.address or s.target, dist),
+                        s.estimator.span,
+                        help="sound estimators here: " + ", ".join(sorted(dist.estimators)))
+        if s.estimator.args or s.estimator.kwargs:
+            raise error(f"estimator '{name}' takes no arguments here", s.estimator.span)
+        return name
+
+    def param(self, s: ast.ParamDecl, env: dict, b: Builder, decl: ast.Decl) -> Var:
+        if decl.kind == "fn":
+            raise error("a 'fn' cannot declare parameters; declare them in the 'gen' or "
+                        "'objective' that uses it", s.span)
+        if b.kind != "function" or b.parent is not None:
+            raise error("'param' must be declared at the top level of its declaration, not "
+                        "inside a plate, loop, branch or expect", s.span)
+        t = s.type
+        dims = t.dims or ()
+        shape = []
+        for d in dims:
+            if isinstance(d, str):
+                v = env.get(d)
+                if not isinstance(v, int) or isinstance(v, bool):
+                    raise error(f"dimension '{d}' of a parameter must be a static int", t.span)
+                d = v
+            shape.append(d)
+        constraint = self.constraint_of(t)
+        if constraint[0] == "simplex" and not shape:
+            raise error("a simplex parameter needs a size, like simplex[3]", t.span)
+        dtype = "float32"
+        ptype = ArrayType(dtype, tuple(shape))
+        path = f"{decl.name}.{s.name}"
+        init_fn = self.param_init(s, ptype, env, path)
+        previous = self.params.get(path)
+        if previous is not None and (previous.type != ptype or previous.constraint != constraint):
+            raise error(f"parameter {path} has type {ptype!r} here but {previous.type!r} in "
+                        "another use of its declaration", s.span,
+                        help="a parameter's shape may not depend on the arguments of its function")
+        if previous is None:
+            self.params[path] = ParamInfo(path, ptype, constraint, init_fn, s.span)
+        return b.emit1("param", ptype, [], {"path": path}, span=s.span, hint=s.name)
+
+    def constraint_of(self, t: ast.TypeAnn) -> tuple:
+        if t.name == "simplex":
+            return ("simplex",)
+        if t.name != "real":
+            raise error(f"a parameter's type is real (with optional bounds) or simplex, "
+                        f"not '{t.name}'", t.span)
+        c = dict(t.constraint)
+        for k in c:
+            if k not in ("lower", "upper"):
+                raise error(f"unknown constraint '{k}' (use lower=... and upper=...)", t.span)
+        if "lower" in c and "upper" in c:
+            if not c["lower"] < c["upper"]:
+                raise error("the lower bound must be below the upper bound", t.span)
+            return ("interval", float(c["lower"]), float(c["upper"]))
+        if "lower" in c:
+            return ("lower", float(c["lower"]))
+        if "upper" in c:
+            return ("upper", float(c["upper"]))
+        return ("real",)
+
+    def param_init(self, s: ast.ParamDecl, ptype: ArrayType, env: dict, path: str) -> Function:
+        """A parameter-free function computing the initial (constrained) value."""
+        b = Builder("function")
+        if s.init is None:
+            value: Any = None
+        elif (isinstance(s.init, ast.Call) and isinstance(s.init.func, ast.Name)
+              and s.init.func.id in self.library.initializers and s.init.func.id not in env):
+            init = self.library.initializers[s.init.func.id]
+            args = [self.static_value(self.expr(a, env, b), a.span, "an initialiser argument")
+                    for a in s.init.args]
+            kwargs = {k.name: self.static_value(self.expr(k.value, env, b), k.span,
+                                                "an initialiser argument") for k in s.init.kwargs}
+            try:
+                bound = bind_arguments(init.name, init.params, args, kwargs)
+            except ValueError as e:
+                raise error(str(e), s.init.span) from None
+            value = b.emit1("init", ptype, [], {"name": init.name, "shape": ptype.shape,
+                                                 **bound}, span=s.init.span)
+        else:
+            value = self.expr(s.init, env, b)
+        if value is None:
+            default = {"real": 0.0, "lower": None, "upper": None, "interval": None, "simplex": None}
+            c = self.constraint_of(s.type)
+            start = {"real": 0.0, "lower": c[1] + 1.0 if c[0] == "lower" else 0.0,
+                     "upper": c[1] - 1.0 if c[0] == "upper" else 0.0,
+                     "interval": (c[1] + c[2]) / 2 if c[0] == "interval" else 0.0,
+                     "simplex": 1.0 / max(ptype.shape[-1], 1) if ptype.shape else 1.0}[c[0]]
+            del default
+            value = literal(float(start))
+        atom = self.as_array(value, s.init.span if s.init else s.span, "a parameter's initial value")
+        try:
+            _broadcast_to(atom.type.shape, ptype.shape)
+        except ValueError:
+            raise error(f"the initial value of {path} has type {atom.type!r}, which does not fit "
+                        f"the parameter's type {ptype!r}", s.init.span if s.init else s.span) from None
+        if atom.type != ptype:
+            atom = b.emit1("fn", ptype, [atom], {"name": "broadcast_to", "shape": ptype.shape})
+        return Function(f"init {path}", Region([], b.eqns, [atom]), "init", s.span)
+
+    # ------------------------------------------------------------ plates, loops, branches
+
+    def plate(self, s: ast.Plate, env: dict, b: Builder, decl: ast.Decl) -> None:
+        n = self.static_size(self.expr(s.size, env, b), s.size.span, "a plate")
+        inner = Builder("plate", b, Var(INT, s.index), n)
+        inner_env = dict(env)
+        inner_env[s.index] = inner.index
+        result = self.block(s.body, inner_env, inner, decl)
+        if result is not None:
+            raise error("'return' cannot be used inside a plate", s.span)
+        exported = self.exported(env, inner_env, inner, s.index)
+        outs = [Var(stacked(v.type, n), name) for name, v in exported]
+        mapped_outer = [outer for outer, _ in inner.mapped.values()]
+        region = Region(inner.params + [p for _, p in inner.mapped.values()], inner.eqns,
+                        [v for _, v in exported])
+        b.emit("plate", outs, mapped_outer, {"size": n}, [region], s.span)
+        for (name, _), out in zip(exported, outs):
+            env[name] = out
+
+    def exported(self, before: dict, after: dict, inner: Builder, index: str) -> list[tuple[str, Var]]:
+        """Names (re)bound inside a plate or loop body to values defined there."""
+        result = []
+        for name, v in after.items():
+            if name == index or (name in before and before[name] is v):
+                continue
+            if isinstance(v, Var) and inner.defines(v):
+                result.append((name, v))
+            elif is_static_number(v) or isinstance(v, Lit):
+                if name in before and before[name] is not v:
+                    result.append((name, self.materialise(v, inner)))
+        return result
+
+    def materialise(self, v, b: Builder) -> Var:
+        atom = literal(v) if is_static_number(v) else v
+        return b.emit1("fn", atom.type, [atom], {"name": "identity"})
+
+    def loop(self, s: ast.For, env: dict, b: Builder, decl: ast.Decl) -> None:
+        n = self.static_size(self.expr(s.size, env, b), s.size.span, "a for loop")
+        assigned = _assigned_names(s.body)
+        carried = [k for k in assigned if k in env and k != s.index]
+        inits = []
+        for k in carried:
+            v = env[k]
+            if is_static_number(v):
+                v = literal(float(v) if isinstance(v, float) else v)
+            if not isinstance(v, (Var, Lit)):
+                raise error(f"'{k}' is carried by the loop, so it must be an array, "
+                            f"not {describe(v)}", s.span)
+            inits.append(v)
+        inner = Builder("scan", b, Var(INT, s.index))
+        carry_params = [Var(v.type, k) for k, v in zip(carried, inits)]
+        inner.params += carry_params
+        inner.defined.update(id(p) for p in carry_params)
+        inner_env = dict(env)
+        inner_env[s.index] = inner.index
+        inner_env.update(zip(carried, carry_params))
+        result = self.block(s.body, inner_env, inner, decl)
+        if result is not None:
+            raise error("'return' cannot be used inside a for loop", s.span)
+        new_carry = []
+        for k, init, p in zip(carried, inits, carry_params):
+            v = inner_env[k]
+            if is_static_number(v):
+                v = literal(v)
+            if not isinstance(v, (Var, Lit)) or v.type != init.type:
+                got = v.type if isinstance(v, (Var, Lit)) else describe(v)
+                raise error(f"'{k}' is carried by the loop and must keep its type: it is "
+                            f"{init.type!r} before the loop but {got!r} after one step", s.span)
+            new_carry.append(v)
+        carried_set = set(carried)
+        exported = [(k, v) for k, v in self.exported(env, inner_env, inner, s.index)
+                    if k not in carried_set]
+        mapped_outer = [outer for outer, _ in inner.mapped.values()]
+        region = Region(inner.params + [p for _, p in inner.mapped.values()], inner.eqns,
+                        new_carry + [v for _, v in exported])
+        outs = [Var(v.type, k) for k, v in zip(carried, inits)]
+        outs += [Var(stacked(v.type, n), k) for k, v in exported]
+        b.emit("scan", outs, inits + mapped_outer, {"length": n, "carries": len(inits)},
+               [region], s.span)
+        for k, out in zip(carried + [k for k, _ in exported], outs):
+            env[k] = out
+
+    def conditional(self, s: ast.If, env: dict, b: Builder, decl: ast.Decl) -> None:
+        cond = self.expr(s.cond, env, b)
+        if isinstance(cond, (bool, int)) and not isinstance(cond, float):
+            chosen = s.then if cond else s.orelse
+            if chosen is not None:
+                if self.block(chosen, env, b, decl) is not None:
+                    raise error("'return' cannot be used inside an if", s.span)
+            return
+        c = self.as_array(cond, s.cond.span, "a condition")
+        if c.type.shape != () or c.type.dtype != "bool":
+            raise error(f"a condition must be a scalar bool, got {c.type!r}", s.cond.span,
+                        help="use where(cond, a, b) to select elementwise")
+        branches, envs = [], []
+        for blk in (s.then, s.orelse):
+            inner = Builder("cond", b)
+            inner_env = dict(env)
+            if blk is not None and self.block(blk, inner_env, inner, decl) is not None:
+                raise error("'return' cannot be used inside an if", s.span)
+            branches.append(inner)
+            envs.append(inner_env)
+        names = [k for k in dict.fromkeys(list(envs[0]) + list(envs[1]))
+                 if any(k not in env or e.get(k) is not env[k] for e in envs)
+                 and all(k in e for e in envs)]
+        outs_by_branch = [[], []]
+        kept = []
+        for k in names:
+            vals = []
+            for inner, e in zip(branches, envs):
+                v = e[k]
+                if is_static_number(v):
+                    v = literal(v)
+                vals.append(v)
+            if not all(isinstance(v, (Var, Lit)) and isinstance(v.type, ArrayType) for v in vals):
+                continue
+            if vals[0].type != vals[1].type:
+                raise error(f"'{k}' has type {vals[0].type!r} in one branch and {vals[1].type!r} "
+                            "in the other", s.span)
+            kept.append((k, vals[0].type))
+            for i in range(2):
+                outs_by_branch[i].append(vals[i])
+        regions = [Region([], br.eqns, outs) for br, outs in zip(branches, outs_by_branch)]
+        outs = [Var(t, k) for k, t in kept]
+        b.emit("cond", outs, [c], {}, regions, s.span)
+        for (k, _), out in zip(kept, outs):
+            env[k] = out
+
+    # ------------------------------------------------------------ expressions
+
+    def expr(self, e, env: dict, b: Builder) -> Any:
+        method = getattr(self, "expr_" + type(e).__name__)
+        return method(e, env, b)
+
+    def expr_Name(self, e: ast.Name, env: dict, b: Builder) -> Any:
+        if e.id in env:
+            return env[e.id]
+        if e.id in self.decls:
+            return Ref(self.decls[e.id].kind, e.id)
+        if e.id in self.externs:
+            return Ref("function", e.id)
+        if e.id in self.library.functions:
+            return Ref("function", e.id)
+        if e.id in self.library.distributions:
+            return Ref("distribution", e.id)
+        if e.id in SPECIAL_BUILTINS:
+            return Ref("builtin", e.id)
+        if e.id in self.library.initializers:
+            raise error(f"the initialiser {e.id}() can only initialise a 'param'", e.span)
+        if e.id in ("pi", "inf"):
+            return math.pi if e.id == "pi" else math.inf
+        raise error(f"undefined name '{e.id}'", e.span,
+                    help=did_you_mean(e.id, list(env) + list(self.decls)
+                                      + list(self.library.functions)
+                                      + list(self.library.distributions)))
+
+    def expr_Literal(self, e: ast.Literal, env: dict, b: Builder) -> Any:
+        return e.value
+
+    def expr_Unary(self, e: ast.Unary, env: dict, b: Builder) -> Any:
+        v = self.expr(e.operand, env, b)
+        if e.op == "neg":
+            if is_static_number(v) and not isinstance(v, bool):
+                return -v
+            return self.call_function("neg", [v], {}, e.span, b)
+        if isinstance(v, bool):
+            return not v
+        return self.call_function("logical_not", [v], {}, e.span, b)
+
+    def expr_Binary(self, e: ast.Binary, env: dict, b: Builder) -> Any:
+        left = self.expr(e.left, env, b)
+        if e.op in ("and", "or") and isinstance(left, bool):
+            # Static short-circuit: `n > 0 and x[0] > 1` with n static.
+            if (e.op == "and" and not left) or (e.op == "or" and left):
+                return left
+        right = self.expr(e.right, env, b)
+        name = _BINARY_FUNCTIONS[e.op]
+        if is_static_number(left) and is_static_number(right) and name in _STATIC_FOLD:
+            try:
+                result = _STATIC_FOLD[name](left, right)
+            except (ZeroDivisionError, OverflowError, ValueError) as ex:
+                raise error(f"cannot compute {left!r} {e.op} {right!r}: {ex}", e.span) from None
+            if name == "mod" and isinstance(left, int) and isinstance(right, int):
+                return result
+            return result
+        if isinstance(left, GenValue) or isinstance(right, GenValue):
+            raise error(f"'{e.op}' cannot be applied to a generative function", e.span,
+                        help="condition a model with '|', as in model(x) | {y: data}"
+                        if e.op == "|" else None)
+        return self.call_function(name, [left, right], {}, e.span, b)
+
+    def expr_Condition(self, e: ast.Condition, env: dict, b: Builder) -> Any:
+        target = self.expr(e.target, env, b)
+        if not isinstance(target, GenValue):
+            raise error(f"'|' conditions a generative function on observations, but the left "
+                        f"side is {describe(target)}", e.target.span)
+        obs = self.expr(e.observations, env, b)
+        if not isinstance(obs, dict):
+            raise error(f"the right of '|' must be a record of observations like {{y: data}}, "
+                        f"got {describe(obs)}", e.observations.span)
+        observations = dict(target.observations)
+        for addr, v in obs.items():
+            if addr in observations:
+                raise error(f"address '{addr}' is observed twice", e.observations.span)
+            observations[addr] = self.as_array(v, e.observations.span, f"the observation of '{addr}'")
+        return GenValue(target.decl, target.static, target.dynamic, tuple(observations.items()),
+                        e.span)
+
+    def expr_TupleLit(self, e: ast.TupleLit, env: dict, b: Builder) -> Any:
+        return tuple(self.expr(x, env, b) for x in e.items)
+
+    def expr_RecordLit(self, e: ast.RecordLit, env: dict, b: Builder) -> Any:
+        out = {}
+        for k, x in e.fields:
+            if k in out:
+                raise error(f"field '{k}' appears twice in this record", e.span)
+            out[k] = self.expr(x, env, b)
+        return out
+
+    def expr_ArrayLit(self, e: ast.ArrayLit, env: dict, b: Builder) -> Any:
+        if not e.items:
+            raise error("an empty array literal has no type; use zeros(0)", e.span)
+        items = [self.expr(x, env, b) for x in e.items]
+        if all(is_static_number(x) for x in items) and any(isinstance(x, float) for x in items):
+            items = [float(x) for x in items]
+        return self.call_function("stack", items, {}, e.span, b)
+
+    def expr_Field(self, e: ast.Field, env: dict, b: Builder) -> Any:
+        v = self.expr(e.value, env, b)
+        if isinstance(v, dict):
+            if e.name not in v:
+                raise error(f"the record has no field '{e.name}'", e.span,
+                            help=did_you_mean(e.name, v) or f"its fields: {', '.join(v)}")
+            return v[e.name]
+        if isinstance(v, Var) and isinstance(v.type, TraceType):
+            return self.trace_get(v, e.name, e.span, b)
+        raise error(f"{describe(v)} has no fields", e.span)
+
+    def expr_Index(self, e: ast.Index, env: dict, b: Builder) -> Any:
+        v = self.expr(e.value, env, b)
+        if isinstance(v, Var) and isinstance(v.type, TraceType):
+            if len(e.indices) != 1 or not isinstance(e.indices[0], ast.Literal) \
+                    or not isinstance(e.indices[0].value, str):
+                raise error("a trace is indexed by an address string, like t[\"x\"]", e.span)
+            return self.trace_get(v, e.indices[0].value, e.span, b)
+        if isinstance(v, dict):
+            key = self.expr(e.indices[0], env, b) if len(e.indices) == 1 else None
+            if not isinstance(key, str) or key not in v:
+                raise error("a record is indexed by one of its field names", e.span)
+            return v[key]
+        if isinstance(v, tuple):
+            k = self.expr(e.indices[0], env, b) if len(e.indices) == 1 else None
+            if not isinstance(k, int) or isinstance(k, bool) or not -len(v) <= k < len(v):
+                raise error(f"a tuple of {len(v)} is indexed by a static int in range", e.span)
+            return v[k]
+        base = self.as_array(v, e.value.span, "indexing")
+        # Hoist outer[i] inside a plate over i: the plate reads its slice directly.
+        if (len(e.indices) == 1 and b.kind == "plate" and isinstance(e.indices[0], ast.Name)
+                and env.get(e.indices[0].id) is b.index and isinstance(base, Var)
+                and not b.defines(base) and base.type.ndim >= 1):
+            if base.type.shape[0] == b.size:
+                if id(base) not in b.mapped:
+                    p = Var(ArrayType(base.type.dtype, base.type.shape[1:]), base.hint)
+                    b.mapped[id(base)] = (base, p)
+                    b.defined.add(id(p))
+                return b.mapped[id(base)][1]
+        spec, args, shape = [], [base], list(base.type.shape)
+        out_shape: list[int] = []
+        dim = 0
+        for idx in e.indices:
+            if dim >= len(shape):
+                raise error(f"too many indices for an array of type {base.type!r}", e.span)
+            n = shape[dim]
+            if isinstance(idx, ast.Slice):
+                start = self.static_int(idx.start, env, b, 0)
+                stop = self.static_int(idx.stop, env, b, n)
+                start, stop = _clip_slice(start, n), _clip_slice(stop, n)
+                spec.append(("s", start, stop))
+                out_shape.append(max(stop - start, 0))
+            else:
+                k = self.expr(idx, env, b)
+                if isinstance(k, int) and not isinstance(k, bool):
+                    if not -n <= k < n:
+                        raise error(f"index {k} is out of bounds for a dimension of size {n}",
+                                    idx.span)
+                    spec.append(("c", k % n))
+                else:
+                    ka = self.as_array(k, idx.span, "an index")
+                    if ka.type.dtype != "int32":
+                        raise error(f"an index must be an int, got {ka.type!r}", idx.span)
+                    if ka.type.shape and len(e.indices) > 1:
+                        raise error("an array of indices must be the only index", idx.span)
+                    spec.append(("d",))
+                    args.append(ka)
+                    out_shape.extend(ka.type.shape)
+            dim += 1
+        out_shape.extend(shape[dim:])
+        return b.emit1("index", ArrayType(base.type.dtype, tuple(out_shape)), args,
+                       {"spec": tuple(spec)}, span=e.span)
+
+    def static_int(self, e, env, b, default: int) -> int:
+        if e is None:
+            return default
+        v = self.expr(e, env, b)
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise error("slice bounds must be static ints", e.span,
+                        help="use an index array, or where(...), for bounds known only at run time")
+        return v
+
+    def expr_Expect(self, e: ast.Expect, env: dict, b: Builder) -> Any:
+        decl = self.current_decl
+        if decl.kind == "gen":
+            raise error("'expect' belongs in an objective (or a fn it calls), not in a "
+                        "generative function", e.span)
+        inner = Builder("expect", b)
+        result = self.block(e.body, dict(env), inner, decl)
+        if result is None:
+            raise error("an 'expect' block must end with 'return' of the quantity to average",
+                        e.span)
+        value = self.as_array(result, e.span, "the value of 'expect'")
+        if value.type.shape != () or value.type.dtype != "float32":
+            if value.type.dtype != "float32" or value.type.shape:
+                raise error(f"'expect' averages a real scalar, but its block returns "
+                            f"{value.type!r}", e.body.stmts[-1].span,
+                            help="sum or average the values first")
+        return b.emit1("expect", REAL, [], {}, span=e.span,
+                       regions=[Region([], inner.eqns, [value])])
+
+    def expr_Call(self, e: ast.Call, env: dict, b: Builder) -> Any:
+        f = self.expr(e.func, env, b)
+        if isinstance(f, Ref) and f.kind == "builtin":
+            return self.builtin(f.name, e, env, b)
+        args = [self.expr(a, env, b) for a in e.args]
+        kwargs = {}
+        for k in e.kwargs:
+            if k.name in kwargs:
+                raise error(f"argument '{k.name}' is given twice", k.span)
+            kwargs[k.name] = self.expr(k.value, env, b)
+        if isinstance(f, Ref):
+            if f.kind == "function":
+                return self.call_function(f.name, args, kwargs, e.span, b)
+            if f.kind == "distribution":
+                return self.distribution(f.name, args, kwargs, e.span)
+            if f.kind == "gen":
+                return self.gen_value(f.name, args, kwargs, e.span)
+            if f.kind in ("fn", "objective"):
+                return self.inline_call(f.name, args, kwargs, e.span, b)
+        raise error(f"{describe(f)} cannot be called", e.func.span)
+
+    def inline_call(self, name: str, args, kwargs, span, b: Builder) -> Any:
+        decl = self.decls[name]
+        if name in self.stack:
+            raise error(f"'{name}' calls itself; recursion is not supported", span)
+        bound = self.bind_decl_args(decl, args, kwargs, span)
+        self.stack.append(name)
+        saved = getattr(self, "current_decl", None)
+        try:
+            result = self.lower_body(decl, dict(bound), b)
+        finally:
+            self.stack.pop()
+            self.current_decl = saved
+        if result is None:
+            raise error(f"'{name}' returns no value", span)
+        return result
+
+    def builtin(self, name: str, e: ast.Call, env: dict, b: Builder) -> Any:
+        args = [self.expr(a, env, b) for a in e.args]
+        if e.kwargs:
+            raise error(f"{name}() takes no keyword arguments", e.kwargs[0].span)
+        want = {"size": 1, "shape": 1, "ndim": 1, "sim": 1, "density": 2, "retval": 1}[name]
+        if len(args) != want:
+            raise error(f"{name}() takes {want} argument{'s' if want > 1 else ''} but "
+                        f"{len(args)} were given", e.span)
+        if name in ("size", "shape", "ndim"):
+            v = args[0]
+            if is_static_number(v):
+                v = literal(v)
+            t = type_of(v)
+            if not isinstance(t, ArrayType):
+                raise error(f"{name}() needs an array, got {describe(args[0])}", e.span)
+            return {"size": t.size, "shape": tuple(t.shape), "ndim": t.ndim}[name]
+        if name == "retval":
+            t = args[0]
+            if not (isinstance(t, Var) and isinstance(t.type, TraceType)):
+                raise error(f"retval() needs a trace, got {describe(t)}", e.span)
+            if t.type.retval is None:
+                return ()
+            leaves = tree_leaves(t.type.retval)
+            outs = b.emit("trace_retval", [Var(lt, "ret") for lt in leaves], [t], {}, span=e.span)
+            return tree_unflatten(t.type.retval, outs)
+        if self.current_decl.kind == "gen":
+            raise error(f"{name}() belongs in objectives; a generative function draws with '~'",
+                        e.span)
+        g = args[0]
+        if not isinstance(g, GenValue):
+            raise error(f"{name}() needs a generative function, got {describe(g)}", e.args[0].span)
+        if name == "sim":
+            if g.observations:
+                raise error("sim() of a conditioned program: there is no sampler for a posterior",
+                            e.span, help="simulate the unconditioned model, or use the "
+                                         "conditioned one as a target in density()")
+            return self.emit_sim(g, b, e.span)
+        trace = args[1]
+        if not (isinstance(trace, Var) and isinstance(trace.type, TraceType)):
+            raise error(f"density() needs a trace as its second argument, got {describe(trace)}",
+                        e.args[1].span)
+        return self.emit_density(g, trace, b, e.span)
+
+    def emit_sim(self, g: GenValue, b: Builder, span) -> tuple:
+        from .passes.addresses import trace_type  # a pure IR analysis
+
+        fn = self.specialise(g)
+        ttype = trace_type(fn, self.functions, span)
+        ttype = TraceType(ttype.fields, getattr(fn, "retval_tree", None))
+        t, lp = b.emit("sim", [Var(ttype, "trace"), Var(REAL, "logp")],
+                       [v for _, v in g.dynamic], {"callee": fn.name}, span=span)
+        return (t, lp)
+
+    def emit_density(self, g: GenValue, trace: Var, b: Builder, span) -> Var:
+        fn = self.specialise(g)
+        observed = tuple(a for a, _ in g.observations)
+        return b.emit1("density", REAL, [trace] + [v for _, v in g.observations]
+                       + [v for _, v in g.dynamic],
+                       {"callee": fn.name, "observed": observed}, span=span, hint="logp")
+
+    def trace_get(self, t: Var, address: str, span, b: Builder) -> Var:
+        ft = t.type.field(address)
+        if ft is None:
+            prefix = address + "/"
+            sub = tuple((a[len(prefix):], ty) for a, ty in t.type.fields if a.startswith(prefix))
+            if not sub:
+                raise error(f"the trace has no address '{address}'", span,
+                            help=did_you_mean(address, t.type.addresses)
+                            or f"its addresses: {', '.join(t.type.addresses) or 'none'}")
+            ft = TraceType(sub)
+        return b.emit1("trace_get", ft, [t], {"address": address}, span=span,
+                       hint=address.replace("/", "_"))
+
+    def distribution(self, name: str, args: list, kwargs: dict, span) -> DistValue:
+        dist = self.library.distributions[name]
+        form = _choose_form(dist, args, kwargs)
+        if form is None:
+            forms = " or ".join(f"{name}({', '.join(f)})" for f in dist.forms)
+            bad = [k for k in kwargs if all(k not in f for f in dist.forms)]
+            msg = (f"{name}() has no parameter '{bad[0]}'" if bad
+                   else f"{name}() takes {len(dist.forms[0])} parameters, "
+                        f"got {len(args) + len(kwargs)}")
+            names = [n for f in dist.forms for n in f]
+            help_ = (did_you_mean(bad[0], names) if bad else None) or f"use {forms}"
+            raise error(msg, span, help=help_)
+        values = list(args) + [kwargs[k] for k in form[len(args):]]
+        atoms = []
+        for pname, v in zip(form, values):
+            if is_static_number(v):
+                atoms.append(float(v) if not isinstance(v, bool) and pname != "total_count"
+                             else v)
+            else:
+                atoms.append(self.as_array(v, span, f"parameter '{pname}' of {name}"))
+        try:
+            vt = dist.value_type(form, [a.type if isinstance(a, (Var, Lit)) else a for a in atoms])
+        except ValueError as ex:
+            raise error(str(ex), span) from None
+        return DistValue(name, form, tuple(atoms), vt, span)
+
+    def call_function(self, name: str, args: list, kwargs: dict, span, b: Builder) -> Any:
+        f = self.library.functions.get(name) or self.externs.get(name)
+        try:
+            bound = bind_arguments(name, f.params, args, kwargs)
+        except ValueError as ex:
+            raise error(str(ex), span) from None
+        arrays: list = []
+        types: dict[str, Any] = {}
+        attrs: dict[str, Any] = {"name": name}
+        for spec in f.params:
+            v = bound[spec.name]
+            if spec.static:
+                attrs[spec.name] = self.static_value(v, span, f"argument '{spec.name}' of {name}()")
+                types[spec.name] = attrs[spec.name]
+            elif spec.variadic:
+                items = [self.array_arg(x, span, name) for x in v]
+                arrays.extend(items)
+                attrs["count"] = len(items)
+                types[spec.name] = tuple(_arg_type(x) for x in items)
+            else:
+                a = self.array_arg(v, span, name)
+                arrays.append(a)
+                types[spec.name] = _arg_type(a)
+        try:
+            rtype = f.result_type(types)
+        except ValueError as ex:
+            raise error(str(ex), span) from None
+        atoms = [literal(a) if is_static_number(a) else a for a in arrays]
+        return b.emit1("fn", rtype, atoms, attrs, span=span)
+
+    # ------------------------------------------------------------ value helpers
+
+    def array_arg(self, v, span, fname: str):
+        if is_static_number(v):
+            return v
+        if isinstance(v, (Var, Lit)) and isinstance(v.type, ArrayType):
+            return v
+        if isinstance(v, tuple) and all(is_static_number(x) for x in v):
+            raise error(f"{fname}() got a tuple; use an array literal [..] for an array", span)
+        raise error(f"{fname}() needs an array, got {describe(v)}", span)
+
+    def as_atom(self, v, span):
+        if isinstance(v, (Var, Lit)):
+            return v
+        if is_static_number(v):
+            return literal(v)
+        raise error(f"expected an array, got {describe(v)}", span)
+
+    def as_array(self, v, span, what: str):
+        if is_static_number(v):
+            return literal(v)
+        if isinstance(v, (Var, Lit)) and isinstance(v.type, ArrayType):
+            return v
+        raise error(f"{what} must be an array, got {describe(v)}", span)
+
+    def static_value(self, v, span, what: str):
+        if isinstance(v, (Var, Lit)) and not isinstance(v, Lit):
+            raise error(f"{what} must be known when the program is compiled, but it is traced",
+                        span)
+        if isinstance(v, Lit):
+            return v.value
+        return v
+
+    def static_size(self, v, span, what: str) -> int:
+        if isinstance(v, bool) or not isinstance(v, int):
+            if isinstance(v, (Var, Lit)):
+                raise error(f"the size of {what} must be a static int (known when the program "
+                            "is compiled), but it is traced", span,
+                            help="pass sizes as 'int' arguments, or use size(x) of an array")
+            raise error(f"the size of {what} must be an int, got {describe(v)}", span)
+        if v < 0:
+            raise error(f"the size of {what} must not be negative, got {v}", span)
+        return v
+
+
+def unsound_estimator_message(name: str, dist_name: str, address: str, dist) -> str:
+    reason = {
+        "reparam": f"{dist_name} is discrete, so it has no reparameterisation"
+        if dist.discrete else f"{dist_name} has no pathwise sampler",
+        "enum": f"{dist_name} has no finite support to enumerate",
+        "mvd": f"measure-valued derivatives are not implemented for {dist_name}",
+        "reinforce": f"{dist_name} has no log density to differentiate",
+    }[name]
+    return f"estimator '{name}' is unsound for the {dist_name} at address '{address}': {reason}"
+
+
+def _choose_form(dist, args: list, kwargs: dict):
+    for form in dist.forms:
+        if len(args) + len(kwargs) != len(form):
+            continue
+        rest = form[len(args):]
+        if set(kwargs) == set(rest):
+            return form
+    return None
+
+
+def _arg_type(a):
+    if is_static_number(a):
+        return a
+    return a.type
+
+
+def _type_tree(ret):
+    if ret is None:
+        return ()
+    if isinstance(ret, tuple):
+        return tuple(_type_tree(x) for x in ret)
+    if isinstance(ret, dict):
+        return {k: _type_tree(v) for k, v in ret.items()}
+    return type_of(ret)
+
+
+def _clip_slice(k: int, n: int) -> int:
+    if k < 0:
+        k += n
+    return min(max(k, 0), n)
+
+
+def _broadcast_to(shape, target):
+    if len(shape) > len(target):
+        raise ValueError
+    for a, b in zip(reversed(shape), reversed(target)):
+        if a not in (1, b):
+            raise ValueError
+
+
+def _assigned_names(block: ast.Block) -> list[str]:
+    names: list[str] = []
+    for s in block.stmts:
+        if isinstance(s, ast.Assign):
+            names.extend(s.targets)
+        elif isinstance(s, ast.Sample):
+            names.append(s.target)
+        elif isinstance(s, ast.ParamDecl):
+            names.append(s.name)
+        elif isinstance(s, (ast.Plate, ast.For)):
+            names.extend(_assigned_names(s.body))
+        elif isinstance(s, ast.If):
+            names.extend(_assigned_names(s.then))
+            if s.orelse is not None:
+                names.extend(_assigned_names(s.orelse))
+    return list(dict.fromkeys(names))
+
+
+__all__ = ["Lowerer", "Builder", "unsound_estimator_message", "Diagnostic", "Note", "CompileError"]

@@ -1,0 +1,128 @@
+"""Address analysis: what a generative function draws, and checks on it.
+
+:func:`trace_type` computes the type of a generative function's trace from
+its IR: every ``sample`` at its address, stacked by each enclosing plate or
+loop, and every ``call`` 's choices nested under the call's address. It
+rejects an address drawn twice.
+
+:func:`check_addresses` (a pass, run after inlining) checks every ``density``
+against the trace it is given: the trace must hold every address the model
+draws that is not observed, no address the model does not draw, and values
+of the right types; every observed address must be one the model draws.
+
+    >>> # trace_type(f, functions).fields  ->  (("flips", int[10]), ("p", real))
+"""
+
+from __future__ import annotations
+
+from ..diagnostics import CompileError, DataError, Diagnostic, Note, Span, did_you_mean
+from ..ir import Function, Program, Region, stacked
+from ..types import ArrayType, TraceType
+
+
+def sites(region: Region, functions: dict[str, Function], prefix: str = "",
+          sizes: tuple[int, ...] = ()) -> list[tuple[str, ArrayType, Span | None]]:
+    """Every random choice of a region: (address, stacked type, span)."""
+    out = []
+    for eqn in region.eqns:
+        if eqn.op == "sample":
+            t = eqn.outs[0].type
+            for n in reversed(sizes):
+                t = stacked(t, n)
+            out.append((prefix + eqn.attrs["address"], t, eqn.span))
+        elif eqn.op == "call":
+            callee = eqn.regions[0] if eqn.regions else functions[eqn.attrs["callee"]].body
+            out.extend(sites(callee, functions, prefix + eqn.attrs["address"] + "/", sizes))
+        elif eqn.op == "plate":
+            out.extend(sites(eqn.regions[0], functions, prefix, sizes + (eqn.attrs["size"],)))
+        elif eqn.op == "scan":
+            out.extend(sites(eqn.regions[0], functions, prefix, sizes + (eqn.attrs["length"],)))
+        elif eqn.op == "cond":
+            for r in eqn.regions:
+                out.extend(sites(r, functions, prefix, sizes))
+    return out
+
+
+def trace_type(fn: Function | Region, functions: dict[str, Function],
+               span: Span | None = None) -> TraceType:
+    """The trace type of a generative function; an address drawn twice is an error."""
+    seen: dict[str, Span | None] = {}
+    fields = []
+    errors = []
+    name = fn.name if isinstance(fn, Function) else "the model"
+    body = fn.body if isinstance(fn, Function) else fn
+    for address, t, site_span in sites(body, functions):
+        if address in seen:
+            notes = (Note("first drawn here", seen[address]),) if seen[address] else ()
+            errors.append(Diagnostic(f"address '{address}' is drawn twice in {name}",
+                                     site_span or span, notes=notes,
+                                     help="give each random choice its own name, or an "
+                                          "explicit address with 'at \"...\"'"))
+            continue
+        seen[address] = site_span
+        fields.append((address, t))
+    if errors:
+        raise CompileError(errors)
+    return TraceType(tuple(sorted(fields)))
+
+
+def check_addresses(program: Program) -> Program:
+    """Check every ``density`` equation's trace and observations against its model."""
+    errors: list[Diagnostic] = []
+    for fn in program.functions.values():
+        _check_region(fn.body, program, errors)
+    if errors:
+        cls = DataError if all(d.span is None for d in errors) else CompileError
+        raise cls(errors)
+    return program
+
+
+def _check_region(region: Region, program: Program, errors: list[Diagnostic]) -> None:
+    for eqn in region.eqns:
+        for sub in eqn.regions:
+            _check_region(sub, program, errors)
+        if eqn.op != "density":
+            continue
+        callee = eqn.attrs["callee"]
+        model = trace_type(eqn.regions[0], program.functions, eqn.span)
+        given: TraceType = eqn.args[0].type
+        observed = eqn.attrs["observed"]
+        obs_types = {a: v.type for a, v in zip(observed, eqn.args[1:1 + len(observed)])}
+        name = callee
+        for a, t in obs_types.items():
+            want = model.field(a)
+            if want is None:
+                errors.append(Diagnostic(
+                    f"'{a}' is observed, but {name} draws no choice at that address", eqn.span,
+                    help=did_you_mean(a, model.addresses)
+                    or f"its addresses: {', '.join(model.addresses) or 'none'}"))
+            elif not _fits(t, want):
+                errors.append(Diagnostic(
+                    f"the observation of '{a}' has type {t!r}, but {name} draws {want!r} there",
+                    eqn.span))
+        latent = [(a, t) for a, t in model.fields if a not in obs_types]
+        have = dict(given.fields)
+        for a, t in latent:
+            if a not in have:
+                errors.append(Diagnostic(
+                    f"the trace has no value for '{a}', which {name} draws", eqn.span,
+                    help="a trace given to density() must hold every unobserved choice"))
+            elif not _fits(have[a], t):
+                errors.append(Diagnostic(
+                    f"the trace's value at '{a}' has type {have[a]!r}, but {name} draws "
+                    f"{t!r} there", eqn.span))
+        latent_names = {a for a, _ in latent}
+        for a in have:
+            if a not in latent_names:
+                why = "it is observed" if a in obs_types else f"{name} draws no choice there"
+                errors.append(Diagnostic(f"the trace has a value at '{a}', but {why}", eqn.span,
+                                         help=did_you_mean(a, latent_names)))
+
+
+def _fits(given, want) -> bool:
+    if not isinstance(given, ArrayType) or not isinstance(want, ArrayType):
+        return False
+    if given.shape != want.shape:
+        return False
+    # Integer data for a real-valued choice is fine; real data for a discrete one is not.
+    return given.dtype == want.dtype or (want.dtype == "float32" and given.dtype != "bool")

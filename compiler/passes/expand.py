@@ -1,0 +1,199 @@
+"""Expansion of ``sim`` and ``density`` into sampling and scoring code.
+
+After inlining, a ``sim`` or ``density`` equation holds its model's body as a
+region. This pass replaces it by that body, rewritten with an explicit
+log-density accumulator:
+
+- ``sim``: each ``x = sample[d](args)`` becomes ``x = draw[d](args)`` and
+  ``lp_i = logpdf[d](x, args)``; the drawn values are packed by
+  ``make_trace`` into the trace, and ``Σ lp_i`` (factors included) is the
+  log density;
+- ``density``: each sample's value comes from the trace (``trace_get``) or,
+  if observed, from the observations, and is scored by ``logpdf``.
+
+A plate or loop around choices gets extra outputs: its per-iteration log
+density (summed after the region) and, for ``sim``, the stacked values; for
+``density``, the stacked trace values enter it as mapped inputs. Inside
+``expect``, a direct ``x ~ d`` becomes a ``draw`` (untraced, unscored).
+Each ``draw`` keeps its ``estimator`` attribute for the ADEV backend.
+
+    >>> # (t, lp) = sim[g]()   with g = { x ~ normal(0, 1) }   becomes
+    >>> # x = draw[normal](0.0, 1.0); lp = logpdf[normal](x, 0.0, 1.0); t = make_trace[x](x)
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from ..ir import Atom, Eqn, Function, Lit, Program, Region, Var, ZERO, stacked
+from ..types import REAL, ArrayType
+from .addresses import sites
+
+Source = Callable[[str, list], Atom]  # (address, eqns to emit into) -> atom holding the value
+
+
+def expand(program: Program) -> Program:
+    entry = program.functions[program.entry]
+    subst: dict[int, Atom] = {}
+    eqns, _, _ = _rewrite(entry.body.eqns, "plain", subst, None)
+    body = Region(entry.body.params, eqns, [_sub(o, subst) for o in entry.body.outs])
+    return Program({entry.name: Function(entry.name, body, entry.kind, entry.span)},
+                   program.entry, program.params)
+
+
+def _sub(a: Atom, subst: dict[int, Atom]) -> Atom:
+    return a if isinstance(a, Lit) else subst.get(id(a), a)
+
+
+def _sum_terms(terms: list[Atom], eqns: list[Eqn]) -> Atom:
+    if not terms:
+        return ZERO
+    total = terms[0]
+    for t in terms[1:]:
+        out = Var(REAL, "lp")
+        eqns.append(Eqn("fn", [out], [total, t], {"name": "add"}))
+        total = out
+    return total
+
+
+def _rewrite(eqns_in: list[Eqn], mode: str, subst: dict[int, Atom],
+             source: Source | None) -> tuple[list[Eqn], list[Atom], dict[str, Atom]]:
+    """Rewrite equations under a mode: plain, expect, sim or density.
+
+    Returns the new equations, the log-density terms and (sim) the drawn
+    values by address.
+    """
+    out: list[Eqn] = []
+    terms: list[Atom] = []
+    values: dict[str, Atom] = {}
+    for e in eqns_in:
+        args = [_sub(a, subst) for a in e.args]
+        if e.op == "sample":
+            x = e.outs[0]
+            attrs = {k: e.attrs[k] for k in ("dist", "form", "estimator", "address")}
+            if mode in ("sim", "expect", "plain"):
+                out.append(Eqn("draw", [x], args, attrs, [], e.span))
+                value: Atom = x
+                values[e.attrs["address"]] = x
+            else:
+                value = source(e.attrs["address"], out)
+                subst[id(x)] = value
+            if mode in ("sim", "density"):
+                lp = Var(REAL, "lp")
+                out.append(Eqn("logpdf", [lp], [value] + args,
+                               {"dist": e.attrs["dist"], "form": e.attrs["form"]}, [], e.span))
+                terms.append(lp)
+        elif e.op == "factor":
+            terms.append(args[0])
+        elif e.op in ("sim", "density"):
+            out.extend(_expand_call(e, args, subst))
+        elif e.op in ("plate", "scan"):
+            out.extend(_rewrite_loop(e, args, mode, subst, source, terms, values))
+        elif e.op == "cond":
+            new_regions, lps = [], []
+            for r in e.regions:
+                inner, inner_terms, _ = _rewrite(r.eqns, mode, subst, source)
+                lp = _sum_terms(inner_terms, inner)
+                lps.append(lp)
+                new_regions.append(Region(r.params, inner, [_sub(o, subst) for o in r.outs] + [lp]))
+            if mode in ("sim", "density") and any(not (isinstance(lp, Lit)) for lp in lps):
+                lp_out = Var(REAL, "lp")
+                out.append(Eqn("cond", e.outs + [lp_out], args, e.attrs, new_regions, e.span))
+                terms.append(lp_out)
+            else:
+                for r in new_regions:
+                    r.outs.pop()
+                out.append(Eqn("cond", e.outs, args, e.attrs, new_regions, e.span))
+        elif e.op == "expect":
+            r = e.regions[0]
+            inner, _, _ = _rewrite(r.eqns, "expect", subst, None)
+            out.append(Eqn("expect", e.outs, args, e.attrs,
+                           [Region(r.params, inner, [_sub(o, subst) for o in r.outs])], e.span))
+        else:
+            regions = []
+            for r in e.regions:
+                inner, _, _ = _rewrite(r.eqns, mode, subst, source)
+                regions.append(Region(r.params, inner, [_sub(o, subst) for o in r.outs]))
+            out.append(Eqn(e.op, e.outs, args, e.attrs, regions, e.span))
+    return out, terms, values
+
+
+def _expand_call(e: Eqn, args: list[Atom], subst: dict[int, Atom]) -> list[Eqn]:
+    """Replace a ``sim`` or ``density`` equation by its model's rewritten body."""
+    body = e.regions[0]
+    out: list[Eqn] = []
+    if e.op == "sim":
+        for p, a in zip(body.params, args):
+            subst[id(p)] = a
+        inner, terms, values = _rewrite(body.eqns, "sim", subst, None)
+        out.extend(inner)
+        trace, lp = e.outs
+        addresses = trace.type.addresses
+        retval = [_sub(o, subst) for o in body.outs]
+        out.append(Eqn("make_trace", [trace], [values[a] for a in addresses] + retval,
+                       {"addresses": addresses}, [], e.span))
+        total = _sum_terms(terms, out)
+        out.append(Eqn("fn", [lp], [total], {"name": "identity"}, [], e.span))
+        return out
+    observed = e.attrs["observed"]
+    trace = args[0]
+    obs = dict(zip(observed, args[1:1 + len(observed)]))
+    for p, a in zip(body.params, args[1 + len(observed):]):
+        subst[id(p)] = a
+    trace_type = trace.type
+
+    def source(address: str, emit: list[Eqn]) -> Atom:
+        if address in obs:
+            return obs[address]
+        v = Var(trace_type.field(address), address.replace("/", "_"))
+        emit.append(Eqn("trace_get", [v], [trace], {"address": address}, [], e.span))
+        return v
+
+    inner, terms, _ = _rewrite(body.eqns, "density", subst, source)
+    out.extend(inner)
+    total = _sum_terms(terms, out)
+    out.append(Eqn("fn", [e.outs[0]], [total], {"name": "identity"}, [], e.span))
+    return out
+
+
+def _rewrite_loop(e: Eqn, args: list[Atom], mode: str, subst: dict[int, Atom],
+                  source: Source | None, terms: list[Atom], values: dict[str, Atom]) -> list[Eqn]:
+    """A plate or scan: thread choices' values and log densities through the region."""
+    out: list[Eqn] = []
+    region = e.regions[0]
+    n = e.attrs["size"] if e.op == "plate" else e.attrs["length"]
+    params = list(region.params)
+    new_args = list(args)
+    inner_source = None
+    if mode == "density":
+        # The choices inside get their slices of the stacked trace values as mapped inputs.
+        slices: dict[str, Var] = {}
+        for address, t, _ in sites(region, {}):
+            outer = source(address, out)
+            p = Var(ArrayType(outer.type.dtype, outer.type.shape[1:]), address.replace("/", "_"))
+            params.append(p)
+            new_args.append(outer)
+            slices[address] = p
+        inner_source = lambda address, emit: slices[address]  # noqa: E731
+    inner, inner_terms, inner_values = _rewrite(region.eqns, mode, subst, inner_source)
+    lp = _sum_terms(inner_terms, inner)
+    outs = [_sub(o, subst) for o in region.outs]
+    new_outs = list(e.outs)
+    scored = mode in ("sim", "density") and inner_terms
+    if scored:
+        outs.append(lp)
+        lp_stacked = Var(stacked(REAL, n), "lp")
+        new_outs.append(lp_stacked)
+    drawn = sorted(inner_values) if mode == "sim" else []
+    for address in drawn:
+        v = inner_values[address]
+        outs.append(v)
+        stacked_v = Var(stacked(v.type, n), address.replace("/", "_"))
+        new_outs.append(stacked_v)
+        values[address] = stacked_v
+    out.append(Eqn(e.op, new_outs, new_args, e.attrs, [Region(params, inner, outs)], e.span))
+    if scored:
+        total = Var(REAL, "lp")
+        out.append(Eqn("fn", [total], [lp_stacked], {"name": "sum", "axis": None}, [], e.span))
+        terms.append(total)
+    return out

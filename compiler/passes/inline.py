@@ -1,0 +1,82 @@
+"""Inlining: generative-function calls become their bodies, under an address prefix.
+
+A ``call`` equation ``y = call[callee=g, address=a](x)`` is replaced by a
+copy of ``g`` 's body with fresh variables, its parameters replaced by the
+arguments, and every address it draws prefixed by ``a/``. A ``sim`` or
+``density`` equation keeps its place but receives the callee's (inlined)
+body as its region, whose parameters are the equation's trailing arguments;
+expand.py turns it into sampling or scoring code.
+
+After this pass no ``call`` remains, and only the entry function is kept.
+
+    >>> # y = call[callee=g(), address=y]()   becomes   y/x = sample[address=y/x, ...](...)
+"""
+
+from __future__ import annotations
+
+from ..ir import Atom, Eqn, Function, Lit, Program, Region, Var
+
+
+def copy_region(region: Region, subst: dict[int, Atom], prefix: str = "") -> Region:
+    """A copy of ``region`` with fresh variables; ``subst`` maps free variables."""
+    params = [_fresh(p, subst) for p in region.params]
+    eqns = [_copy_eqn(e, subst, prefix) for e in region.eqns]
+    outs = [_sub(o, subst) for o in region.outs]
+    return Region(params, eqns, outs)
+
+
+def _fresh(v: Var, subst: dict[int, Atom]) -> Var:
+    new = Var(v.type, v.hint)
+    subst[id(v)] = new
+    return new
+
+
+def _sub(a: Atom, subst: dict[int, Atom]) -> Atom:
+    if isinstance(a, Lit):
+        return a
+    return subst.get(id(a), a)
+
+
+def _copy_eqn(e: Eqn, subst: dict[int, Atom], prefix: str) -> Eqn:
+    args = [_sub(a, subst) for a in e.args]
+    regions = [copy_region(r, subst, prefix) for r in e.regions]
+    attrs = dict(e.attrs)
+    if prefix and e.op in ("sample", "call") and "address" in attrs:
+        attrs["address"] = prefix + attrs["address"]
+    outs = [_fresh(v, subst) for v in e.outs]
+    return Eqn(e.op, outs, args, attrs, regions, e.span)
+
+
+def inline(program: Program) -> Program:
+    """Inline every ``call`` and attach callee bodies to ``sim``/``density``."""
+    functions = program.functions
+    cache: dict[str, Region] = {}
+
+    def inlined_body(name: str) -> Region:
+        if name not in cache:
+            cache[name] = inline_region(functions[name].body)
+        return cache[name]
+
+    def inline_region(region: Region) -> Region:
+        eqns: list[Eqn] = []
+        for e in region.eqns:
+            if e.op == "call":
+                body = inlined_body(e.attrs["callee"])
+                subst: dict[int, Atom] = {id(p): a for p, a in zip(body.params, e.args)}
+                copied = copy_region(Region([], body.eqns, body.outs), subst,
+                                     e.attrs["address"] + "/")
+                eqns.extend(copied.eqns)
+                # The call's outputs are now the copied body's outputs: alias them.
+                for out, value in zip(e.outs, copied.outs):
+                    eqns.append(Eqn("fn", [out], [value], {"name": "identity"}, [], e.span))
+                continue
+            regions = [inline_region(r) for r in e.regions]
+            if e.op in ("sim", "density") and not e.regions:
+                body = inlined_body(e.attrs["callee"])
+                regions = [copy_region(body, {})]
+            eqns.append(Eqn(e.op, e.outs, e.args, e.attrs, regions, e.span))
+        return Region(region.params, eqns, region.outs)
+
+    entry = functions[program.entry]
+    new_entry = Function(entry.name, inline_region(entry.body), entry.kind, entry.span)
+    return Program({entry.name: new_entry}, program.entry, program.params)

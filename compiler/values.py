@@ -1,0 +1,111 @@
+"""Compile-time values of the lowering.
+
+While lowering, a name is bound to one of:
+
+- an IR atom (:class:`~ppl.compiler.ir.Var` or ``Lit``): a traced array or trace;
+- a Python ``int``, ``float`` or ``bool``: a static value, folded at compile time;
+- a Python ``tuple`` or ``dict`` of values: a tuple or record;
+- a :class:`GenValue`: a generative function applied to its arguments, maybe
+  conditioned on observations (static: the compiler specialises on it);
+- a :class:`DistValue`: a distribution applied to its arguments;
+- a :class:`Ref`: a declaration, library function or distribution not yet called.
+
+    >>> GenValue("coin", (("n", 10),), (), ()).label()
+    'coin(n=10)'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .diagnostics import Span
+from .ir import Lit, Var
+from .types import BOOL, INT, REAL, ArrayType, TraceType
+
+
+@dataclass(frozen=True)
+class GenValue:
+    decl: str
+    static: tuple[tuple[str, Any], ...]
+    dynamic: tuple[tuple[str, Any], ...]          # name -> atom
+    observations: tuple[tuple[str, Any], ...]     # address -> atom
+    span: Span | None = field(default=None, compare=False)
+
+    def label(self) -> str:
+        inner = ", ".join(f"{k}={_label(v)}" for k, v in self.static)
+        return f"{self.decl}({inner})"
+
+
+def _label(v: Any) -> str:
+    if isinstance(v, GenValue):
+        return v.label() + ("|obs" if v.observations else "")
+    if isinstance(v, tuple):
+        return "(" + ",".join(_label(x) for x in v) + ")"
+    if isinstance(v, ArrayType):
+        return repr(v)
+    return repr(v)
+
+
+@dataclass(frozen=True)
+class DistValue:
+    name: str
+    form: tuple[str, ...]
+    args: tuple[Any, ...]       # atoms (or static scalars) in form order
+    value_type: ArrayType
+    span: Span | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Ref:
+    """An uncalled name: kind is gen, fn, objective, function, distribution,
+    initializer or builtin."""
+
+    kind: str
+    name: str
+
+
+def is_static_number(v: Any) -> bool:
+    return isinstance(v, (bool, int, float)) and not isinstance(v, Var)
+
+
+def literal(v: bool | int | float) -> Lit:
+    if isinstance(v, bool):
+        return Lit(v, BOOL)
+    if isinstance(v, int):
+        return Lit(v, INT)
+    return Lit(float(v), REAL)
+
+
+def type_of(v: Any) -> ArrayType | TraceType | None:
+    if isinstance(v, (Var, Lit)):
+        return v.type
+    if is_static_number(v):
+        return literal(v).type
+    return None
+
+
+def describe(v: Any) -> str:
+    """A user-facing phrase for the kind of a value ("a generative function")."""
+    if isinstance(v, (Var, Lit)):
+        t = v.type
+        return "a trace" if isinstance(t, TraceType) else f"an array of type {t!r}"
+    if isinstance(v, bool):
+        return "a bool"
+    if isinstance(v, int):
+        return "an int"
+    if isinstance(v, float):
+        return "a real number"
+    if isinstance(v, tuple):
+        return "a tuple"
+    if isinstance(v, dict):
+        return "a record"
+    if isinstance(v, GenValue):
+        return f"the generative function {v.decl}"
+    if isinstance(v, DistValue):
+        return f"the distribution {v.name}"
+    if isinstance(v, Ref):
+        return {"gen": "the generative function", "fn": "the function", "objective": "the objective",
+                "function": "the builtin function", "distribution": "the distribution",
+                "initializer": "the initialiser", "builtin": "the builtin"}[v.kind] + f" {v.name}"
+    return type(v).__name__

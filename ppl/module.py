@@ -1,0 +1,404 @@
+"""Loaded programs and the Python objects for their declarations.
+
+``ppl.load(path)`` / ``ppl.compile(text)`` parse and check a program and
+return a :class:`Module`. Its attributes are the declarations: calling a
+``gen`` gives a :class:`GenerativeFunction` bound to its arguments (ints and
+bools are static, arrays and floats are traced), which can initialise its
+parameters, simulate, score a trace, and be conditioned with ``|``. Calling
+a ``fn`` runs it; calling an ``objective`` gives an
+:class:`~ppl.objective.Objective`.
+
+    >>> import ppl, jax
+    >>> m = ppl.compile('''
+    ... gen coin(n: int) {
+    ...     p ~ beta(2.0, 2.0)
+    ...     plate i in n { flips ~ bernoulli(p) }
+    ... }''')
+    >>> trace, logp = m.coin(5).simulate(jax.random.PRNGKey(0))
+    >>> trace["flips"].shape
+    (5,)
+
+Each entry point (simulate, density, an objective) is lowered, passed
+through the IR pipeline and ``jax.jit``-compiled once per signature (the
+static arguments and the shapes and dtypes of the traced ones), then cached.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .compiler import ast, passes
+from .compiler.backend.standard import evaluate, init_params
+from .compiler.check import check_program
+from .compiler.diagnostics import DataError, Diagnostic, PPLError, did_you_mean
+from .compiler.ir import Program, Var, walk
+from .compiler.lower import Builder, Lowerer
+from .compiler.parser import parse
+from .compiler.types import ArrayType, TraceType, tree_unflatten
+from .compiler.values import GenValue
+from .trace import Trace
+
+
+def load(path: str | os.PathLike, externs: dict[str, Callable] | None = None) -> "Module":
+    """Load a program from a ``.ppl`` file. ``externs`` are Python functions it may call."""
+    path = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise DataError(Diagnostic(f"cannot read {path}: {e.strerror}")) from None
+    return compile(text, name=path, externs=externs)
+
+
+def compile(source: str, name: str = "<string>", externs: dict[str, Callable] | None = None
+            ) -> "Module":  # noqa: A001 - mirrors the builtin's role
+    """Compile program text into a :class:`Module`."""
+    return Module(source, name, externs or {})
+
+
+def standard_library(externs: dict[str, Callable] | None = None):
+    from .stdlib.library import STANDARD
+
+    return STANDARD.with_externs(externs or {}) if externs else STANDARD
+
+
+def _stdlib_decls() -> tuple[ast.Decl, ...]:
+    from .stdlib.library import STANDARD
+
+    decls: list[ast.Decl] = []
+    for module_name, text in STANDARD.sources.items():
+        decls.extend(parse(text, f"<stdlib {module_name}>").decls)
+    return tuple(decls)
+
+
+class Module:
+    """A checked program: attribute access gives its declarations."""
+
+    def __init__(self, source: str, name: str, externs: dict[str, Callable]):
+        self.source_name = name
+        self.library = standard_library(externs)
+        self.program = parse(source, name)
+        self.stdlib_decls = _stdlib_decls()
+        check_program(self.program, self.library, self.stdlib_decls)
+        self.lowerer = Lowerer(self.program, self.library, extra_decls=self.stdlib_decls)
+        self._entries: dict[Any, "Entry"] = {}
+
+    @property
+    def declarations(self) -> dict[str, ast.Decl]:
+        return {d.name: d for d in self.program.decls}
+
+    def __getattr__(self, name: str):
+        if name.startswith("_") or name in ("program", "lowerer", "library", "stdlib_decls"):
+            raise AttributeError(name)
+        decls = {d.name: d for d in self.program.decls}
+        if name not in decls:
+            raise AttributeError(f"the program has no declaration '{name}'"
+                                 + (f"; {did_you_mean(name, decls)}" if did_you_mean(name, decls)
+                                    else f" (it declares: {', '.join(decls) or 'nothing'})"))
+        decl = decls[name]
+        if decl.kind == "gen":
+            return lambda *args, **kwargs: GenerativeFunction(self, name, args, kwargs)
+        if decl.kind == "objective":
+            from .objective import Objective
+
+            return lambda *args, **kwargs: Objective(self, name, args, kwargs)
+        return lambda *args, **kwargs: self.call_fn(name, args, kwargs)
+
+    def __dir__(self):
+        return list(super().__dir__()) + [d.name for d in self.program.decls]
+
+    # ---------------------------------------------------------- entries
+
+    def entry(self, key: Any, build: Callable[["Inputs", Builder], list], inputs: "Inputs"
+              ) -> "Entry":
+        """The compiled entry for ``key``, building it with ``build`` on first use."""
+        if key not in self._entries:
+            b = Builder("function")
+            b.params = list(inputs.vars)
+            b.defined.update(id(v) for v in inputs.vars)
+            self.lowerer.current_decl = _ENTRY_DECL
+            outs = build(inputs, b)
+            self._entries[key] = Entry.build(self, f"entry", b, outs)
+        return self._entries[key]
+
+    def ir(self, key, build, inputs, after: str | None = None) -> Program:
+        b = Builder("function")
+        b.params = list(inputs.vars)
+        b.defined.update(id(v) for v in inputs.vars)
+        self.lowerer.current_decl = _ENTRY_DECL
+        outs = build(inputs, b)
+        return passes.run(_program(self, "entry", b, outs), after=after)
+
+    def call_fn(self, name: str, args, kwargs):
+        inputs = Inputs()
+        a = [inputs.value(x, f"arg{i}") for i, x in enumerate(args)]
+        kw = {k: inputs.value(v, k) for k, v in kwargs.items()}
+        structure: list = []
+
+        def build(inp, b):
+            result = self.lowerer.inline_call(name, a, kw, None, b)
+            structure.append(result)
+            leaves = _leaves(result)
+            return [self.lowerer.as_atom(x, None) for x in leaves]
+
+        key = ("fn", name, inputs.signature())
+        entry = self.entry(key, build, inputs)
+        if structure:
+            entry.structure = structure[0]
+        outs = entry(None, None, inputs.arrays)
+        return _rebuild(entry.structure, outs)
+
+
+_ENTRY_DECL = ast.Decl("objective", "<entry>", (), ast.Block((), None), None, None)
+
+
+def _leaves(tree) -> list:
+    if isinstance(tree, tuple):
+        return [x for t in tree for x in _leaves(t)]
+    if isinstance(tree, dict):
+        return [x for k in sorted(tree) for x in _leaves(tree[k])]
+    return [tree]
+
+
+def _rebuild(tree, leaves):
+    it = iter(leaves)
+
+    def go(t):
+        if isinstance(t, tuple):
+            return tuple(go(x) for x in t)
+        if isinstance(t, dict):
+            return {k: go(t[k]) for k in sorted(t)}
+        return next(it)
+
+    return go(tree)
+
+
+def _program(module: Module, name: str, b: Builder, outs: list) -> Program:
+    from .compiler.ir import Function, Region
+
+    fn = Function(name, Region(b.params, b.eqns, outs), "entry")
+    functions = dict(module.lowerer.functions)
+    functions[name] = fn
+    return Program(functions, name, dict(module.lowerer.params))
+
+
+@dataclass
+class Entry:
+    """One compiled entry point: its final IR and its jitted function."""
+
+    program: Program
+    run: Callable
+    out_types: list
+    structure: Any = None
+
+    @classmethod
+    def build(cls, module: Module, name: str, b: Builder, outs: list) -> "Entry":
+        program = passes.run(_program(module, name, b, outs))
+        used = {e.attrs["path"] for e in walk(program.functions[program.entry].body)
+                if e.op == "param"}
+        program.params = {p: info for p, info in module.lowerer.params.items() if p in used}
+        library = module.library
+
+        @jax.jit
+        def run(params, key, inputs):
+            return evaluate(program, library, params, key, inputs)
+
+        return cls(program, run, [o.type for o in outs])
+
+    def __call__(self, params, key, arrays):
+        params = check_params(self.program, params)
+        if key is None:
+            key = jax.random.PRNGKey(0)
+        return self.run(params, key, list(arrays))
+
+
+def check_params(program: Program, params) -> dict:
+    """The parameters the program needs, taken from ``params`` (a dict by path)."""
+    if not program.params:
+        return {}
+    if params is None:
+        paths = ", ".join(program.params)
+        raise DataError(Diagnostic(f"this program has parameters ({paths}) but no params were given",
+                                   help="pass params=obj.init(key), or the params of a fit"))
+    if not isinstance(params, dict):
+        params = dict(params)
+    out = {}
+    for path, info in program.params.items():
+        if path not in params:
+            raise DataError(Diagnostic(f"params has no value for '{path}'",
+                                       help=did_you_mean(path, params)))
+        out[path] = params[path]
+    return out
+
+
+class Inputs:
+    """Arrays passed from Python into an entry, each an input variable of its IR."""
+
+    def __init__(self):
+        self.vars: list[Var] = []
+        self.arrays: list[Any] = []
+        self.sig: list[Any] = []
+
+    def add(self, x, hint: str) -> Var:
+        arr = as_array(x, hint)
+        t = ArrayType(str(arr.dtype), tuple(arr.shape))
+        v = Var(t, hint.replace("/", "_"))
+        self.vars.append(v)
+        self.arrays.append(arr)
+        self.sig.append(("array", t))
+        return v
+
+    def add_trace(self, trace: Trace, hint: str = "trace") -> Var:
+        values = {a: as_array(v, a) for a, v in trace.values_by_address.items()}
+        t = TraceType(tuple((a, ArrayType(str(v.dtype), tuple(v.shape))) for a, v in values.items()))
+        v = Var(t, hint)
+        self.vars.append(v)
+        self.arrays.append((values, ()))
+        self.sig.append(("trace", t))
+        return v
+
+    def value(self, x, hint: str):
+        if isinstance(x, (bool, int, np.integer)) and not isinstance(x, np.ndarray):
+            self.sig.append(("static", int(x) if not isinstance(x, bool) else x))
+            return x if isinstance(x, bool) else int(x)
+        if isinstance(x, GenerativeFunction):
+            self.sig.append(("gen", x.name))
+            return x.gen_value(self)
+        if isinstance(x, tuple):
+            return tuple(self.value(v, f"{hint}{i}") for i, v in enumerate(x))
+        if isinstance(x, dict):
+            return {k: self.value(v, k) for k, v in x.items()}
+        return self.add(x, hint)
+
+    def signature(self) -> tuple:
+        return tuple(self.sig)
+
+
+def as_array(x, what: str):
+    """A JAX array of dtype float32, int32 or bool (64-bit inputs are narrowed)."""
+    if isinstance(x, Trace):
+        raise DataError(Diagnostic(f"{what} is a trace, where an array was expected"))
+    try:
+        arr = jnp.asarray(x)
+    except (TypeError, ValueError):
+        raise DataError(Diagnostic(f"{what} must be an array or a number, got "
+                                   f"{type(x).__name__}")) from None
+    if jnp.issubdtype(arr.dtype, jnp.floating):
+        arr = arr.astype(jnp.float32)
+    elif arr.dtype == jnp.bool_:
+        pass
+    elif jnp.issubdtype(arr.dtype, jnp.integer):
+        arr = arr.astype(jnp.int32)
+    else:
+        raise DataError(Diagnostic(f"{what} has dtype {arr.dtype}, which a program cannot use"))
+    return arr
+
+
+class GenerativeFunction:
+    """A generative function applied to its arguments, maybe conditioned.
+
+    ``init(key)`` gives its parameters; ``simulate(key, params)`` returns
+    ``(trace, logp)``; ``density(trace, params)`` returns ``logp``;
+    ``g | {"y": data}`` conditions it on observations.
+    """
+
+    def __init__(self, module: Module, name: str, args: tuple, kwargs: dict,
+                 observations: dict | None = None):
+        self.module = module
+        self.name = name
+        self.args = args
+        self.kwargs = kwargs
+        self.observations = dict(observations or {})
+
+    def __repr__(self) -> str:
+        parts = [repr(a) if isinstance(a, (int, bool, GenerativeFunction)) else "<array>"
+                 for a in self.args]
+        parts += [f"{k}={v!r}" if isinstance(v, (int, bool)) else f"{k}=<array>"
+                  for k, v in self.kwargs.items()]
+        obs = f" | {{{', '.join(self.observations)}}}" if self.observations else ""
+        return f"{self.name}({', '.join(parts)}){obs}"
+
+    def __or__(self, observations: dict) -> "GenerativeFunction":
+        if not isinstance(observations, dict):
+            raise DataError(Diagnostic("condition with a dict of observations, like "
+                                       "g | {\"y\": data}"))
+        both = dict(self.observations)
+        for k, v in observations.items():
+            if k in both:
+                raise DataError(Diagnostic(f"address '{k}' is observed twice"))
+            both[k] = v
+        return GenerativeFunction(self.module, self.name, self.args, self.kwargs, both)
+
+    def gen_value(self, inputs: Inputs) -> GenValue:
+        args = [inputs.value(x, f"{self.name}_arg{i}") for i, x in enumerate(self.args)]
+        kwargs = {k: inputs.value(v, k) for k, v in self.kwargs.items()}
+        gv = self.module.lowerer.gen_value(self.name, args, kwargs)
+        obs = tuple((a, inputs.add(v, a)) for a, v in sorted(self.observations.items()))
+        for a, _ in obs:
+            inputs.sig.append(("obs", a))
+        return GenValue(gv.decl, gv.static, gv.dynamic, obs, None)
+
+    # ---------------------------------------------------------- entries
+
+    def _simulate_entry(self):
+        inputs = Inputs()
+        gv = self.gen_value(inputs)
+        if gv.observations:
+            raise DataError(Diagnostic(
+                f"cannot simulate {self!r}: it is conditioned on observations, and there is no "
+                "sampler for a posterior", help="simulate the unconditioned model instead"))
+
+        def build(inp, b):
+            t, lp = self.module.lowerer.emit_sim(gv, b, None)
+            return [t, lp]
+
+        return self.module.entry(("simulate", inputs.signature()), build, inputs), inputs
+
+    def init(self, key) -> dict[str, Any]:
+        """Initial (unconstrained) values of the parameters it reaches, by path."""
+        entry, _ = self._simulate_entry()
+        return init_params(entry.program, self.module.library, key)
+
+    def simulate(self, key, params: dict | None = None) -> tuple[Trace, Any]:
+        """Run forward: a trace of every choice and its log density."""
+        entry, inputs = self._simulate_entry()
+        (values, retval), logp = entry(params, key, inputs.arrays)
+        ttype: TraceType = entry.out_types[0]
+        ret = tree_unflatten(ttype.retval, list(retval)) if ttype.retval not in (None, ()) else None
+        return Trace(values, ret), logp
+
+    def density(self, trace: Trace | dict, params: dict | None = None):
+        """The log density of a trace (with the observations, if conditioned)."""
+        if not isinstance(trace, Trace):
+            if not isinstance(trace, dict):
+                raise DataError(Diagnostic(f"density() needs a Trace or a dict of values by "
+                                           f"address, got {type(trace).__name__}"))
+            trace = Trace(trace)
+        inputs = Inputs()
+        tvar = inputs.add_trace(trace)
+        gv = self.gen_value(inputs)
+
+        def build(inp, b):
+            return [self.module.lowerer.emit_density(gv, tvar, b, None)]
+
+        entry = self.module.entry(("density", inputs.signature()), build, inputs)
+        return entry(params, None, inputs.arrays)[0]
+
+    def ir(self, after: str | None = None, mode: str = "simulate") -> Program:
+        """The IR of its simulate entry after a pass (for inspection)."""
+        inputs = Inputs()
+        gv = self.gen_value(inputs)
+
+        def build(inp, b):
+            return list(self.module.lowerer.emit_sim(gv, b, None))
+
+        return self.module.ir(None, build, inputs, after)
+
+
+__all__ = ["load", "compile", "Module", "GenerativeFunction", "Trace", "PPLError"]

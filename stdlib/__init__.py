@@ -1,0 +1,1 @@
+"""The standard library: distributions, builtin functions, initialisers, constraints and objectives."""

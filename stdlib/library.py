@@ -1,0 +1,90 @@
+"""The standard library as one object implementing the compiler's ``Library`` protocol.
+
+``ppl`` hands :data:`STANDARD` to the compiler; the compiler never imports
+this package. The registries are the tables of the sibling modules:
+:data:`~.functions.FUNCTIONS`, :data:`~.distributions.DISTRIBUTIONS`,
+:data:`~.initializers.INITIALIZERS` and :data:`~.constraints.CONSTRAINTS`.
+``estimators`` (gradient estimator rules) and ``sources`` (objectives written
+in the language) start empty and are filled by their own modules.
+
+    >>> STANDARD.distributions["normal"].forms
+    (('loc', 'scale'),)
+    >>> "glorot" in STANDARD.initializers and "simplex" in STANDARD.constraints
+    True
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from importlib import resources
+
+from .constraints import (CONSTRAINTS, ConstraintKind, constraint_for, constraint_for_bounds,
+                          to_constrained, to_unconstrained, unconstrained_shape)
+from .distributions import DISTRIBUTIONS, NumpyroDistribution
+from .functions import FUNCTIONS, JaxFunction
+from .initializers import INITIALIZERS, JaxInitializer
+
+
+class StandardLibrary:
+    """Functions, distributions, initialisers, constraints, estimators and objective sources."""
+
+    def __init__(self) -> None:
+        self.functions: dict[str, JaxFunction] = dict(FUNCTIONS)
+        self.distributions: dict[str, NumpyroDistribution] = dict(DISTRIBUTIONS)
+        self.initializers: dict[str, JaxInitializer] = dict(INITIALIZERS)
+        self.constraints: dict[str, ConstraintKind] = dict(CONSTRAINTS)
+        self.estimators: dict[str, Any] = {}
+        self.sources: dict[str, str] = {
+            f.name[:-4]: f.read_text() for f in sorted(resources.files(__package__).iterdir(),
+                                                       key=lambda f: f.name)
+            if f.name.endswith(".ppl")}
+
+    def constraint(self, spec: tuple) -> "ParamConstraint":
+        """The unconstrained representation of a ``param``'s constraint.
+
+        ``spec`` is the compiler's description: ``("real",)``, ``("lower", a)``,
+        ``("upper", b)``, ``("interval", a, b)`` or ``("simplex",)``.
+        """
+        kind = spec[0]
+        if kind == "real":
+            c = constraint_for_bounds()
+        elif kind == "lower":
+            c = constraint_for_bounds(lower=spec[1])
+        elif kind == "upper":
+            c = constraint_for_bounds(upper=spec[1])
+        elif kind == "interval":
+            c = constraint_for_bounds(lower=spec[1], upper=spec[2])
+        else:
+            c = constraint_for(kind)
+        return ParamConstraint(c)
+
+    def with_externs(self, externs: dict[str, Any]) -> "StandardLibrary":
+        """A copy whose functions include Python functions passed in at load time."""
+        from .externs import extern_function
+
+        lib = StandardLibrary.__new__(StandardLibrary)
+        lib.__dict__.update(self.__dict__)
+        lib.functions = dict(self.functions)
+        for name, fn in externs.items():
+            lib.functions[name] = extern_function(name, fn)
+        return lib
+
+
+class ParamConstraint:
+    """to_constrained / to_unconstrained for one constraint (numpyro's ``biject_to``)."""
+
+    def __init__(self, constraint: Any):
+        self.constraint = constraint
+
+    def to_constrained(self, u: Any) -> Any:
+        return to_constrained(self.constraint, u)
+
+    def to_unconstrained(self, v: Any) -> Any:
+        return to_unconstrained(self.constraint, v)
+
+    def unconstrained_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        return unconstrained_shape(self.constraint, shape)
+
+
+STANDARD = StandardLibrary()
