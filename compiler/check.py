@@ -31,7 +31,13 @@ def check_program(program: ast.Program, library: Library, extra_decls: tuple[ast
                   ) -> None:
     """Raise :class:`CheckError` listing every problem found, or return None."""
     checker = _Checker(program, library, extra_decls)
-    checker.run()
+    try:
+        checker.run()
+    except RecursionError:
+        first = program.decls[0].span if program.decls else None
+        checker.errors.append(Diagnostic("the program nests too deeply to check", first,
+                                         help="split deeply nested expressions or blocks into "
+                                              "several statements"))
     if checker.errors:
         raise CheckError(sorted(checker.errors, key=lambda d: d.span.start if d.span else 0))
 
@@ -88,6 +94,7 @@ class _Checker:
             self.expr(s.value, scope, in_expect)
             scope.update(s.targets)
         elif isinstance(s, ast.Sample):
+            self.sampled = s.value  # names the callee "distribution or generative function"
             self.expr(s.value, scope, in_expect)
             if kind == "fn" and not in_expect:
                 self.err("a 'fn' is deterministic: random choices belong in a 'gen' "
@@ -95,6 +102,9 @@ class _Checker:
             elif kind == "objective" and not in_expect:
                 self.err("an objective draws random choices only inside 'expect { ... }'", s.span)
             address = s.address or s.target
+            if "/" in address:
+                self.err(f"address '{address}' may not contain '/', which separates nested "
+                         "addresses", s.span)
             if kind == "gen":
                 if address in addresses:
                     self.err(f"address '{address}' is drawn twice", s.span,
@@ -159,6 +169,10 @@ class _Checker:
             self.err(f"unknown estimator '{est.name}'", est.span,
                      help=did_you_mean(est.name, ESTIMATORS) or "estimators: " + ", ".join(ESTIMATORS))
             return
+        if est.args or (est.kwargs and est.name != "reinforce"):
+            self.err(f"estimator '{est.name}' takes no arguments"
+                     + ("; give the baseline by keyword: reinforce(baseline=...)"
+                        if est.name == "reinforce" else ""), est.span)
         value = s.value
         if isinstance(value, ast.Call) and isinstance(value.func, ast.Name):
             dist = self.library.distributions.get(value.func.id)
@@ -199,7 +213,11 @@ class _Checker:
             for x in e.items:
                 self.expr(x, scope, in_expect)
         elif isinstance(e, ast.RecordLit):
-            for _, x in e.fields:
+            fields: set[str] = set()
+            for k, x in e.fields:
+                if k in fields:
+                    self.err(f"field '{k}' appears twice in this record", e.span)
+                fields.add(k)
                 self.expr(x, scope, in_expect)
         elif isinstance(e, ast.Expect):
             if self.decl.kind == "gen":
@@ -226,8 +244,13 @@ class _Checker:
     def call(self, e: ast.Call, scope: set[str], in_expect: bool, param_init: bool) -> None:
         for a in e.args:
             self.expr(a, scope, in_expect)
+        seen_keywords: set[str] = set()
         for k in e.kwargs:
             self.expr(k.value, scope, in_expect)
+            if k.name in seen_keywords:
+                self.err(f"argument '{k.name}' is given twice", k.span)
+                return
+            seen_keywords.add(k.name)
         if not isinstance(e.func, ast.Name):
             self.expr(e.func, scope, in_expect)
             return
@@ -245,7 +268,8 @@ class _Checker:
             for k in e.kwargs:
                 if k.name not in argnames:
                     self.err(f"{name}() has no argument '{k.name}'", k.span,
-                             help=did_you_mean(k.name, argnames))
+                             help=did_you_mean(k.name, argnames)
+                             or f"{name}() takes {', '.join(argnames) or 'no arguments'}")
             given = set(argnames[:len(e.args)]) | set(kwnames)
             missing = [a for a in argnames if a not in given]
             if missing and len(e.args) <= len(argnames):
@@ -290,6 +314,7 @@ class _Checker:
             if name in CONSTANTS:
                 self.err(f"'{name}' is a constant, not a function", e.func.span)
             else:
-                what = "distribution or function" if e.args or e.kwargs else "function"
+                what = ("distribution or generative function" if e is getattr(self, "sampled", None)
+                        else "function")
                 self.err(f"unknown {what} '{name}'", e.func.span,
                          help=did_you_mean(name, candidates))

@@ -142,8 +142,12 @@ class Lowerer:
         return fn
 
     def lower_body(self, decl: ast.Decl, env: dict, b: Builder) -> Any:
+        saved = getattr(self, "current_decl", None)
         self.current_decl = decl
-        return self.block(decl.body, env, b, decl)
+        try:
+            return self.block(decl.body, env, b, decl)
+        finally:
+            self.current_decl = saved
 
     def bind_decl_args(self, decl: ast.Decl, args: list, kwargs: dict, span: Span | None) -> dict:
         names = [a.name for a in decl.args]
@@ -284,9 +288,14 @@ class Lowerer:
         if isinstance(value, DistValue):
             estimator = self.estimator_for(s, value)
             args = [self.as_atom(a, s.value.span) for a in value.args]
-            out = b.emit1("sample", value.value_type, args,
-                          {"address": address, "dist": value.name, "form": value.form,
-                           "estimator": estimator}, span=s.span, hint=s.target)
+            attrs = {"address": address, "dist": value.name, "form": value.form,
+                     "estimator": estimator}
+            baseline = self.baseline(s, env, b)
+            if isinstance(baseline, (int, float)):
+                attrs["baseline"] = float(baseline)
+            elif baseline is not None:
+                args.append(baseline)
+            out = b.emit1("sample", value.value_type, args, attrs, span=s.span, hint=s.target)
             env[s.target] = out
         elif isinstance(value, GenValue):
             if s.estimator is not None:
@@ -318,9 +327,29 @@ class Lowerer:
             raise error(unsound_estimator_message(name, d.name, s.address or s.target, dist),
                         s.estimator.span,
                         help="sound estimators here: " + ", ".join(sorted(dist.estimators)))
-        if s.estimator.args or s.estimator.kwargs:
-            raise error(f"estimator '{name}' takes no arguments here", s.estimator.span)
+        if s.estimator.args or (s.estimator.kwargs and name != "reinforce"):
+            raise error(f"estimator '{name}' takes no arguments"
+                        + (" (reinforce takes baseline=...)" if name != "reinforce" else
+                           "; give the baseline by keyword: reinforce(baseline=...)"),
+                        s.estimator.span)
         return name
+
+    def baseline(self, s: ast.Sample, env: dict, b: Builder):
+        """A REINFORCE baseline: a static number, or a traced scalar (a learned param)."""
+        if s.estimator is None or not s.estimator.kwargs:
+            return None
+        (kw,) = s.estimator.kwargs if len(s.estimator.kwargs) == 1 else (None,)
+        if kw is None or kw.name != "baseline":
+            bad = next(k for k in s.estimator.kwargs if k.name != "baseline") \
+                if any(k.name != "baseline" for k in s.estimator.kwargs) else s.estimator.kwargs[1]
+            raise error(f"reinforce takes one keyword, baseline=..., not '{bad.name}'", bad.span)
+        v = self.expr(kw.value, env, b)
+        if is_static_number(v) and not isinstance(v, bool):
+            return float(v)
+        v = self.as_array(v, kw.value.span, "a baseline")
+        if v.type.shape != () or v.type.dtype != "float32":
+            raise error(f"a baseline must be a real scalar, got {v.type!r}", kw.value.span)
+        return v
 
     def param(self, s: ast.ParamDecl, env: dict, b: Builder, decl: ast.Decl) -> Var:
         if decl.kind == "fn":
@@ -769,12 +798,10 @@ class Lowerer:
             raise error(f"'{name}' calls itself; recursion is not supported", span)
         bound = self.bind_decl_args(decl, args, kwargs, span)
         self.stack.append(name)
-        saved = getattr(self, "current_decl", None)
         try:
             result = self.lower_body(decl, dict(bound), b)
         finally:
             self.stack.pop()
-            self.current_decl = saved
         if result is None:
             raise error(f"'{name}' returns no value", span)
         return result
@@ -807,6 +834,9 @@ class Lowerer:
         if self.current_decl.kind == "gen":
             raise error(f"{name}() belongs in objectives; a generative function draws with '~'",
                         e.span)
+        if self.current_decl.kind == "objective" and not b.inside(("expect",)):
+            raise error(f"{name}() draws or scores random choices; in an objective it belongs "
+                        "inside 'expect { ... }'", e.span)
         g = args[0]
         if not isinstance(g, GenValue):
             raise error(f"{name}() needs a generative function, got {describe(g)}", e.args[0].span)

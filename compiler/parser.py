@@ -27,10 +27,11 @@ import functools
 from importlib import resources
 
 from lark import Lark, Token, Transformer, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.exceptions import (UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken,
+                             VisitError)
 
 from . import ast
-from .diagnostics import Diagnostic, Note, Source, Span, SyntaxErrorPPL
+from .diagnostics import Diagnostic, Note, PPLError, Source, Span, SyntaxErrorPPL
 
 _ENDS_EXPRESSION = {"NAME", "INT", "FLOAT", "STRING", "RPAR", "RSQB", "RBRACE", "TRUE", "FALSE"}
 _OPENS_BLOCK_AFTER = {"NAME", "INT", "FLOAT", "STRING", "RPAR", "RSQB", "ELSE", "EXPECT"}
@@ -53,12 +54,22 @@ class NewlinePostLexer:
         stack: list[str] = []  # "(", "[", "block", "record"
         prev: Token | None = None
         pending: Token | None = None
+        param_type = in_angles = False  # between 'param' and its '=': '>' ends a constraint
         for tok in stream:
             if tok.type == "_NL":
                 in_brackets = stack and stack[-1] != "block"
-                if not in_brackets and prev is not None and prev.type in _ENDS_EXPRESSION:
+                ends = prev is not None and (prev.type in _ENDS_EXPRESSION
+                                             or (param_type and prev.type == "MORETHAN"))
+                if not in_brackets and ends:
                     pending = pending or tok
+                    param_type = False
                 continue
+            if tok.type == "PARAM":
+                param_type, in_angles = True, False
+            elif param_type and tok.type in ("LESSTHAN", "MORETHAN"):
+                in_angles = tok.type == "LESSTHAN"
+            elif tok.type == "SEMICOLON" or (tok.type == "EQUAL" and not in_angles):
+                param_type = False
             if pending is not None and tok.type != "ELSE":
                 yield pending
             pending = None
@@ -97,9 +108,23 @@ def parse(text: str, name: str = "<string>") -> ast.Program:
     except UnexpectedInput as e:
         raise _syntax_error(source, e) from None
     except RecursionError:
-        raise SyntaxErrorPPL(Diagnostic("the program nests too deeply to parse",
-                                        source.span(0, 0))) from None
-    return ToAst(source).transform(tree)
+        raise _too_deep(source) from None
+    try:
+        return ToAst(source).transform(tree)
+    except RecursionError:
+        raise _too_deep(source) from None
+    except VisitError as e:  # lark wraps what the Transformer raises
+        if isinstance(e.orig_exc, RecursionError):
+            raise _too_deep(source) from None
+        if isinstance(e.orig_exc, PPLError):
+            raise e.orig_exc from None
+        raise
+
+
+def _too_deep(source: Source) -> SyntaxErrorPPL:
+    return SyntaxErrorPPL(Diagnostic("the program nests too deeply to parse", source.span(0, 0),
+                                     help="split deeply nested expressions or blocks into "
+                                          "several statements"))
 
 
 # ---------------------------------------------------------------- tree -> AST
@@ -149,6 +174,9 @@ class ToAst(Transformer):
             else:
                 dims = c[1]
         return ast.TypeAnn(str(children[0]), constraint, dims, self._span(meta))
+
+    def type_name(self, children):
+        return str(children[0])
 
     def constraint(self, children):
         return ("constraint", tuple(children))
@@ -354,9 +382,26 @@ _WORDS = {
 # Terminals that can start an expression: listed as "an expression" rather than one by one.
 _EXPRESSION_START = {"NAME", "INT", "FLOAT", "STRING", "LPAR", "LSQB", "LBRACE", "MINUS", "PLUS",
                      "NOT", "TRUE", "FALSE", "EXPECT"}
-_OPERATORS = {"PLUS", "MINUS", "STAR", "SLASH", "PERCENT", "AT", "__ANON_0", "DOUBLEEQUAL",
-              "NOTEQUAL", "LESSTHAN", "MORETHAN", "LESSEQUAL", "MOREEQUAL", "AND", "OR", "VBAR",
-              "DOT", "LPAR", "LSQB", "DOUBLESTAR"}
+# Operator terminals, by their text: lark names some of them __ANON_n.
+_OPERATOR_TEXTS = {"+", "-", "*", "/", "%", "@", "**", "==", "!=", "<", ">", "<=", ">=", "and",
+                   "or", "|", ".", "(", "["}
+# Terminals that can start a statement, and the declaration keywords.
+_STATEMENT_START = {"NAME", "LPAR", "FACTOR", "FOR", "IF", "PARAM", "PLATE", "RETURN"}
+_DECLARATION_START = {"GEN", "FN", "OBJECTIVE"}
+_SEPARATORS = {"_NL", "SEMICOLON"}
+
+
+def _terminal_text(name: str) -> str | None:
+    try:
+        pattern = lark_parser().get_terminal(name).pattern
+    except KeyError:
+        return None
+    return pattern.value if pattern.type == "str" else None
+
+
+def _is_keyword(token_type: str) -> bool:
+    text = _terminal_text(token_type)
+    return text is not None and text.isidentifier()
 
 
 def _describe_terminal(name: str) -> str:
@@ -375,12 +420,19 @@ def expected_words(expected) -> list[str]:
     """Turn lark's set of expected terminals into phrases a user reads."""
     names = set(expected)
     words = []
-    if len(names & _EXPRESSION_START) >= 4:
+    if _DECLARATION_START <= names:
+        words.append("a declaration ('gen', 'fn' or 'objective')")
+        names -= _DECLARATION_START | _SEPARATORS
+    if {"FACTOR", "PLATE", "PARAM", "RETURN"} <= names:
+        words.append("a statement")
+        names -= _STATEMENT_START | _SEPARATORS
+    if "NAME" in names and len(names & _EXPRESSION_START) >= 4:
         words.append("an expression")
         names -= _EXPRESSION_START
-    if len(names & _OPERATORS) >= 4:
+    operators = {n for n in names if _terminal_text(n) in _OPERATOR_TEXTS}
+    if len(operators) >= 4:
         words.append("an operator")
-        names -= _OPERATORS
+        names -= operators
     words.extend(sorted({_describe_terminal(n) for n in names}))
     return words
 
@@ -399,7 +451,8 @@ def _syntax_error(source: Source, e: UnexpectedInput) -> SyntaxErrorPPL:
     if isinstance(e, UnexpectedCharacters):
         char = source.text[e.pos_in_stream] if e.pos_in_stream < len(source.text) else ""
         span = source.span(e.pos_in_stream, e.pos_in_stream + 1)
-        help_ = "strings use double quotes" if char == "'" else None
+        help_ = {"'": "strings use double quotes",
+                 '"': "this string is never closed (a string ends on the line it starts)"}.get(char)
         return SyntaxErrorPPL(Diagnostic(f"unexpected character {char!r}", span, help=help_))
     if isinstance(e, UnexpectedToken):
         tok = e.token
@@ -418,8 +471,14 @@ def _syntax_error(source: Source, e: UnexpectedInput) -> SyntaxErrorPPL:
         message = f"unexpected {_describe_token(tok)}"
         if words:
             message += ": expected " + _join_or(words)
-        notes = _unclosed_notes(source) if at_end else ()
-        return SyntaxErrorPPL(Diagnostic(message, span, notes=notes))
+        if at_end:
+            notes = _unclosed_notes(source)
+        elif tok.type in _CLOSERS:
+            notes = _unclosed_notes(source, tok.start_pos, tok.type)
+        else:
+            notes = ()
+        help_ = _syntax_help(source, tok, expected)
+        return SyntaxErrorPPL(Diagnostic(message, span, help=help_, notes=notes))
     if isinstance(e, UnexpectedEOF):
         pos = len(source.text.rstrip())
         words = expected_words(e.expected)
@@ -428,16 +487,59 @@ def _syntax_error(source: Source, e: UnexpectedInput) -> SyntaxErrorPPL:
     return SyntaxErrorPPL(Diagnostic("syntax error", source.span(0, 0)))
 
 
+def _syntax_help(source: Source, tok: Token, expected: set[str]) -> str | None:
+    """A hint for the common slips: '=' for '==', keywords as names, '+='."""
+    text = _terminal_text(tok.type) if tok.type != "$END" else None
+    expected_texts = {_terminal_text(t) for t in expected}
+    if text == "=" and "==" in expected_texts:
+        return "to compare two values, use '=='"
+    if text == "==" and "=" in expected_texts:
+        return "to assign a value, use '='"
+    if tok.type == "ELSE":
+        return "'else' must follow the '}' that closes an 'if' block"
+    if tok.type != "NAME" and _is_keyword(tok.type) and "NAME" in expected:
+        return f"'{tok.value}' is a keyword and cannot be used as a name"
+    before = source.text[:tok.start_pos or 0].rstrip()
+    word = before[len(before.rstrip("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")):]
+    if text in ("=", "~", ",", ":") and word and word in _KEYWORDS():
+        return f"'{word}' is a keyword and cannot be used as a name"
+    if text in ("+", "-", "*", "/") and source.text[tok.end_pos:tok.end_pos + 1] == "=":
+        return (f"there is no '{text}=': write 'x = x {text} ...'; to add to the log density, "
+                "use 'factor'")
+    if tok.type == "NAME" and _DECLARATION_START <= expected:
+        return "statements belong inside a declaration: 'gen', 'fn' or 'objective'"
+    if tok.type == "RBRACE" and _DECLARATION_START <= expected:
+        return "this '}' has no open block to close"
+    if before.endswith("~") and "NAME" in expected:
+        return "write what to draw from after '~', like 'x ~ normal(0.0, 1.0)'"
+    if text == "(" and expected == {"COMMA", "EQUAL", "TILDE"}:
+        return "a call is not a statement on its own: use its value, as in 'y = f(...)'"
+    if tok.type in _STATEMENT_START and "SEMICOLON" in expected:
+        return "separate statements with a newline or ';'"
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def _KEYWORDS() -> frozenset[str]:  # noqa: N802 - a cached constant
+    return frozenset(t.pattern.value for t in lark_parser().terminals
+                     if t.pattern.type == "str" and t.pattern.value.isidentifier())
+
+
 def _join_or(words: list[str]) -> str:
     if len(words) <= 2:
         return " or ".join(words)
     return ", ".join(words[:-1]) + " or " + words[-1]
 
 
-def _unclosed_notes(source: Source) -> tuple[Note, ...]:
-    """Point at the innermost bracket still open at the end of the text."""
+def _unclosed_notes(source: Source, end: int | None = None, closer: str | None = None
+                    ) -> tuple[Note, ...]:
+    """Point at the innermost bracket still open at ``end`` (default: the end of the text).
+
+    With ``closer`` (the type of the unexpected closing token there), only an
+    open bracket that ``closer`` does not match is worth a note.
+    """
     stack: list[tuple[str, int]] = []
-    text, i = source.text, 0
+    text, i = source.text[:end], 0
     pairs = {")": "(", "]": "[", "}": "{"}
     while i < len(text):
         ch = text[i]
@@ -457,6 +559,8 @@ def _unclosed_notes(source: Source) -> tuple[Note, ...]:
     if not stack:
         return ()
     ch, pos = stack[-1]
+    if closer is not None and _CLOSERS[closer] == {"(": "LPAR", "[": "LSQB", "{": "LBRACE"}[ch]:
+        return ()
     what = {"{": "this block, opened here, is never closed", "(": "this '(' is never closed",
             "[": "this '[' is never closed"}[ch]
     return (Note(what, source.span(pos, pos + 1)),)

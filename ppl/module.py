@@ -135,6 +135,14 @@ class Module:
         outs = build(inputs, b)
         return passes.run(_program(self, "entry", b, outs), after=after)
 
+    def objective(self, name: str, args: tuple, kwargs: dict):
+        """The objective ``name`` (of this program or the standard library) applied to args."""
+        from .objective import Objective
+
+        if name not in self.lowerer.decls or self.lowerer.decls[name].kind != "objective":
+            raise DataError(Diagnostic(f"there is no objective '{name}'"))
+        return Objective(self, name, tuple(args), dict(kwargs))
+
     def call_fn(self, name: str, args, kwargs):
         inputs = Inputs()
         a = [inputs.value(x, f"arg{i}") for i, x in enumerate(args)]
@@ -358,7 +366,7 @@ class GenerativeFunction:
             t, lp = self.module.lowerer.emit_sim(gv, b, None)
             return [t, lp]
 
-        return self.module.entry(("simulate", inputs.signature()), build, inputs), inputs
+        return self.module.entry(("simulate", self.name, inputs.signature()), build, inputs), inputs
 
     def init(self, key) -> dict[str, Any]:
         """Initial (unconstrained) values of the parameters it reaches, by path."""
@@ -387,7 +395,7 @@ class GenerativeFunction:
         def build(inp, b):
             return [self.module.lowerer.emit_density(gv, tvar, b, None)]
 
-        entry = self.module.entry(("density", inputs.signature()), build, inputs)
+        entry = self.module.entry(("density", self.name, inputs.signature()), build, inputs)
         return entry(params, None, inputs.arrays)[0]
 
     def ir(self, after: str | None = None, mode: str = "simulate") -> Program:

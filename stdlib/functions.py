@@ -275,6 +275,8 @@ _ROWS = [
     # shapes
     JaxFunction("reshape", (X, ParamSpec("shape", static=True, variadic=True)),
                 lambda x, shape: jnp.reshape(x, _shape(shape)), "x with a new shape of the same size (-1: inferred)."),
+    JaxFunction("broadcast_to", (X, ParamSpec("shape", static=True, variadic=True)),
+                lambda x, shape: jnp.broadcast_to(x, _shape(shape)), "x repeated to a larger shape, by broadcasting."),
     JaxFunction("transpose", (X, ParamSpec("axes", static=True, variadic=True)),
                 lambda x, axes: jnp.transpose(x, _shape(axes) or None), "x with its axes permuted (reversed by default)."),
     JaxFunction("concat", (ParamSpec("xs", variadic=True), _static("axis", 0)),

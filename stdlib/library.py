@@ -22,6 +22,7 @@ from importlib import resources
 from .constraints import (CONSTRAINTS, ConstraintKind, constraint_for, constraint_for_bounds,
                           to_constrained, to_unconstrained, unconstrained_shape)
 from .distributions import DISTRIBUTIONS, NumpyroDistribution
+from .estimators import ESTIMATORS, TAIL
 from .functions import FUNCTIONS, JaxFunction
 from .initializers import INITIALIZERS, JaxInitializer
 
@@ -34,7 +35,8 @@ class StandardLibrary:
         self.distributions: dict[str, NumpyroDistribution] = dict(DISTRIBUTIONS)
         self.initializers: dict[str, JaxInitializer] = dict(INITIALIZERS)
         self.constraints: dict[str, ConstraintKind] = dict(CONSTRAINTS)
-        self.estimators: dict[str, Any] = {}
+        self.estimators: dict[str, Any] = dict(ESTIMATORS)
+        self.estimator_tail: frozenset[str] = TAIL
         self.sources: dict[str, str] = {
             f.name[:-4]: f.read_text() for f in sorted(resources.files(__package__).iterdir(),
                                                        key=lambda f: f.name)

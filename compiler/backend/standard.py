@@ -142,7 +142,7 @@ def build_distribution(library, attrs: dict, args: list):
 
 
 def _draw(it, eqn, args, key, env):
-    d = build_distribution(it.library, eqn.attrs, args)
+    d = build_distribution(it.library, eqn.attrs, args[:len(eqn.attrs["form"])])
     return [_cast(d.sample(key), eqn.outs[0].type)]
 
 

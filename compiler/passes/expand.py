@@ -80,7 +80,7 @@ def _rewrite(eqns_in: list[Eqn], mode: str, subst: dict[int, Atom],
                 subst[id(x)] = value
             if mode in ("sim", "density"):
                 lp = Var(REAL, "lp")
-                out.append(Eqn("logpdf", [lp], [value] + args,
+                out.append(Eqn("logpdf", [lp], [value] + args[:len(e.attrs["form"])],
                                {"dist": e.attrs["dist"], "form": e.attrs["form"]}, [], e.span))
                 terms.append(lp)
         elif e.op == "factor":
@@ -96,7 +96,7 @@ def _rewrite(eqns_in: list[Eqn], mode: str, subst: dict[int, Atom],
                 lp = _sum_terms(inner_terms, inner)
                 lps.append(lp)
                 new_regions.append(Region(r.params, inner, [_sub(o, subst) for o in r.outs] + [lp]))
-            if mode in ("sim", "density") and any(not (isinstance(lp, Lit)) for lp in lps):
+            if mode in ("sim", "density") and any(lp is not ZERO for lp in lps):
                 lp_out = Var(REAL, "lp")
                 out.append(Eqn("cond", e.outs + [lp_out], args, e.attrs, new_regions, e.span))
                 terms.append(lp_out)

@@ -34,3 +34,27 @@ class CheckoutFinder:
 
 if not any(isinstance(f, CheckoutFinder) or f is CheckoutFinder for f in sys.meta_path):
     sys.meta_path.append(CheckoutFinder)
+
+
+import jax  # noqa: E402  (after the finder, which must not depend on JAX)
+import pytest  # noqa: E402
+
+# Optimising XLA passes take most of the time of compiling numpyro's samplers
+# and buy nothing for a test that runs its program once.
+QUICK_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+
+
+def run_once(fn, *args):
+    """``jax.jit(fn)(*args)``, compiled with few optimisations (per call; no global setting)."""
+    lowered = jax.jit(fn).lower(*args)
+    try:
+        compiled = lowered.compile(compiler_options=QUICK_COMPILE)
+    except Exception:  # an XLA without these options: compile as usual
+        compiled = lowered.compile()
+    return compiled(*args)
+
+
+@pytest.fixture(scope="session")
+def quick_jit():
+    """:func:`run_once`: evaluate a function of arrays as one quickly compiled program."""
+    return run_once

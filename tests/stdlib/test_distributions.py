@@ -1,7 +1,10 @@
-"""Distributions: log densities against numpyro and closed forms, types against draws, moments."""
+"""Distributions: log densities against numpyro and closed forms, types against draws, moments.
 
-import functools
-import math
+Compiling numpyro's samplers dominates the cost of these tests, so every draw
+and density they inspect comes from one compiled program (:func:`computed`),
+with one sampler per (distribution, form): its draws serve the moment tests,
+and the first few the log-density and type tests.
+"""
 
 import jax
 import jax.numpy as jnp
@@ -17,13 +20,12 @@ from ppl.stdlib.distributions import DISTRIBUTIONS
 KEY = jax.random.PRNGKey(0)
 N = 20000
 
-# Per distribution, per form: batched example arguments, and the numpyro
-# distribution the row must agree with (written here independently of the table).
+# Per distribution, per form: batched example arguments.
 SPD = np.array([[2.0, 0.5, 0.1], [0.5, 1.5, 0.2], [0.1, 0.2, 1.0]], np.float32)
 EXAMPLES = {
     "normal": {("loc", "scale"): ([0.5, -1.0], [1.0, 2.0])},
     "mvnormal": {
-        ("loc", "scale_tril"): ([[0.0, 1.0, 2.0]] * 2, np.linalg.cholesky(SPD)),
+        ("loc", "scale_tril"): ([[0.0, 1.0, 2.0], [1.0, 0.0, -1.0]], np.linalg.cholesky(SPD)),
         ("loc", "covariance_matrix"): ([0.0, 1.0, 2.0], SPD),
         ("loc", "precision_matrix"): ([0.0, 1.0, 2.0], np.linalg.inv(SPD)),
     },
@@ -48,7 +50,9 @@ EXAMPLES = {
     "poisson": {("rate",): ([1.0, 4.5],)},
     "geometric": {("probs",): ([0.3, 0.6],), ("logits",): ([-0.5, 1.0],)},
 }
+CASES = [(name, form) for name, forms in EXAMPLES.items() for form in forms]
 
+# The numpyro distribution each row must agree with, written here independently of the table.
 NUMPYRO = {
     "normal": dist.Normal, "mvnormal": dist.MultivariateNormal,
     "mvnormal_diag": lambda loc, scale: dist.Independent(dist.Normal(loc, scale), 1),
@@ -59,10 +63,74 @@ NUMPYRO = {
     "binomial": dist.Binomial, "poisson": dist.Poisson, "geometric": dist.Geometric,
 }
 
-CASES = [(name, form) for name, forms in EXAMPLES.items() for form in forms]
+
+def sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def categorical_moments(p):
+    k = np.arange(p.shape[-1])
+    mean = (p * k).sum(-1)
+    return mean, (p * k ** 2).sum(-1) - mean ** 2
+
+
+# Textbook (mean, variance) of one draw, as functions of a form's arguments (numpy arrays).
+MOMENTS = {
+    ("normal", ("loc", "scale")): lambda m, s: (m, s ** 2),
+    ("mvnormal_diag", ("loc", "scale")): lambda m, s: (m, s ** 2),
+    ("lognormal", ("loc", "scale")): lambda m, s: (np.exp(m + s ** 2 / 2), np.expm1(s ** 2) * np.exp(2 * m + s ** 2)),
+    ("halfnormal", ("scale",)): lambda s: (s * np.sqrt(2 / np.pi), s ** 2 * (1 - 2 / np.pi)),
+    ("student_t", ("df", "loc", "scale")): lambda df, m, s: (m + 0 * df, s ** 2 * df / (df - 2)),
+    ("laplace", ("loc", "scale")): lambda m, s: (m, 2 * s ** 2),
+    ("uniform", ("low", "high")): lambda lo, hi: ((lo + hi) / 2, (hi - lo) ** 2 / 12),
+    ("beta", ("concentration1", "concentration0")): lambda a, b: (a / (a + b), a * b / ((a + b) ** 2 * (a + b + 1))),
+    ("gamma", ("concentration", "rate")): lambda a, b: (a / b, a / b ** 2),
+    ("inverse_gamma", ("concentration", "rate")): lambda a, b: (b / (a - 1), b ** 2 / ((a - 1) ** 2 * (a - 2))),
+    ("exponential", ("rate",)): lambda r: (1 / r, 1 / r ** 2),
+    ("dirichlet", ("concentration",)): lambda c: (
+        c / c.sum(-1, keepdims=True),
+        c * (c.sum(-1, keepdims=True) - c) / (c.sum(-1, keepdims=True) ** 2 * (c.sum(-1, keepdims=True) + 1))),
+    ("bernoulli", ("probs",)): lambda p: (p, p * (1 - p)),
+    ("bernoulli", ("logits",)): lambda l: (sigmoid(l), sigmoid(l) * (1 - sigmoid(l))),
+    ("categorical", ("probs",)): categorical_moments,
+    ("categorical", ("logits",)): lambda l: categorical_moments(special.softmax(l, -1)),
+    ("binomial", ("total_count", "probs")): lambda n, p: (n * p, n * p * (1 - p)),
+    ("binomial", ("total_count", "logits")): lambda n, l: (n * sigmoid(l), n * sigmoid(l) * (1 - sigmoid(l))),
+    ("poisson", ("rate",)): lambda r: (r, r),
+    ("geometric", ("probs",)): lambda p: ((1 - p) / p, (1 - p) / p ** 2),
+    ("geometric", ("logits",)): lambda l: ((1 - sigmoid(l)) / sigmoid(l), (1 - sigmoid(l)) / sigmoid(l) ** 2),
+}
+# Heavy tails have no moments: check the median, where half the draws fall below.
+MEDIANS = {("cauchy", ("loc", "scale")): lambda m, s: m, ("halfcauchy", ("scale",)): lambda s: s}
+# Every mvnormal example has covariance SPD.
+COVARIANCES = {("mvnormal", form): SPD for form in EXAMPLES["mvnormal"]}
+
+
+def normal_logp(x, loc, scale):
+    return -0.5 * np.log(2 * np.pi) - np.log(scale) - (x - loc) ** 2 / (2 * scale ** 2)
+
+
+# Closed-form log densities: (oracle(x, *args), args, values x).
+ORACLES = {
+    ("normal", ("loc", "scale")): (normal_logp, [0.3, 1.7], np.array([-0.2, 3.0])),
+    ("bernoulli", ("probs",)): (lambda x, p: x * np.log(p) + (1 - x) * np.log1p(-p), [0.3], np.array([0, 1])),
+    ("bernoulli", ("logits",)): (lambda x, l: x * l - np.logaddexp(0, l), [-0.8], np.array([0, 1])),
+    ("poisson", ("rate",)): (lambda x, r: x * np.log(r) - r - special.gammaln(x + 1), [3.2], np.array([0, 2, 7])),
+    ("gamma", ("concentration", "rate")): (
+        lambda x, a, b: a * np.log(b) + (a - 1) * np.log(x) - b * x - special.gammaln(a), [2.5, 1.5],
+        np.array([0.3, 1.0, 4.0])),
+    ("beta", ("concentration1", "concentration0")): (
+        lambda x, a, b: (a - 1) * np.log(x) + (b - 1) * np.log1p(-x) - special.betaln(a, b), [2.0, 3.5],
+        np.array([0.1, 0.5, 0.9])),
+    ("exponential", ("rate",)): (lambda x, r: np.log(r) - r * x, [2.0], np.array([0.1, 1.0, 3.0])),
+    ("categorical", ("probs",)): (lambda x, p: np.log(np.asarray(p)[x]), [[0.2, 0.5, 0.3]], np.array([0, 1, 2])),
+    ("categorical", ("logits",)): (lambda x, l: np.asarray(l)[x] - special.logsumexp(l), [[0.5, -1.0, 2.0]],
+                                   np.array([0, 1, 2])),
+}
 
 
 def concrete(args):
+    """Arrays for the example arguments; an integer (binomial's total_count) stays a literal."""
     return [a if isinstance(a, int) else jnp.asarray(a, jnp.float32) for a in args]
 
 
@@ -71,194 +139,166 @@ def types_of(args):
     return [a if isinstance(a, (int, float)) else ArrayType("float32", np.shape(a)) for a in args]
 
 
+def draws_and_densities(key, case_args, oracle_args):
+    """For every case, N draws and three log densities of the first five; then the oracle cases."""
+    keys = iter(jax.random.split(key, len(CASES)))
+    out = {"cases": {}, "oracles": {}}
+    for (name, form), args in zip(CASES, case_args):
+        row = DISTRIBUTIONS[name]
+        draws = row.sample(form, args, next(keys), (N,))
+        x = draws[:5]
+        reference = NUMPYRO[name](**dict(zip(form, args)))
+        out["cases"][name, form] = (draws, row.build(form, args).log_prob(x), row.log_prob(form, args, x),
+                                    reference.log_prob(x))
+    for (name, form), (args, x) in zip(ORACLES, oracle_args):
+        out["oracles"][name, form] = DISTRIBUTIONS[name].log_prob(form, args, x)
+    return out
+
+
+@pytest.fixture(scope="module")
+def computed(quick_jit):
+    """:func:`draws_and_densities` as one compiled program (see the module doc).
+
+    Arguments enter as inputs of the program, not as constants: XLA would
+    otherwise spend its time folding the constants through the samplers.
+    """
+    case_args = [concrete(EXAMPLES[name][form]) for name, form in CASES]
+    oracle_args = [(concrete(args), jnp.asarray(x)) for _, args, x in ORACLES.values()]
+    return quick_jit(draws_and_densities, jax.random.PRNGKey(1), case_args, oracle_args)
+
+
 def test_examples_cover_every_distribution_and_form():
     assert set(EXAMPLES) == set(DISTRIBUTIONS) == set(NUMPYRO)
     for name, row in DISTRIBUTIONS.items():
         assert set(EXAMPLES[name]) == set(row.forms), name
+    statistics = set(MOMENTS) | set(MEDIANS) | set(COVARIANCES) | {("delta", ("v",))}
+    assert statistics == set(CASES)
 
 
-@functools.lru_cache(maxsize=None)
-def draws_and_densities(name, form):
-    """One compiled program per case (compiling dominates these tests): our draw,
-    numpyro's draws ``x``, and log p(x) from our row, our built distribution and numpyro."""
-    row, args = DISTRIBUTIONS[name], concrete(EXAMPLES[name][form])
-
-    def run():
-        reference = NUMPYRO[name](**dict(zip(form, args)))
-        x = reference.sample(KEY, (5,))
-        return (row.sample(form, args, KEY), x, row.build(form, args).log_prob(x),
-                row.log_prob(form, args, x), reference.log_prob(x))
-
-    return jax.jit(run)()
-
+# -- log densities ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("name, form", CASES)
-def test_log_prob_matches_numpyro(name, form):
-    _, _, built, ours, reference = draws_and_densities(name, form)
+def test_log_prob_matches_numpyro(name, form, computed):
+    _, built, ours, reference = computed["cases"][name, form]
+    assert np.all(np.isfinite(reference))
     np.testing.assert_allclose(built, reference, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("name, form", list(ORACLES))
+def test_log_prob_matches_closed_form(name, form, computed):
+    oracle, args, x = ORACLES[(name, form)]
+    np.testing.assert_allclose(computed["oracles"][name, form], oracle(x, *args), rtol=1e-5, atol=1e-5)
+
+
+# -- types -----------------------------------------------------------------------------------
+
 @pytest.mark.parametrize("name, form", CASES)
-def test_value_type_matches_draws(name, form):
+def test_value_type_matches_draws(name, form, computed):
     row, raw = DISTRIBUTIONS[name], EXAMPLES[name][form]
-    draw = draws_and_densities(name, form)[0]
+    draw = computed["cases"][name, form][0][0]
     assert draw.dtype == (jnp.int32 if row.discrete else jnp.float32)
     assert row.value_type(form, types_of(raw)) == ArrayType(dtype_name(draw.dtype), draw.shape)
     args = concrete(raw)
-    reference = jax.eval_shape(lambda: NUMPYRO[name](**dict(zip(form, args))).sample(KEY))
-    assert draw.shape == reference.shape
-    assert jax.eval_shape(lambda: row.sample(form, args, KEY, (7,))).shape == (7,) + draw.shape
+    assert draw.shape == jax.eval_shape(lambda: NUMPYRO[name](**dict(zip(form, args))).sample(KEY)).shape
+
+
+SCALAR_CASES = [(name, form) for name, form in CASES
+                if not DISTRIBUTIONS[name].ranks and not DISTRIBUTIONS[name].vector_value]
+
+
+@pytest.mark.parametrize("name, form", SCALAR_CASES)
+def test_value_type_with_literal_arguments(name, form):
+    row = DISTRIBUTIONS[name]
+    literals = [a if isinstance(a, int) else float(a[0]) for a in EXAMPLES[name][form]]
+    reference = jax.eval_shape(lambda: NUMPYRO[name](**dict(zip(form, concrete(literals)))).sample(KEY))
+    assert reference.shape == ()
+    assert row.value_type(form, literals) == ArrayType("int32" if row.discrete else "float32", ())
 
 
 def test_value_type_broadcasts_batch_arguments():
-    normal = DISTRIBUTIONS["normal"]
-    got = normal.value_type(("loc", "scale"), [ArrayType("float32", (4, 1)), ArrayType("float32", (3,))])
-    assert got == ArrayType("float32", (4, 3))
-    mvn = DISTRIBUTIONS["mvnormal"]
-    got = mvn.value_type(("loc", "covariance_matrix"), [ArrayType("float32", (5, 3)), ArrayType("float32", (3, 3))])
-    assert got == ArrayType("float32", (5, 3))
-    assert DISTRIBUTIONS["dirichlet"].value_type(("concentration",), [ArrayType("float32", (2, 4))]) == \
-        ArrayType("float32", (2, 4))
-    assert DISTRIBUTIONS["categorical"].value_type(("logits",), [ArrayType("float32", (2, 4))]) == \
-        ArrayType("int32", (2,))
-    assert DISTRIBUTIONS["mvnormal_diag"].value_type(("loc", "scale"), [ArrayType("float32", (3,)), 1.0]) == \
-        ArrayType("float32", (3,))
-    assert DISTRIBUTIONS["bernoulli"].value_type(("probs",), [ArrayType("int32", (2,))]) == ArrayType("int32", (2,))
+    def value_type(name, form, *shapes):
+        return DISTRIBUTIONS[name].value_type(form, [ArrayType("float32", s) if isinstance(s, tuple) else s
+                                                     for s in shapes])
+
+    assert value_type("normal", ("loc", "scale"), (4, 1), (3,)) == ArrayType("float32", (4, 3))
+    assert value_type("mvnormal", ("loc", "covariance_matrix"), (5, 3), (3, 3)) == ArrayType("float32", (5, 3))
+    assert value_type("mvnormal", ("loc", "scale_tril"), (3,), (2, 3, 3)) == ArrayType("float32", (2, 3))
+    assert value_type("dirichlet", ("concentration",), (2, 4)) == ArrayType("float32", (2, 4))
+    assert value_type("categorical", ("logits",), (2, 4)) == ArrayType("int32", (2,))
+    assert value_type("mvnormal_diag", ("loc", "scale"), (3,), 1.0) == ArrayType("float32", (3,))
+    assert value_type("binomial", ("total_count", "probs"), 10, (2, 3)) == ArrayType("int32", (2, 3))
+    bernoulli = DISTRIBUTIONS["bernoulli"]
+    assert bernoulli.value_type(("probs",), [ArrayType("int32", (2,))]) == ArrayType("int32", (2,))
 
 
-@pytest.mark.parametrize("name, form, args, words", [
-    ("normal", ("loc", "scale"), [(3,), (4,)], "normal(loc, scale): loc has shape [3] and scale has shape [4], "
-                                               "which do not broadcast"),
-    ("bernoulli", ("logits",), [(2, 3)], None),
-    ("mvnormal", ("loc", "scale_tril"), [(3,), (4, 4)], "event sizes differ (3 and 4)"),
+@pytest.mark.parametrize("name, form, shapes, words", [
+    ("normal", ("loc", "scale"), [(3,), (4,)],
+     "normal(loc, scale): loc has shape [3] and scale has shape [4], which do not broadcast"),
+    ("uniform", ("low", "high"), [(2, 3), (3, 2)], "which do not broadcast"),
+    ("mvnormal", ("loc", "scale_tril"), [(3,), (4, 4)], "whose event sizes differ (3 and 4)"),
     ("mvnormal", ("loc", "covariance_matrix"), [(2, 3), (5, 3, 3)], "whose batch shapes do not broadcast"),
     ("mvnormal", ("loc", "scale_tril"), [(), (3, 3)], "loc must be a vector"),
+    ("mvnormal", ("loc", "precision_matrix"), [(3,), (3,)], "precision_matrix must be a matrix"),
     ("categorical", ("probs",), [()], "categorical(probs): probs must be a vector"),
+    ("dirichlet", ("concentration",), [()], "concentration must be a vector"),
     ("mvnormal_diag", ("loc", "scale"), [(), ()], "the value is a vector"),
-    ("uniform", ("low", "high"), [(2, 3), (3, 2)], "which do not broadcast"),
 ])
-def test_value_type_explains_shape_errors(name, form, args, words):
-    row = DISTRIBUTIONS[name]
-    types = [ArrayType("float32", s) for s in args]
-    if words is None:
-        row.value_type(form, types)
-        return
+def test_value_type_explains_shape_errors(name, form, shapes, words):
     with pytest.raises(ValueError) as error:
-        row.value_type(form, types)
+        DISTRIBUTIONS[name].value_type(form, [ArrayType("float32", s) for s in shapes])
     assert words in str(error.value)
 
 
 def test_unknown_form_is_a_value_error():
-    with pytest.raises(ValueError, match="its forms are"):
+    with pytest.raises(ValueError, match=r"its forms are \(probs\); \(logits\)"):
         DISTRIBUTIONS["bernoulli"].value_type(("p",), [0.5])
 
 
-# -- closed-form oracles -----------------------------------------------------------
+# -- statistics of draws ---------------------------------------------------------------------
 
-def normal_logp(x, loc, scale):
-    return -0.5 * np.log(2 * np.pi) - np.log(scale) - (x - loc) ** 2 / (2 * scale ** 2)
-
-
-ORACLES = {
-    ("normal", ("loc", "scale")): (normal_logp, [0.3, 1.7], [np.array([-0.2, 3.0])]),
-    ("bernoulli", ("probs",)): (lambda x, p: x * np.log(p) + (1 - x) * np.log1p(-p), [0.3], [np.array([0, 1])]),
-    ("bernoulli", ("logits",)): (lambda x, l: x * l - np.logaddexp(0, l), [-0.8], [np.array([0, 1])]),
-    ("poisson", ("rate",)): (lambda x, r: x * np.log(r) - r - special.gammaln(x + 1), [3.2],
-                             [np.array([0, 2, 7])]),
-    ("gamma", ("concentration", "rate")): (
-        lambda x, a, b: a * np.log(b) + (a - 1) * np.log(x) - b * x - special.gammaln(a), [2.5, 1.5],
-        [np.array([0.3, 1.0, 4.0])]),
-    ("beta", ("concentration1", "concentration0")): (
-        lambda x, a, b: (a - 1) * np.log(x) + (b - 1) * np.log1p(-x) - special.betaln(a, b), [2.0, 3.5],
-        [np.array([0.1, 0.5, 0.9])]),
-    ("exponential", ("rate",)): (lambda x, r: np.log(r) - r * x, [2.0], [np.array([0.1, 1.0, 3.0])]),
-    ("categorical", ("probs",)): (lambda x, p: np.log(np.asarray(p)[x]), [[0.2, 0.5, 0.3]], [np.array([0, 1, 2])]),
-    ("categorical", ("logits",)): (lambda x, l: np.asarray(l)[x] - special.logsumexp(l), [[0.5, -1.0, 2.0]],
-                                   [np.array([0, 1, 2])]),
-}
-
-
-@pytest.mark.parametrize("name, form", list(ORACLES))
-def test_log_prob_matches_closed_form(name, form):
-    oracle, args, (x,) = ORACLES[(name, form)]
-    ours = DISTRIBUTIONS[name].log_prob(form, [jnp.asarray(a, jnp.float32) for a in args], jnp.asarray(x))
-    np.testing.assert_allclose(ours, oracle(x, *args), rtol=1e-5, atol=1e-5)
-
-
-# -- moments -----------------------------------------------------------------------------
-
-def textbook_moments():
-    """(name, form, scalar args, mean, variance) of draws, from textbook formulas."""
-    a, b = 2.0, 3.0
-    return [
-        ("normal", ("loc", "scale"), [1.0, 2.0], 1.0, 4.0),
-        ("lognormal", ("loc", "scale"), [0.0, 0.5], math.exp(0.125), (math.exp(0.25) - 1) * math.exp(0.25)),
-        ("halfnormal", ("scale",), [2.0], 2.0 * math.sqrt(2 / math.pi), 4.0 * (1 - 2 / math.pi)),
-        ("student_t", ("df", "loc", "scale"), [10.0, 1.0, 2.0], 1.0, 4.0 * 10 / 8),
-        ("laplace", ("loc", "scale"), [1.0, 2.0], 1.0, 8.0),
-        ("uniform", ("low", "high"), [-1.0, 3.0], 1.0, 16 / 12),
-        ("beta", ("concentration1", "concentration0"), [a, b], a / (a + b), a * b / ((a + b) ** 2 * (a + b + 1))),
-        ("gamma", ("concentration", "rate"), [a, b], a / b, a / b ** 2),
-        ("inverse_gamma", ("concentration", "rate"), [9.0, 4.0], 4.0 / 8, 16.0 / (64 * 7)),
-        ("exponential", ("rate",), [2.0], 0.5, 0.25),
-        ("bernoulli", ("probs",), [0.3], 0.3, 0.21),
-        ("bernoulli", ("logits",), [0.0], 0.5, 0.25),
-        ("binomial", ("total_count", "probs"), [10, 0.3], 3.0, 2.1),
-        ("categorical", ("probs",), [[0.2, 0.3, 0.5]], 1.3, 0.3 + 2.0 - 1.3 ** 2),
-        ("poisson", ("rate",), [3.5], 3.5, 3.5),
-        ("geometric", ("probs",), [0.4], 0.6 / 0.4, 0.6 / 0.16),
-        ("mvnormal_diag", ("loc", "scale"), [[0.0, 2.0], [1.0, 0.5]], np.array([0.0, 2.0]), np.array([1.0, 0.25])),
-        ("mvnormal", ("loc", "covariance_matrix"), [[1.0, 0.0, -1.0], SPD], np.array([1.0, 0.0, -1.0]),
-         np.diag(SPD)),
-        ("dirichlet", ("concentration",), [[1.0, 2.0, 3.0]], np.array([1, 2, 3]) / 6,
-         np.array([1 * 5, 2 * 4, 3 * 3]) / (36 * 7)),
-    ]
-
-
-@pytest.mark.parametrize("name, form, args, mean, variance", textbook_moments(),
-                         ids=lambda v: v if isinstance(v, str) else "")
-def test_sample_moments(name, form, args, mean, variance):
-    row = DISTRIBUTIONS[name]
-    draws = jax.jit(lambda: row.sample(form, concrete(args), jax.random.PRNGKey(1), (N,)))()
-    # Python scalars stay literals here, so this also checks value_type on literal arguments.
-    assert row.value_type(form, types_of(args)) == ArrayType(dtype_name(draws.dtype), draws.shape[1:])
-    draws = np.asarray(draws, np.float64)
+def five_standard_errors(draws, mean, variance):
+    """Assert that the draws' mean and variance lie within 5 standard errors of the truth."""
     m, v = draws.mean(0), draws.var(0)
-    mean_se = np.sqrt(variance / N)
-    var_se = np.sqrt((((draws - m) ** 4).mean(0) - v ** 2) / N)
-    assert np.all(np.abs(m - mean) < 5 * mean_se), (m, mean)
-    assert np.all(np.abs(v - variance) < 5 * var_se), (v, variance)
+    fourth = ((draws - m) ** 4).mean(0)
+    assert np.all(np.abs(m - mean) < 5 * np.sqrt(variance / N)), (m, mean)
+    assert np.all(np.abs(v - variance) < 5 * np.sqrt((fourth - v ** 2) / N)), (v, variance)
 
 
-@pytest.mark.parametrize("name, args, median", [("cauchy", [1.0, 2.0], 1.0), ("halfcauchy", [2.0], 2.0)])
-def test_heavy_tailed_draws_have_the_right_median(name, args, median):
-    # No moments exist; the fraction of draws below the median is a mean of indicators.
-    row = DISTRIBUTIONS[name]
-    draws = jax.jit(lambda: row.sample(row.forms[0], concrete(args), jax.random.PRNGKey(2), (N,)))()
-    assert row.value_type(row.forms[0], args) == ArrayType("float32", ())
-    draws = np.asarray(draws)
-    below = (draws < median).mean()
-    assert abs(below - 0.5) < 5 * math.sqrt(0.25 / N)
+@pytest.mark.parametrize("name, form", list(MOMENTS))
+def test_sample_moments(name, form, computed):
+    draws = np.asarray(computed["cases"][name, form][0], np.float64)
+    args = [np.asarray(a, np.float64) for a in EXAMPLES[name][form]]
+    mean, variance = MOMENTS[name, form](*args)
+    five_standard_errors(draws, np.broadcast_to(mean, draws.shape[1:]), np.broadcast_to(variance, draws.shape[1:]))
 
 
-def test_mvnormal_draws_have_the_right_covariance():
-    row = DISTRIBUTIONS["mvnormal"]
-    matrices = {"scale_tril": np.linalg.cholesky(SPD), "covariance_matrix": SPD, "precision_matrix": np.linalg.inv(SPD)}
-    # The standard error of a covariance entry is sqrt((S_ii S_jj + S_ij^2) / N) for normal draws.
-    se = np.sqrt((np.outer(np.diag(SPD), np.diag(SPD)) + SPD ** 2) / N)
-    for form in row.forms:
-        args = [jnp.zeros(3), jnp.asarray(matrices[form[1]], jnp.float32)]
-        draws = np.asarray(row.sample(form, args, jax.random.PRNGKey(3), (N,)), np.float64)
-        assert np.all(np.abs(np.cov(draws.T) - SPD) < 5 * se), form
+@pytest.mark.parametrize("name, form", list(MEDIANS))
+def test_heavy_tailed_draws_have_the_right_median(name, form, computed):
+    draws = np.asarray(computed["cases"][name, form][0])
+    median = MEDIANS[name, form](*[np.asarray(a) for a in EXAMPLES[name][form]])
+    below = (draws < median).mean(0)  # a mean of indicators, with variance 1/4 per draw
+    assert np.all(np.abs(below - 0.5) < 5 * np.sqrt(0.25 / N)), below
 
 
-def test_delta_draws_its_parameter():
-    row = DISTRIBUTIONS["delta"]
-    np.testing.assert_array_equal(row.sample(("v",), [jnp.array([1.5, -2.0])], KEY), [1.5, -2.0])
+@pytest.mark.parametrize("name, form", list(COVARIANCES))
+def test_mvnormal_draws_have_the_right_mean_and_covariance(name, form, computed):
+    draws = np.asarray(computed["cases"][name, form][0], np.float64).reshape(N, -1, 3)
+    loc = np.broadcast_to(np.asarray(EXAMPLES[name][form][0]), draws.shape[1:])
+    cov = COVARIANCES[name, form]
+    five_standard_errors(draws, loc, np.broadcast_to(np.diag(cov), draws.shape[1:]))
+    # The standard error of a covariance entry of normal draws is sqrt((S_ii S_jj + S_ij^2) / N).
+    se = np.sqrt((np.outer(np.diag(cov), np.diag(cov)) + cov ** 2) / N)
+    for b in range(draws.shape[1]):
+        assert np.all(np.abs(np.cov(draws[:, b].T) - cov) < 5 * se), form
 
 
-# -- supports and estimators ------------------------------------------------------
+def test_delta_draws_its_parameter(computed):
+    draws = computed["cases"]["delta", ("v",)][0]
+    np.testing.assert_array_equal(draws, np.broadcast_to([1.5, -2.0], (N, 2)))
+
+
+# -- supports and estimators -------------------------------------------------------------
 
 def test_support_sizes_and_values():
     bern, cat, binom = DISTRIBUTIONS["bernoulli"], DISTRIBUTIONS["categorical"], DISTRIBUTIONS["binomial"]

@@ -1,0 +1,599 @@
+"""ADEV: unbiased gradient estimation of objectives by evaluation on dual numbers.
+
+An objective's entry function is evaluated forward on dual numbers
+``DV(primal, tangent, depth)`` (``tangent`` None means zero). Pure equations
+go through ``jax.jvp``. Inside an ``expect`` region evaluation is in
+continuation-passing style: at a ``draw``, the site's estimator rule
+(``library.estimators``) receives the site and the continuation ``k`` (the
+rest of the region, as a Python function) and returns the estimated
+``(ℓ, ℓ̇)``. ANF makes the continuation simply "the equations after this
+one".
+
+- **Plates** containing draws are entered, not mapped: their body is
+  evaluated once with every value carrying the plate's axis (``depth``
+  counts the enclosing plates; pure equations are ``vmap`` ped over the axes
+  their inputs have), so a draw in a plate is one batched choice and its
+  continuation runs through the rest of the plate and past it.
+- **REINFORCE** terms ``ℓ·s`` need the region's final value ℓ; the rule
+  passes ``s`` to ``k`` and the interpreter accumulates it (``acc``), adding
+  ``ℓ·S + T`` where the region ends. The same accumulation lets reparam and
+  reinforce run inside ``for`` loops (``lax.scan``), where no continuation
+  exists; enum and mvd there are rejected when the objective is compiled.
+- The whole objective is a ``jax.custom_jvp`` function whose JVP rule is this
+  interpreter; ``jax.grad`` transposes the (linear in tangents) rule into
+  reverse mode, and ``jax.jit`` compiles one XLA program.
+
+    >>> # f = objective_function(program, library); jax.value_and_grad(f)(params, key, inputs)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..ir import Eqn, Lit, Program, Region, Var, walk
+from .standard import RULES, Interpreter, build_distribution, evaluate
+
+
+@dataclass
+class DV:
+    primal: Any
+    tangent: Any
+    depth: int
+
+
+@dataclass
+class TraceDV:
+    values: dict
+    retval: list
+
+
+def _add(a, b):
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a + b
+
+
+def _is_float(x) -> bool:
+    return jnp.issubdtype(jnp.result_type(x), jnp.inexact)
+
+
+def _vmap_levels(fn: Callable, depths: list[int], depth: int) -> Callable:
+    """``fn`` mapped over plate axes 1..depth; an input of depth d has axes 1..d."""
+    for level in reversed(range(1, depth + 1)):
+        fn = jax.vmap(fn, in_axes=tuple(0 if d >= level else None for d in depths))
+    return fn
+
+
+def _lift(x, from_depth: int, to_depth: int, lead_shape: tuple):
+    """Broadcast an array with plate axes 1..from_depth to axes 1..to_depth."""
+    if from_depth == to_depth:
+        return x
+    x = jnp.asarray(x)
+    rest = x.shape[from_depth:]
+    x = x.reshape(x.shape[:from_depth] + (1,) * (to_depth - from_depth) + rest)
+    return jnp.broadcast_to(x, tuple(lead_shape[:to_depth]) + rest)
+
+
+def free_vars(region: Region, cache: dict) -> list[Var]:
+    """Variables a region uses but does not define (its closure)."""
+    key = id(region)
+    if key in cache:
+        return cache[key]
+    defined, used = set(), []
+    seen = set()
+
+    def visit(r: Region):
+        defined.update(id(p) for p in r.params)
+        for e in r.eqns:
+            for a in e.args:
+                if isinstance(a, Var) and id(a) not in seen:
+                    seen.add(id(a))
+                    used.append(a)
+            for sub in e.regions:
+                visit(sub)
+            defined.update(id(v) for v in e.outs)
+        for o in r.outs:
+            if isinstance(o, Var) and id(o) not in seen:
+                seen.add(id(o))
+                used.append(o)
+
+    visit(region)
+    cache[key] = [v for v in used if id(v) not in defined]
+    return cache[key]
+
+
+def has_draws(eqn: Eqn) -> bool:
+    return any(e.op == "draw" for r in eqn.regions for e in walk(r))
+
+
+class ADEV:
+    """The dual-number, continuation-passing interpreter of one objective."""
+
+    def __init__(self, library, program: Program, params: dict, params_dot: dict):
+        self.library = library
+        self.program = program
+        self.params = params
+        self.params_dot = params_dot
+        self.std = Interpreter(library, params, program)
+        self.free_cache: dict = {}
+        self.plate_shape: tuple = ()
+
+    # ---------------------------------------------------------- entry
+
+    def run(self, key, inputs: list):
+        fn = self.program.functions[self.program.entry]
+        env = {}
+        for p, a in zip(fn.params, inputs):
+            env[id(p)] = self.from_input(a)
+        for j, e in enumerate(fn.body.eqns):
+            self.eval_outside(e, env, jax.random.fold_in(key, j))
+        out = self.read(env, fn.body.outs[0])
+        return out.primal, out.tangent
+
+    def from_input(self, a):
+        if isinstance(a, tuple) and len(a) == 2 and isinstance(a[0], dict):
+            return TraceDV({k: DV(v, None, 0) for k, v in a[0].items()},
+                           [DV(v, None, 0) for v in a[1]])
+        return DV(a, None, 0)
+
+    def eval_outside(self, e: Eqn, env: dict, key) -> None:
+        if e.op == "expect":
+            value, tangent = self.expect(e.regions[0], env, key)
+            env[id(e.outs[0])] = DV(value, tangent, 0)
+        elif e.op == "param":
+            env[id(e.outs[0])] = self.param(e.attrs["path"])
+        elif e.op == "draw" or has_draws(e):
+            raise NotImplementedError("random choices in an objective must be inside 'expect'")
+        else:
+            self.pure(e, env, 0)
+
+    def param(self, path: str) -> DV:
+        info = self.program.params[path]
+        c = self.library.constraint(info.constraint)
+        u = self.params[path]
+        u_dot = self.params_dot.get(path) if self.params_dot is not None else None
+        if u_dot is None:
+            return DV(c.to_constrained(u), None, 0)
+        p, t = jax.jvp(c.to_constrained, (u,), (u_dot,))
+        return DV(p, t, 0)
+
+    def read(self, env: dict, a):
+        if isinstance(a, Lit):
+            return DV(a.value, None, 0)
+        return env[id(a)]
+
+    # ---------------------------------------------------------- expectations
+
+    def expect(self, region: Region, env: dict, key):
+        def end(env_end, acc):
+            ell = self.read(env_end, region.outs[0])
+            s, t = acc
+            tangent = _add(ell.tangent, None if s is None else ell.primal * s)
+            return ell.primal, _add(tangent, t)
+
+        value, tangent = self.cps(region.eqns, 0, env, key, 0, (None, None), end)
+        if tangent is None:
+            tangent = jnp.zeros_like(jnp.asarray(value, jnp.float32))
+        return value, tangent
+
+    def cps(self, eqns: list[Eqn], j: int, env: dict, keys, depth: int, acc, k_end):
+        """Evaluate ``eqns[j:]``, then ``k_end(env, acc)``; returns (ℓ, ℓ̇)."""
+        env = dict(env)
+        while j < len(eqns):
+            e = eqns[j]
+            key_j = self.fold(keys, j, depth)
+            if e.op == "draw":
+                site = Site(self, e, [self.read(env, a) for a in e.args], depth, key_j)
+                rule = self.library.estimators[e.attrs["estimator"]]
+
+                def k(x, x_dot=None, score=None, shift=None, e=e, j=j, env=env):
+                    env2 = dict(env)
+                    env2[id(e.outs[0])] = DV(x, x_dot, depth)
+                    acc2 = (_add(acc[0], score), _add(acc[1], shift))
+                    return self.cps(eqns, j + 1, env2, keys, depth, acc2, k_end)
+
+                return rule(site, k)
+            if e.op == "plate" and has_draws(e):
+                return self.enter_plate(e, eqns, j, env, keys, key_j, depth, acc, k_end)
+            if e.op == "scan" and has_draws(e):
+                acc = self.scan(e, env, key_j, depth, acc)
+            elif e.op == "expect":
+                if depth:
+                    raise NotImplementedError("an 'expect' inside a plate inside 'expect'")
+                value, tangent = self.expect(e.regions[0], env, key_j)
+                env[id(e.outs[0])] = DV(value, tangent, 0)
+            elif e.op == "param":
+                env[id(e.outs[0])] = self.param(e.attrs["path"])
+            elif e.op in ("make_trace", "trace_get", "trace_retval"):
+                self.trace_op(e, env)
+            else:
+                self.pure(e, env, depth)
+            j += 1
+        return k_end(env, acc)
+
+    def enter_plate(self, e: Eqn, eqns, j, env, keys, key_j, depth, acc, k_end):
+        region = e.regions[0]
+        n = e.attrs["size"]
+        outer_shape = self.plate_shape
+        lead = outer_shape[:depth] + (n,)
+        inner_keys = self.split(key_j, n, depth)
+        inner = dict(env)
+        index = _lift(jnp.arange(n, dtype=jnp.int32), 0, 0, ())
+        if depth:
+            index = jnp.broadcast_to(index, lead)
+        inner[id(region.params[0])] = DV(index, None, depth + 1)
+        for p, a in zip(region.params[1:], e.args):
+            dv = self.read(env, a)
+            prim = _lift(dv.primal, dv.depth, depth, lead)
+            tan = None if dv.tangent is None else _lift(dv.tangent, dv.depth, depth, lead)
+            inner[id(p)] = DV(prim, tan, depth + 1)
+
+        def k_plate(env_inner, acc2):
+            self.plate_shape = outer_shape
+            env2 = dict(env)
+            for out, o in zip(e.outs, region.outs):
+                dv = self.read(env_inner, o)
+                prim = _lift(dv.primal, dv.depth, depth + 1, lead)
+                tan = None if dv.tangent is None else _lift(dv.tangent, dv.depth, depth + 1, lead)
+                env2[id(out)] = DV(prim, tan, depth)
+            return self.cps(eqns, j + 1, env2, keys, depth, acc2, k_end)
+
+        self.plate_shape = lead
+        return self.cps(region.eqns, 0, inner, inner_keys, depth + 1, acc, k_plate)
+
+    def scan(self, e: Eqn, env: dict, key, depth: int, acc):
+        """A ``for`` loop with draws: straight-line evaluation inside ``lax.scan``."""
+        if depth:
+            raise NotImplementedError("a for loop with random choices inside a plate, "
+                                      "inside 'expect', is not supported")
+        region = e.regions[0]
+        n, c = e.attrs["length"], e.attrs["carries"]
+        for sub in walk(region):
+            if sub.op == "draw" and sub.attrs["estimator"] not in self.library.estimator_tail:
+                raise NotImplementedError(f"estimator {sub.attrs['estimator']} inside a for loop")
+        args = [self.read(env, a) for a in e.args]
+        init = [(a.primal, a.tangent if a.tangent is not None else jnp.zeros_like(a.primal))
+                if _is_float(a.primal) else (a.primal, None) for a in args[:c]]
+        zero = jnp.zeros((), jnp.float32)
+        s0 = zero if acc[0] is None else acc[0]
+        t0 = zero if acc[1] is None else acc[1]
+        xs = [a for a in args[c:]]
+
+        def step(carry, inputs):
+            state, s, t = carry
+            i, k, x_prims, x_tans = inputs
+            inner = dict(env)
+            inner[id(region.params[0])] = DV(i, None, 0)
+            for p, (prim, tan) in zip(region.params[1:1 + c], state):
+                inner[id(p)] = DV(prim, tan, 0)
+            for p, prim, tan in zip(region.params[1 + c:], x_prims, x_tans):
+                inner[id(p)] = DV(prim, tan, 0)
+            box = {}
+
+            def end(env_end, acc_end):
+                box["env"], box["acc"] = env_end, acc_end
+                return None, None
+
+            self.cps(region.eqns, 0, inner, k, 0, (s, t), end)
+            outs = [self.read(box["env"], o) for o in region.outs]
+            new_state = tuple((o.primal, (o.tangent if o.tangent is not None else
+                                          jnp.zeros_like(o.primal)) if st[1] is not None else None)
+                              for o, st in zip(outs[:c], state))
+            ys = tuple((o.primal, o.tangent) for o in outs[c:])
+            s2, t2 = box["acc"]
+            return (new_state, s if s2 is None else s2, t if t2 is None else t2), ys
+
+        keys = jax.random.split(key, n)
+        x_prims = tuple(a.primal for a in xs)
+        x_tans = tuple(a.tangent for a in xs)
+        (final, s, t), ys = jax.lax.scan(
+            step, (tuple(init), s0, t0), (jnp.arange(n, dtype=jnp.int32), keys, x_prims, x_tans))
+        for out, (prim, tan) in zip(e.outs[:c], final):
+            env[id(out)] = DV(prim, tan, 0)
+        for out, (prim, tan) in zip(e.outs[c:], ys):
+            env[id(out)] = DV(prim, tan, 0)
+        return (s, t)
+
+    # ---------------------------------------------------------- keys
+
+    def fold(self, keys, j: int, depth: int):
+        return _vmap_levels(lambda k: jax.random.fold_in(k, j), [depth], depth)(keys)
+
+    def split(self, keys, n: int, depth: int):
+        return _vmap_levels(lambda k: jax.random.split(k, n), [depth], depth)(keys)
+
+    # ---------------------------------------------------------- pure equations
+
+    def trace_op(self, e: Eqn, env: dict) -> None:
+        args = [self.read(env, a) for a in e.args]
+        if e.op == "make_trace":
+            n = len(e.attrs["addresses"])
+            env[id(e.outs[0])] = TraceDV(dict(zip(e.attrs["addresses"], args[:n])), args[n:])
+            return
+        t = args[0]
+        if not isinstance(t, TraceDV):
+            t = TraceDV({a: DV(v, None, t.depth) for a, v in t.primal[0].items()},
+                        [DV(v, None, t.depth) for v in t.primal[1]])
+        if e.op == "trace_retval":
+            for out, v in zip(e.outs, t.retval):
+                env[id(out)] = v
+            return
+        a = e.attrs["address"]
+        if a in t.values:
+            env[id(e.outs[0])] = t.values[a]
+        else:
+            prefix = a + "/"
+            env[id(e.outs[0])] = TraceDV({k[len(prefix):]: v for k, v in t.values.items()
+                                          if k.startswith(prefix)}, [])
+
+    def pure(self, e: Eqn, env: dict, depth: int) -> None:
+        free = [v for r in e.regions for v in free_vars(r, self.free_cache)]
+        inputs = [self.read(env, a) for a in e.args] + [self.read(env, v) for v in free]
+        inputs = [self.as_dv(x) for x in inputs]
+        n_args = len(e.args)
+        std = self.std
+        dummy_key = jax.random.PRNGKey(0)
+
+        def f(*prims):
+            closure = {id(v): p for v, p in zip(free, prims[n_args:])}
+            return tuple(RULES[e.op](std, e, list(prims[:n_args]), dummy_key, closure))
+
+        outs = self.apply(f, inputs)
+        for v, o in zip(e.outs, outs):
+            env[id(v)] = o
+
+    def as_dv(self, x):
+        if isinstance(x, DV):
+            return x
+        # A trace: its leaves at one depth, as a pytree (values, retval).
+        leaves = list(x.values.values()) + list(x.retval)
+        depth = max((v.depth for v in leaves), default=0)
+        lead = self.plate_shape
+        prim = ({a: _lift(v.primal, v.depth, depth, lead) for a, v in x.values.items()},
+                tuple(_lift(v.primal, v.depth, depth, lead) for v in x.retval))
+        if all(v.tangent is None for v in leaves):
+            return DV(prim, None, depth)
+
+        def tan(v):
+            p = _lift(v.primal, v.depth, depth, lead)
+            if v.tangent is not None:
+                return _lift(v.tangent, v.depth, depth, lead)
+            if _is_float(p):
+                return jnp.zeros_like(p)
+            return np.zeros(np.shape(p), dtype=jax.dtypes.float0)
+
+        return DV(prim, ({a: tan(v) for a, v in x.values.items()},
+                         tuple(tan(v) for v in x.retval)), depth)
+
+    def apply(self, f: Callable, inputs: list[DV]) -> list[DV]:
+        """Apply ``f`` (on primals) to dual inputs at their depths, by jvp and vmap."""
+        depth = max((x.depth for x in inputs), default=0)
+        depths = [x.depth for x in inputs]
+        diff = [i for i, x in enumerate(inputs) if x.tangent is not None]
+        if not diff:
+            outs = _vmap_levels(f, depths, depth)(*[x.primal for x in inputs])
+            return [DV(o, None, depth) for o in outs]
+
+        def g(*prims_and_tans):
+            prims = list(prims_and_tans[:len(inputs)])
+            tans = prims_and_tans[len(inputs):]
+
+            def h(*diff_prims):
+                full = list(prims)
+                for i, p in zip(diff, diff_prims):
+                    full[i] = p
+                return f(*full)
+
+            return jax.jvp(h, tuple(prims[i] for i in diff), tuple(tans))
+
+        mapped = _vmap_levels(g, depths + [depths[i] for i in diff], depth)
+        out_p, out_t = mapped(*[x.primal for x in inputs], *[inputs[i].tangent for i in diff])
+        result = []
+        for p, t in zip(out_p, out_t):
+            leaves = jax.tree_util.tree_leaves(t)
+            if all(getattr(leaf, "dtype", None) == jax.dtypes.float0 for leaf in leaves):
+                t = None
+            result.append(DV(p, t, depth))
+        return result
+
+
+class Site:
+    """A random choice as its estimator rule sees it (see stdlib/estimators.py)."""
+
+    def __init__(self, adev: ADEV, eqn: Eqn, args: list[DV], depth: int, key):
+        self.adev = adev
+        self.eqn = eqn
+        self.dist_name = eqn.attrs["dist"]
+        self.form = eqn.attrs["form"]
+        self.args = args[:len(self.form)]
+        extra = args[len(self.form):]
+        self.depth = depth
+        self.key = key
+        self.value_type = eqn.outs[0].type
+        self.shape = tuple(adev.plate_shape[:depth]) + tuple(self.value_type.shape)
+        self.dtype = self.value_type.dtype
+        self.size = int(np.prod(self.shape)) if self.shape else 1
+        baseline = eqn.attrs.get("baseline")
+        if baseline is None and extra:
+            b = extra[0]
+            self.baseline = (jnp.sum(b.primal) if b.depth == 0 else b.primal,
+                             b.tangent)
+        elif baseline is not None:
+            self.baseline = (baseline, None)
+        else:
+            self.baseline = (None, None)
+
+    def _dist(self, args):
+        return build_distribution(self.adev.library, self.eqn.attrs, list(args))
+
+    def key_for(self, salt: int):
+        flat = jnp.reshape(self.key, (-1,) + self.key.shape[self.depth:])[0] if self.depth else self.key
+        return jax.random.fold_in(flat, 1000 + salt)
+
+    def _depths(self):
+        return [a.depth for a in self.args]
+
+    def sample(self, salt: int = 0):
+        def draw(key, *args):
+            k = key if not salt else jax.random.fold_in(key, 7919 * salt)
+            return self._dist(args).sample(k).astype(self.dtype)
+
+        fn = _vmap_levels(draw, [self.depth] + self._depths(), self.depth)
+        return jax.lax.stop_gradient(fn(self.key, *[a.primal for a in self.args]))
+
+    def rsample(self):
+        def draw(key, *args):
+            return self._dist(args).rsample(key)
+
+        diff = [i for i, a in enumerate(self.args) if a.tangent is not None]
+        if not diff:
+            fn = _vmap_levels(draw, [self.depth] + self._depths(), self.depth)
+            return fn(self.key, *[a.primal for a in self.args]), None
+
+        def g(key, *pt):
+            prims, tans = list(pt[:len(self.args)]), pt[len(self.args):]
+
+            def h(*dp):
+                full = list(prims)
+                for i, p in zip(diff, dp):
+                    full[i] = p
+                return draw(key, *full)
+
+            return jax.jvp(h, tuple(prims[i] for i in diff), tuple(tans))
+
+        depths = [self.depth] + self._depths() + [self.args[i].depth for i in diff]
+        fn = _vmap_levels(g, depths, self.depth)
+        return fn(self.key, *[a.primal for a in self.args], *[self.args[i].tangent for i in diff])
+
+    def _jvp_args(self, fn: Callable, extra_inputs: list, extra_depths: list):
+        """jvp of fn(*extra, *args) w.r.t. args, vmapped over plate axes: (primal, tangent)."""
+        diff = [i for i, a in enumerate(self.args) if a.tangent is not None]
+
+        def g(*pt):
+            ex = pt[:len(extra_inputs)]
+            prims = list(pt[len(extra_inputs):len(extra_inputs) + len(self.args)])
+            tans = pt[len(extra_inputs) + len(self.args):]
+            if not diff:
+                return fn(*ex, *prims), None
+
+            def h(*dp):
+                full = list(prims)
+                for i, p in zip(diff, dp):
+                    full[i] = p
+                return fn(*ex, *full)
+
+            return jax.jvp(h, tuple(prims[i] for i in diff), tuple(tans))
+
+        depths = extra_depths + self._depths() + [self.args[i].depth for i in diff]
+        depth = max(depths, default=0)
+        mapped = _vmap_levels(g, depths, depth)
+        p, t = mapped(*extra_inputs, *[a.primal for a in self.args],
+                      *[self.args[i].tangent for i in diff])
+        lift = lambda x: None if x is None else _lift(x, depth, self.depth, self.shape)  # noqa: E731
+        return lift(p), lift(t)
+
+    def score(self, x):
+        """Σ over elements of the tangent of log d(x; θ) (None if θ has no tangent)."""
+        if all(a.tangent is None for a in self.args):
+            return None
+        _, t = self._jvp_args(lambda xv, *args: jnp.sum(self._dist(args).log_prob(xv)),
+                              [x], [self.depth])
+        return jnp.sum(t)
+
+    def support(self):
+        d = self.dist_name
+        if d == "bernoulli":
+            return np.array([0, 1], np.int32)
+        if d == "categorical":
+            return np.arange(self.args[0].primal.shape[-1], dtype=np.int32)
+        if d == "binomial":
+            n = self.eqn.args[0]
+            if not isinstance(n, Lit):
+                raise NotImplementedError("enumerating a binomial needs a constant total_count")
+            return np.arange(int(n.value) + 1, dtype=np.int32)
+        raise NotImplementedError(f"{d} has no finite support")
+
+    def probs(self):
+        """Dual probabilities of each support value, shape ``shape + [V]``."""
+        values = self.support()
+
+        def pmf(*args):
+            d = self._dist(args)
+            vshape = self.value_type.shape
+            return jnp.stack([jnp.exp(d.log_prob(jnp.full(vshape, v, jnp.int32)))
+                              for v in list(np.asarray(values))], axis=-1)
+
+        p, t = self._jvp_args(pmf, [], [])
+        return p, t
+
+    def per_element(self, a):
+        """Broadcast a parameter (primal or tangent, at depth ≤ site's) to the value's shape."""
+        for arg in self.args:
+            if arg.primal is a or arg.tangent is a:
+                a = _lift(a, arg.depth, self.depth, self.shape)
+                break
+        return jnp.broadcast_to(a, self.shape)
+
+    def args_dual(self, names):
+        out = []
+        for name in names:
+            a = self.args[self.form.index(name)]
+            out.append((a.primal, a.tangent))
+        return out
+
+    def probs_parameter(self):
+        (value, tangent), = self.args_dual((self.form[0],))
+        if self.form[0] == "probs":
+            return value, tangent
+        if tangent is None:
+            return jax.nn.sigmoid(value), None
+        return jax.jvp(jax.nn.sigmoid, (value,), (tangent,))
+
+    def alternatives(self, x, values=None, shift=None, add=None, set_to=None):
+        """Copies of x with one element changed: shape [size, M, *shape]."""
+        flat = jnp.reshape(x, (-1,))
+        n = flat.shape[0]
+        eye = jnp.arange(n)
+        if values is not None:
+            vals = jnp.asarray(values, flat.dtype)
+            alts = jnp.where(eye[:, None, None] == eye[None, None, :],
+                             vals[None, :, None], flat[None, None, :])
+        else:
+            if shift is not None:
+                new = flat + jnp.asarray(shift, flat.dtype)
+            elif add is not None:
+                new = flat + jnp.reshape(add, (-1,)).astype(flat.dtype)
+            else:
+                new = jnp.reshape(jnp.broadcast_to(set_to, self.shape), (-1,)).astype(flat.dtype)
+            alts = jnp.where(eye[:, None] == eye[None, :], new[:, None], flat[None, :])[:, None, :]
+        return jnp.reshape(alts, alts.shape[:2] + self.shape)
+
+    def evaluate_alternatives(self, k, alts):
+        """ℓ (primal) of the continuation at each alternative value: shape [size, M]."""
+        return jax.vmap(jax.vmap(lambda xa: k(xa, None)[0]))(alts)
+
+
+def objective_function(program: Program, library) -> Callable:
+    """``f(params, key, inputs) -> value``, whose JVP is the ADEV estimator."""
+
+    @jax.custom_jvp
+    def f(params, key, inputs):
+        return evaluate(program, library, params, key, inputs)[0]
+
+    @f.defjvp
+    def f_jvp(primals, tangents):
+        params, key, inputs = primals
+        params_dot = tangents[0]
+        value, tangent = ADEV(library, program, params, params_dot).run(key, inputs)
+        if tangent is None:
+            tangent = jnp.zeros_like(jnp.asarray(value, jnp.float32))
+        return jnp.asarray(value, jnp.float32), jnp.asarray(tangent, jnp.float32)
+
+    return f

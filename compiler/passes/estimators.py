@@ -1,0 +1,84 @@
+"""The ``adev`` pass: settle and check each random choice's gradient estimator.
+
+Run on an objective after expansion. Each ``draw`` inside ``expect`` keeps
+the estimator its source chose (``with enum``) or its distribution's
+default, unless an override from Python (``obj.with_estimators({"z*":
+"reinforce"})``, patterns as in ``fnmatch``, matched against addresses)
+replaces it. Checks, all reported together:
+
+- the estimator is sound for the distribution (no reparam of a discrete
+  choice, no enumeration of an infinite support);
+- every override pattern matches at least one choice;
+- estimators that evaluate the continuation more than once (enum, mvd) are
+  not used inside a ``for`` loop, where the continuation is not available.
+
+    >>> # draw[dist=bernoulli, estimator=enum]   with {"b": "reinforce"}   ->   estimator=reinforce
+"""
+
+from __future__ import annotations
+
+import fnmatch
+
+from ..diagnostics import CompileError, DataError, Diagnostic, did_you_mean
+from ..ir import Eqn, Function, Program, Region
+from ..lower import unsound_estimator_message
+
+ESTIMATOR_NAMES = ("reparam", "reinforce", "enum", "mvd")
+
+
+def assign_estimators(program: Program, library, overrides: dict[str, str] | None = None) -> Program:
+    overrides = dict(overrides or {})
+    errors: list[Diagnostic] = []
+    for pattern, name in overrides.items():
+        if name not in ESTIMATOR_NAMES:
+            errors.append(Diagnostic(f"unknown estimator '{name}' for pattern '{pattern}'",
+                                     help=did_you_mean(name, ESTIMATOR_NAMES)
+                                     or "estimators: " + ", ".join(ESTIMATOR_NAMES)))
+    if errors:
+        raise DataError(errors)
+    matched: set[str] = set()
+    addresses: list[str] = []
+    functions = {}
+    for fname, fn in program.functions.items():
+        body = _region(fn.body, library, overrides, matched, addresses, errors, False, False)
+        functions[fname] = Function(fn.name, body, fn.kind, fn.span)
+    for pattern in overrides:
+        if pattern not in matched:
+            errors.append(Diagnostic(f"no random choice matches the estimator pattern '{pattern}'",
+                                     help=f"the choices are: {', '.join(sorted(set(addresses))) or 'none'}"))
+    if errors:
+        cls = DataError if all(d.span is None for d in errors) else CompileError
+        raise cls(errors)
+    return Program(functions, program.entry, program.params)
+
+
+def _region(region: Region, library, overrides, matched, addresses, errors, in_expect, in_loop
+            ) -> Region:
+    eqns = []
+    for e in region.eqns:
+        attrs = e.attrs
+        if e.op == "draw" and in_expect:
+            address = attrs["address"]
+            addresses.append(address)
+            name = attrs["estimator"]
+            for pattern, override in overrides.items():
+                if fnmatch.fnmatchcase(address, pattern):
+                    matched.add(pattern)
+                    name = override
+            dist = library.distributions[attrs["dist"]]
+            if name not in dist.estimators:
+                errors.append(Diagnostic(unsound_estimator_message(name, attrs["dist"], address, dist),
+                                         e.span, help="sound estimators here: "
+                                         + ", ".join(sorted(dist.estimators))))
+            elif in_loop and name not in library.estimator_tail:
+                errors.append(Diagnostic(
+                    f"estimator '{name}' at address '{address}' evaluates the rest of the "
+                    "expectation several times, which a for loop cannot do", e.span,
+                    help="use reinforce or reparam for choices inside a for loop"))
+            if name != attrs["estimator"]:
+                attrs = dict(attrs, estimator=name)
+        regions = [_region(r, library, overrides, matched, addresses, errors,
+                           in_expect or e.op == "expect",
+                           in_loop or (e.op == "scan" and in_expect)) for r in e.regions]
+        eqns.append(Eqn(e.op, e.outs, e.args, attrs, regions, e.span))
+    return Region(region.params, eqns, region.outs)

@@ -1,0 +1,226 @@
+"""Every distribution of the standard library, drawn from a program, scores as numpyro does.
+
+For each distribution and each of its forms, ``gen g(a0, a1, ...) { x ~ d(a0, a1, ...) }``
+with its arguments passed as arrays has ``density({"x": v})`` equal to
+``numpyro.distributions.<D>(...).log_prob(v).sum()``, for one draw (scalar
+arguments; a vector or matrix event for the multivariate ones), a batch of draws
+(array arguments), a ``plate`` and a ``for`` loop (the arguments indexed by the
+plate or loop index). ``simulate`` followed by ``density`` of the trace gives
+back the log density ``simulate`` returned, and the draws lie in the support.
+
+The numpyro distribution each case is compared with is written here,
+independently of the library's table, so that a wrong row fails.
+"""
+
+import functools
+import zlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro.distributions as dist
+import pytest
+
+import ppl
+from ppl.stdlib.library import STANDARD
+
+N = 3  # the batch: every argument below has a leading axis of this size
+RNG = np.random.default_rng(0)
+SPD = np.array([[2.0, 0.5, 0.1], [0.5, 1.5, 0.2], [0.1, 0.2, 1.0]], np.float32)
+SPD_BATCH = np.stack([SPD, 2.0 * SPD, SPD + np.eye(3, dtype=np.float32)])
+
+
+def positive(shape=(N,), rng=RNG):
+    return rng.uniform(0.5, 3.0, shape).astype(np.float32)
+
+
+def reals(shape=(N,), rng=RNG):
+    return rng.normal(size=shape).astype(np.float32)
+
+
+# Per distribution, per form: the batched arguments (leading axis N).
+ARGS = {
+    "normal": {("loc", "scale"): (reals(), positive())},
+    "mvnormal": {
+        ("loc", "scale_tril"): (reals((N, 3)), np.linalg.cholesky(SPD_BATCH)),
+        ("loc", "covariance_matrix"): (reals((N, 3)), SPD_BATCH),
+        ("loc", "precision_matrix"): (reals((N, 3)), np.linalg.inv(SPD_BATCH)),
+    },
+    "mvnormal_diag": {("loc", "scale"): (reals((N, 3)), positive((N, 3)))},
+    "lognormal": {("loc", "scale"): (reals(), positive())},
+    "halfnormal": {("scale",): (positive(),)},
+    "student_t": {("df", "loc", "scale"): (positive() + 2.0, reals(), positive())},
+    "cauchy": {("loc", "scale"): (reals(), positive())},
+    "halfcauchy": {("scale",): (positive(),)},
+    "laplace": {("loc", "scale"): (reals(), positive())},
+    "uniform": {("low", "high"): (np.float32([0.0, -1.0, 2.0]), np.float32([1.0, 3.0, 2.5]))},
+    "beta": {("concentration1", "concentration0"): (positive(), positive())},
+    "gamma": {("concentration", "rate"): (positive(), positive())},
+    "inverse_gamma": {("concentration", "rate"): (positive(), positive())},
+    "exponential": {("rate",): (positive(),)},
+    "dirichlet": {("concentration",): (positive((N, 4)),)},
+    "delta": {("v",): (reals(),)},
+    "bernoulli": {("probs",): (np.float32([0.2, 0.7, 0.5]),), ("logits",): (reals(),)},
+    "categorical": {("probs",): (RNG.dirichlet(np.ones(4), N).astype(np.float32),),
+                    ("logits",): (reals((N, 4)),)},
+    "binomial": {("total_count", "probs"): (np.int32([10, 3, 7]), np.float32([0.2, 0.7, 0.5])),
+                 ("total_count", "logits"): (np.int32([10, 3, 7]), reals())},
+    "poisson": {("rate",): (positive(),)},
+    "geometric": {("probs",): (np.float32([0.3, 0.6, 0.9]),), ("logits",): (reals(),)},
+}
+CASES = [(name, form) for name, forms in ARGS.items() for form in forms]
+
+
+def values(name, form, args):
+    """A batch of N values in the support of ``name`` (one per batch element)."""
+    bound = dict(zip(form, args))
+    rng = np.random.default_rng(zlib.crc32(repr((name, form)).encode()))
+    if name in ("normal", "cauchy", "laplace", "student_t"):
+        return reals(rng=rng)
+    if name in ("mvnormal", "mvnormal_diag"):
+        return reals((N, 3), rng)
+    if name in ("lognormal", "halfnormal", "halfcauchy", "gamma", "inverse_gamma", "exponential"):
+        return positive(rng=rng)
+    if name == "uniform":
+        return (bound["low"] + rng.uniform(0.05, 0.95, N) * (bound["high"] - bound["low"])).astype(np.float32)
+    if name == "beta":
+        return rng.uniform(0.05, 0.95, N).astype(np.float32)
+    if name == "dirichlet":
+        return rng.dirichlet(np.ones(4), N).astype(np.float32)
+    if name == "delta":
+        return bound["v"]
+    if name == "bernoulli":
+        return np.int32([0, 1, 1])
+    if name == "categorical":
+        return np.int32([0, 3, 2])
+    if name == "binomial":
+        return np.int32([4, 0, 7])
+    if name in ("poisson", "geometric"):
+        return np.int32([0, 2, 5])
+    raise AssertionError(f"no values for {name}")
+
+
+def reference(name, form, args):
+    """The numpyro distribution for (batched or single) arguments, written independently."""
+    kwargs = {k: jnp.asarray(v) for k, v in zip(form, args)}
+    if name == "mvnormal_diag":
+        return dist.Independent(dist.Normal(kwargs["loc"], kwargs["scale"]), 1)
+    classes = {
+        "normal": dist.Normal, "mvnormal": dist.MultivariateNormal, "lognormal": dist.LogNormal,
+        "halfnormal": dist.HalfNormal, "student_t": dist.StudentT, "cauchy": dist.Cauchy,
+        "halfcauchy": dist.HalfCauchy, "laplace": dist.Laplace, "uniform": dist.Uniform,
+        "beta": dist.Beta, "gamma": dist.Gamma, "inverse_gamma": dist.InverseGamma,
+        "exponential": dist.Exponential, "dirichlet": dist.Dirichlet, "delta": dist.Delta,
+        "bernoulli": dist.Bernoulli, "categorical": dist.Categorical, "binomial": dist.Binomial,
+        "poisson": dist.Poisson, "geometric": dist.Geometric,
+    }
+    return classes[name](**kwargs)
+
+
+def call_text(name, form, exprs):
+    """``d(e0, e1)`` for the default form, ``d(p0=e0, p1=e1)`` for the others."""
+    if form == STANDARD.distributions[name].forms[0]:
+        return f"{name}({', '.join(exprs)})"
+    return f"{name}({', '.join(f'{p}={e}' for p, e in zip(form, exprs))})"
+
+
+@functools.lru_cache(maxsize=None)
+def module(name, form):
+    names = [f"a{k}" for k in range(len(form))]
+    params = ", ".join(names)
+    direct = call_text(name, form, names)
+    plated = call_text(name, form, [f"{a}[i]" for a in names])
+    looped = call_text(name, form, [f"{a}[t]" for a in names])
+    return ppl.compile(f"""
+gen direct({params}) {{ x ~ {direct} }}
+gen plated({params}, n: int) {{ plate i in n {{ x ~ {plated} }} }}
+gen looped({params}, n: int) {{ for t in n {{ x ~ {looped} }} }}
+""")
+
+
+def generative(name, form, mode):
+    """The program for ``mode`` applied to its arguments, the value to score, and numpyro's logp."""
+    args = ARGS[name][form]
+    v = values(name, form, args)
+    m = module(name, form)
+    if mode == "single":  # one draw: the first element of each argument
+        args, v = [a[0] for a in args], v[0]
+        g = m.direct(*args)
+    elif mode == "batched":
+        g = m.direct(*args)
+    elif mode == "plate":
+        g = m.plated(*args, N)
+    else:
+        g = m.looped(*args, N)
+    expected = reference(name, form, args).log_prob(jnp.asarray(v)).sum()
+    return g, v, expected
+
+
+def test_every_distribution_and_form_is_covered():
+    library = {(name, form) for name, d in STANDARD.distributions.items() for form in d.forms}
+    assert library == set(CASES)
+
+
+@pytest.mark.parametrize("mode", ["single", "batched", "plate", "for"])
+@pytest.mark.parametrize("name,form", CASES, ids=[f"{n}-{'-'.join(f)}" for n, f in CASES])
+def test_density_equals_numpyro_log_prob(name, form, mode):
+    g, v, expected = generative(name, form, mode)
+    assert np.isfinite(expected)
+    got = g.density({"x": v})
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_the_data_are_in_the_support():
+    for name, form in CASES:
+        args = ARGS[name][form]
+        d = reference(name, form, args)
+        assert bool(jnp.all(d.support.check(jnp.asarray(values(name, form, args))))), name
+
+
+def test_event_shapes_of_multivariate_choices():
+    """A multivariate choice has its event dims; a batch of them puts the batch first."""
+    for name, form in CASES:
+        if name not in ("mvnormal", "mvnormal_diag", "dirichlet"):
+            continue
+        args = ARGS[name][form]
+        size = args[0].shape[-1]
+        m = module(name, form)
+        key = jax.random.PRNGKey(0)
+        assert m.direct(*[a[0] for a in args]).simulate(key)[0]["x"].shape == (size,)
+        assert m.direct(*args).simulate(key)[0]["x"].shape == (N, size)
+
+
+@pytest.mark.parametrize("name,form", CASES, ids=[f"{n}-{'-'.join(f)}" for n, f in CASES])
+def test_simulate_then_density_gives_back_logp(name, form):
+    """``density(simulate(key))`` equals the logp simulate returned, and numpyro's, on the draws."""
+    args = ARGS[name][form]
+    g = module(name, form).direct(*args)
+    trace, logp = g.simulate(jax.random.PRNGKey(1))
+    x = trace["x"]
+    d = reference(name, form, args)
+    assert x.shape == d.batch_shape + d.event_shape
+    assert x.dtype == (jnp.int32 if STANDARD.distributions[name].discrete else jnp.float32)
+    assert bool(jnp.all(d.support.check(x)))
+    np.testing.assert_allclose(g.density(trace), logp, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(logp, d.log_prob(x).sum(), rtol=1e-5, atol=1e-5)
+
+
+def test_mixed_positional_and_keyword_arguments():
+    m = ppl.compile("gen g(l, c) { x ~ mvnormal(l, covariance_matrix=c) }")
+    loc, v = ARGS["mvnormal"][("loc", "covariance_matrix")][0][0], reals((3,))
+    expected = dist.MultivariateNormal(loc, covariance_matrix=SPD).log_prob(v)
+    np.testing.assert_allclose(m.g(loc, SPD).density({"x": v}), expected, rtol=1e-5)
+
+
+def test_literal_and_broadcast_arguments():
+    """Literals and a scalar broadcast against an array score as numpyro's broadcasting does."""
+    m = ppl.compile("""
+gen lit() { x ~ normal(0.5, 2.0) }
+gen bcast(loc) { x ~ normal(loc, 2.0) }
+gen bern() { x ~ bernoulli(logits=-0.3) }
+""")
+    v = reals()
+    np.testing.assert_allclose(m.lit().density({"x": v[0]}), dist.Normal(0.5, 2.0).log_prob(v[0]), rtol=1e-5)
+    loc = reals()
+    np.testing.assert_allclose(m.bcast(loc).density({"x": v}), dist.Normal(loc, 2.0).log_prob(v).sum(), rtol=1e-5)
+    np.testing.assert_allclose(m.bern().density({"x": 1}), dist.Bernoulli(logits=-0.3).log_prob(1), rtol=1e-5)
