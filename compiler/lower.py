@@ -101,7 +101,7 @@ class Lowerer:
         self.functions: dict[str, Function] = {}
         self.params: dict[str, ParamInfo] = {}
         self.stack: list[str] = []
-        self.estimator_overrides: list[tuple[str, str]] = []
+        self.estimated: dict[int, frozenset] = {}  # id(var) -> the expects it estimates
 
     # ------------------------------------------------------------ entry points
 
@@ -510,7 +510,9 @@ class Lowerer:
             if not isinstance(v, (Var, Lit)) or v.type != init.type:
                 got = v.type if isinstance(v, (Var, Lit)) else describe(v)
                 raise error(f"'{k}' is carried by the loop and must keep its type: it is "
-                            f"{init.type!r} before the loop but {got!r} after one step", s.span)
+                            f"{init.type!r} before the loop but {got!r} after one step",
+                            _assignment_span(s.body, k) or s.span,
+                            notes=[Note("the loop starts here", s.span)])
             new_carry.append(v)
         carried_set = set(carried)
         exported = [(k, v) for k, v in self.exported(env, inner_env, inner, s.index)
@@ -560,8 +562,11 @@ class Lowerer:
             if not all(isinstance(v, (Var, Lit)) and isinstance(v.type, ArrayType) for v in vals):
                 continue
             if vals[0].type != vals[1].type:
+                notes = [Note(f"here it has type {v.type!r}", _assignment_span(blk, k))
+                         for blk, v in zip((s.then, s.orelse), vals)
+                         if blk is not None and _assignment_span(blk, k) is not None]
                 raise error(f"'{k}' has type {vals[0].type!r} in one branch and {vals[1].type!r} "
-                            "in the other", s.span)
+                            "in the other", s.span, notes=notes)
             kept.append((k, vals[0].type))
             for i in range(2):
                 outs_by_branch[i].append(vals[i])
@@ -628,6 +633,11 @@ class Lowerer:
             if name == "mod" and isinstance(left, int) and isinstance(right, int):
                 return result
             return result
+        for side in (left, right):
+            if isinstance(side, (DistValue, Ref)):
+                raise error(f"'{e.op}' needs numbers or arrays, not {describe(side)}", e.span,
+                            help="draw a value from a distribution with '~' first, as in "
+                                 "'x ~ normal(0.0, 1.0)'" if isinstance(side, DistValue) else None)
         if isinstance(left, GenValue) or isinstance(right, GenValue):
             raise error(f"'{e.op}' cannot be applied to a generative function", e.span,
                         help="condition a model with '|', as in model(x) | {y: data}"
@@ -768,8 +778,10 @@ class Lowerer:
                 raise error(f"'expect' averages a real scalar, but its block returns "
                             f"{value.type!r}", e.body.stmts[-1].span,
                             help="sum or average the values first")
-        return b.emit1("expect", REAL, [], {}, span=e.span,
-                       regions=[Region([], inner.eqns, [value])])
+        out = b.emit1("expect", REAL, [], {}, span=e.span,
+                      regions=[Region([], inner.eqns, [value])])
+        self.estimated[id(out)] = frozenset({id(out)})
+        return out
 
     def expr_Call(self, e: ast.Call, env: dict, b: Builder) -> Any:
         f = self.expr(e.func, env, b)
@@ -908,7 +920,42 @@ class Lowerer:
             raise error(str(ex), span) from None
         return DistValue(name, form, tuple(atoms), vt, span)
 
+    def estimate_sources(self, name: str, args: list, span) -> frozenset:
+        """The ``expect`` s an estimated real computed by ``name(args)`` depends on.
+
+        Estimated reals (values of ``expect``) stay unbiased under sums,
+        differences, scaling by values that are not estimates, and products of
+        independent estimates. Anything else is rejected: E[f(X)] ≠ f(E[X]).
+        """
+        sources = [self.estimated.get(id(a), frozenset()) if isinstance(a, Var) else frozenset()
+                   for a in args]
+        if not any(sources):
+            return frozenset()
+        union = frozenset().union(*sources)
+        if name in ("add", "sub", "neg"):
+            return union
+        if name == "mul":
+            if all(sources) and sources[0] & sources[1]:
+                raise error("this multiplies an estimate of an expectation by itself, which is "
+                            "biased: E[X]·E[X] is not E[X·X]", span,
+                            help="multiply two separate expect { ... } blocks (independent "
+                                 "estimates), or move the product inside one expect")
+            return union
+        if name == "div" and not sources[1]:
+            return union
+        what = {"div": "dividing by an expectation"}.get(name, f"{name}() of an expectation")
+        raise error(f"{what} has no unbiased estimator: {name}(E[X]) is not E[{name}(X)]", span,
+                    help="objectives may add, subtract and scale expectations, and multiply "
+                         f"independent ones; put {name}(...) inside the expect block instead")
+
     def call_function(self, name: str, args: list, kwargs: dict, span, b: Builder) -> Any:
+        sources = self.estimate_sources(name, args, span)
+        out = self._call_function(name, args, kwargs, span, b)
+        if sources and isinstance(out, Var):
+            self.estimated[id(out)] = sources
+        return out
+
+    def _call_function(self, name: str, args: list, kwargs: dict, span, b: Builder) -> Any:
         f = self.library.functions.get(name) or self.externs.get(name)
         try:
             bound = bind_arguments(name, f.params, args, kwargs)
@@ -1032,6 +1079,23 @@ def _broadcast_to(shape, target):
     for a, b in zip(reversed(shape), reversed(target)):
         if a not in (1, b):
             raise ValueError
+
+
+def _assignment_span(block: ast.Block, name: str) -> Span | None:
+    """The span of the last statement in ``block`` (or nested in it) that binds ``name``."""
+    found = None
+    for s in block.stmts:
+        if isinstance(s, ast.Assign) and name in s.targets:
+            found = s.span
+        elif isinstance(s, ast.Sample) and s.target == name:
+            found = s.span
+        elif isinstance(s, (ast.Plate, ast.For)):
+            found = _assignment_span(s.body, name) or found
+        elif isinstance(s, ast.If):
+            for blk in (s.then, s.orelse):
+                if blk is not None:
+                    found = _assignment_span(blk, name) or found
+    return found
 
 
 def _assigned_names(block: ast.Block) -> list[str]:

@@ -126,6 +126,17 @@ class Objective:
         return grad_fn({k: jnp.asarray(v, jnp.float32) for k, v in params.items()}, key,
                        inputs.arrays)
 
+    def compiled_value_and_grad(self):
+        """The jitted step ``f(params, key, data) -> (value, grads)`` for these arguments.
+
+        ``data`` is the objective's traced inputs (arrays passed as arguments and
+        observations), in the order they were given; passing new arrays of the
+        same shapes reuses the compiled program. For benchmarks and ``ppl.fit``.
+        """
+        (program, _, grad_fn), inputs = self._compiled()
+        arrays = inputs.arrays
+        return lambda params, key, data=None: grad_fn(params, key, arrays if data is None else data)
+
     @property
     def parameter_paths(self) -> tuple[str, ...]:
         (program, _, _), _ = self._compiled()

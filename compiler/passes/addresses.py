@@ -124,5 +124,6 @@ def _fits(given, want) -> bool:
         return False
     if given.shape != want.shape:
         return False
-    # Integer data for a real-valued choice is fine; real data for a discrete one is not.
-    return given.dtype == want.dtype or (want.dtype == "float32" and given.dtype != "bool")
+    # Numbers fit any numeric choice (0/1 floats for a bernoulli, ints for a normal);
+    # the expansion casts them to the choice's dtype.
+    return given.dtype == want.dtype or (given.dtype != "bool" and want.dtype != "bool")

@@ -142,8 +142,17 @@ def _expand_call(e: Eqn, args: list[Atom], subst: dict[int, Atom]) -> list[Eqn]:
         subst[id(p)] = a
     trace_type = trace.type
 
+    site_types = {a: t for a, t, _ in sites(body, {})}
+
     def source(address: str, emit: list[Eqn]) -> Atom:
         if address in obs:
+            value, want = obs[address], site_types.get(address)
+            if want is not None and isinstance(value.type, ArrayType) and value.type.dtype != want.dtype:
+                # Data arrive as floats for discrete choices (binarised images): cast, as numpyro would.
+                cast = Var(ArrayType(want.dtype, value.type.shape), address.replace("/", "_"))
+                emit.append(Eqn("fn", [cast], [value],
+                                {"name": "int" if want.dtype == "int32" else "float"}, [], e.span))
+                return cast
             return obs[address]
         v = Var(trace_type.field(address), address.replace("/", "_"))
         emit.append(Eqn("trace_get", [v], [trace], {"address": address}, [], e.span))
