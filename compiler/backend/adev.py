@@ -223,7 +223,6 @@ class ADEV:
         n = e.attrs["size"]
         outer_shape = self.plate_shape
         lead = outer_shape[:depth] + (n,)
-        inner_keys = self.split(key_j, n, depth)
         inner = dict(env)
         index = _lift(jnp.arange(n, dtype=jnp.int32), 0, 0, ())
         if depth:
@@ -246,7 +245,7 @@ class ADEV:
             return self.cps(eqns, j + 1, env2, keys, depth, acc2, k_end)
 
         self.plate_shape = lead
-        return self.cps(region.eqns, 0, inner, inner_keys, depth + 1, acc, k_plate)
+        return self.cps(region.eqns, 0, inner, key_j, depth + 1, acc, k_plate)
 
     def scan(self, e: Eqn, env: dict, key, depth: int, acc):
         """A ``for`` loop with draws: straight-line evaluation inside ``lax.scan``."""
@@ -303,11 +302,9 @@ class ADEV:
 
     # ---------------------------------------------------------- keys
 
-    def fold(self, keys, j: int, depth: int):
-        return _vmap_levels(lambda k: jax.random.fold_in(k, j), [depth], depth)(keys)
-
-    def split(self, keys, n: int, depth: int):
-        return _vmap_levels(lambda k: jax.random.split(k, n), [depth], depth)(keys)
+    # Keys are not batched over plates: a choice in a plate is drawn as one batch.
+    def fold(self, key, j: int, depth: int):
+        return jax.random.fold_in(key, j)
 
     # ---------------------------------------------------------- pure equations
 
@@ -405,26 +402,32 @@ class ADEV:
 
 
 class Site:
-    """A random choice as its estimator rule sees it (see stdlib/estimators.py)."""
+    """A random choice as its estimator rule sees it (see stdlib/estimators.py).
+
+    A choice inside plates is one batched choice: its parameters are
+    broadcast over the plate axes (``shape`` = plate axes + value shape) and
+    it is drawn with one key, as numpyro draws a batch.
+    """
 
     def __init__(self, adev: ADEV, eqn: Eqn, args: list[DV], depth: int, key):
         self.adev = adev
         self.eqn = eqn
         self.dist_name = eqn.attrs["dist"]
         self.form = eqn.attrs["form"]
-        self.args = args[:len(self.form)]
-        extra = args[len(self.form):]
         self.depth = depth
         self.key = key
         self.value_type = eqn.outs[0].type
-        self.shape = tuple(adev.plate_shape[:depth]) + tuple(self.value_type.shape)
+        lead = tuple(adev.plate_shape[:depth])
+        self.shape = lead + tuple(self.value_type.shape)
         self.dtype = self.value_type.dtype
         self.size = int(np.prod(self.shape)) if self.shape else 1
+        lift = lambda x, d: None if x is None else _lift(x, d, depth, lead)  # noqa: E731
+        self.primals = [lift(jnp.asarray(a.primal), a.depth) for a in args[:len(self.form)]]
+        self.tangents = [lift(a.tangent, a.depth) for a in args[:len(self.form)]]
+        extra = args[len(self.form):]
         baseline = eqn.attrs.get("baseline")
-        if baseline is None and extra:
-            b = extra[0]
-            self.baseline = (jnp.sum(b.primal) if b.depth == 0 else b.primal,
-                             b.tangent)
+        if extra:
+            self.baseline = (jnp.asarray(extra[0].primal), extra[0].tangent)
         elif baseline is not None:
             self.baseline = (baseline, None)
         else:
@@ -434,85 +437,40 @@ class Site:
         return build_distribution(self.adev.library, self.eqn.attrs, list(args))
 
     def key_for(self, salt: int):
-        flat = jnp.reshape(self.key, (-1,) + self.key.shape[self.depth:])[0] if self.depth else self.key
-        return jax.random.fold_in(flat, 1000 + salt)
+        return jax.random.fold_in(self.key, 1000 + salt)
 
-    def _depths(self):
-        return [a.depth for a in self.args]
+    def _jvp(self, fn: Callable):
+        """(fn(θ), ∂fn·θ̇) for fn of the parameters; the tangent is None when θ̇ is zero."""
+        diff = [i for i, t in enumerate(self.tangents) if t is not None]
+        if not diff:
+            return fn(*self.primals), None
+
+        def h(*dp):
+            full = list(self.primals)
+            for i, p in zip(diff, dp):
+                full[i] = p
+            return fn(*full)
+
+        return jax.jvp(h, tuple(self.primals[i] for i in diff), tuple(self.tangents[i] for i in diff))
 
     def sample(self, salt: int = 0):
-        def draw(key, *args):
-            k = key if not salt else jax.random.fold_in(key, 7919 * salt)
-            return self._dist(args).sample(k).astype(self.dtype)
-
-        fn = _vmap_levels(draw, [self.depth] + self._depths(), self.depth)
-        return jax.lax.stop_gradient(fn(self.key, *[a.primal for a in self.args]))
+        key = self.key if not salt else jax.random.fold_in(self.key, 7919 * salt)
+        x = self._dist(self.primals).sample(key)
+        return jax.lax.stop_gradient(jnp.broadcast_to(x, self.shape).astype(self.dtype))
 
     def rsample(self):
-        def draw(key, *args):
-            return self._dist(args).rsample(key)
-
-        diff = [i for i, a in enumerate(self.args) if a.tangent is not None]
-        if not diff:
-            fn = _vmap_levels(draw, [self.depth] + self._depths(), self.depth)
-            return fn(self.key, *[a.primal for a in self.args]), None
-
-        def g(key, *pt):
-            prims, tans = list(pt[:len(self.args)]), pt[len(self.args):]
-
-            def h(*dp):
-                full = list(prims)
-                for i, p in zip(diff, dp):
-                    full[i] = p
-                return draw(key, *full)
-
-            return jax.jvp(h, tuple(prims[i] for i in diff), tuple(tans))
-
-        depths = [self.depth] + self._depths() + [self.args[i].depth for i in diff]
-        fn = _vmap_levels(g, depths, self.depth)
-        return fn(self.key, *[a.primal for a in self.args], *[self.args[i].tangent for i in diff])
-
-    def _jvp_args(self, fn: Callable, extra_inputs: list, extra_depths: list):
-        """jvp of fn(*extra, *args) w.r.t. args, vmapped over plate axes: (primal, tangent)."""
-        diff = [i for i, a in enumerate(self.args) if a.tangent is not None]
-
-        def g(*pt):
-            ex = pt[:len(extra_inputs)]
-            prims = list(pt[len(extra_inputs):len(extra_inputs) + len(self.args)])
-            tans = pt[len(extra_inputs) + len(self.args):]
-            if not diff:
-                return fn(*ex, *prims), None
-
-            def h(*dp):
-                full = list(prims)
-                for i, p in zip(diff, dp):
-                    full[i] = p
-                return fn(*ex, *full)
-
-            return jax.jvp(h, tuple(prims[i] for i in diff), tuple(tans))
-
-        depths = extra_depths + self._depths() + [self.args[i].depth for i in diff]
-        depth = max(depths, default=0)
-        mapped = _vmap_levels(g, depths, depth)
-        p, t = mapped(*extra_inputs, *[a.primal for a in self.args],
-                      *[self.args[i].tangent for i in diff])
-        lift = lambda x: None if x is None else _lift(x, depth, self.depth, self.shape)  # noqa: E731
-        return lift(p), lift(t)
+        return self._jvp(lambda *a: jnp.broadcast_to(self._dist(a).rsample(self.key), self.shape))
 
     def score(self, x):
         """Σ over elements of the tangent of log d(x; θ) (None if θ has no tangent)."""
-        if all(a.tangent is None for a in self.args):
-            return None
-        _, t = self._jvp_args(lambda xv, *args: jnp.sum(self._dist(args).log_prob(xv)),
-                              [x], [self.depth])
-        return jnp.sum(t)
+        return self._jvp(lambda *a: jnp.sum(self._dist(a).log_prob(x)))[1]
 
     def support(self):
         d = self.dist_name
         if d == "bernoulli":
             return np.array([0, 1], np.int32)
         if d == "categorical":
-            return np.arange(self.args[0].primal.shape[-1], dtype=np.int32)
+            return np.arange(self.primals[0].shape[-1], dtype=np.int32)
         if d == "binomial":
             n = self.eqn.args[0]
             if not isinstance(n, Lit):
@@ -522,31 +480,21 @@ class Site:
 
     def probs(self):
         """Dual probabilities of each support value, shape ``shape + [V]``."""
-        values = self.support()
+        values = [int(v) for v in self.support()]
 
         def pmf(*args):
             d = self._dist(args)
-            vshape = self.value_type.shape
-            return jnp.stack([jnp.exp(d.log_prob(jnp.full(vshape, v, jnp.int32)))
-                              for v in list(np.asarray(values))], axis=-1)
+            return jnp.stack([jnp.broadcast_to(jnp.exp(d.log_prob(jnp.full(self.shape, v, jnp.int32))),
+                                               self.shape) for v in values], axis=-1)
 
-        p, t = self._jvp_args(pmf, [], [])
-        return p, t
+        return self._jvp(pmf)
 
     def per_element(self, a):
-        """Broadcast a parameter (primal or tangent, at depth ≤ site's) to the value's shape."""
-        for arg in self.args:
-            if arg.primal is a or arg.tangent is a:
-                a = _lift(a, arg.depth, self.depth, self.shape)
-                break
+        """A parameter (primal or tangent, already over the plate axes) per element."""
         return jnp.broadcast_to(a, self.shape)
 
     def args_dual(self, names):
-        out = []
-        for name in names:
-            a = self.args[self.form.index(name)]
-            out.append((a.primal, a.tangent))
-        return out
+        return [(self.primals[self.form.index(n)], self.tangents[self.form.index(n)]) for n in names]
 
     def probs_parameter(self):
         (value, tangent), = self.args_dual((self.form[0],))
@@ -559,8 +507,7 @@ class Site:
     def alternatives(self, x, values=None, shift=None, add=None, set_to=None):
         """Copies of x with one element changed: shape [size, M, *shape]."""
         flat = jnp.reshape(x, (-1,))
-        n = flat.shape[0]
-        eye = jnp.arange(n)
+        eye = jnp.arange(flat.shape[0])
         if values is not None:
             vals = jnp.asarray(values, flat.dtype)
             alts = jnp.where(eye[:, None, None] == eye[None, None, :],

@@ -100,18 +100,25 @@ def numpyro_objective(loss):
 # ------------------------------------------------------------------ timing
 
 
-def time_step(step, params, keys, x, reps):
-    t0 = time.perf_counter()
-    jax.block_until_ready(step(params, keys[0], x))
-    compile_s = time.perf_counter() - t0
-    for k in keys[1:4]:
-        jax.block_until_ready(step(params, k, x))
-    times = []
-    for r in range(reps):
+def time_steps(steps: dict, params, keys, x, reps: int) -> dict:
+    """Median seconds per step and first-call seconds, for each step, interleaved.
+
+    Each repetition runs every implementation once, in turn, so that the
+    machine's noise (other processes, frequency changes) hits them alike.
+    """
+    compile_s, times = {}, {name: [] for name in steps}
+    for name, step in steps.items():
         t0 = time.perf_counter()
-        jax.block_until_ready(step(params, keys[4 + r], x))
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), compile_s
+        jax.block_until_ready(step(params, keys[0], x))
+        compile_s[name] = time.perf_counter() - t0
+        for k in keys[1:4]:
+            jax.block_until_ready(step(params, k, x))
+    for r in range(reps):
+        for name, step in steps.items():
+            t0 = time.perf_counter()
+            jax.block_until_ready(step(params, keys[4 + r], x))
+            times[name].append(time.perf_counter() - t0)
+    return {name: (statistics.median(times[name]), compile_s[name]) for name in steps}
 
 
 def main(argv=None) -> list[dict]:
@@ -149,10 +156,8 @@ def main(argv=None) -> list[dict]:
             jax_step = jax.jit(jax.value_and_grad(hand))
             np_step = jax.jit(jax.value_and_grad(peer))
             keys = jax.random.split(jax.random.PRNGKey(1), reps + 4)
-            results = {}
-            # Interleave the three so that machine noise hits them alike.
-            for name, step in (("ppl", ppl_step), ("jax", jax_step), ("numpyro", np_step)):
-                results[name] = time_step(step, params, keys, x, reps)
+            results = time_steps({"ppl": ppl_step, "jax": jax_step, "numpyro": np_step},
+                                 params, keys, x, reps)
             row = {"objective": objective, "batch": batch,
                    **{f"{n}_ms": results[n][0] * 1e3 for n in results},
                    **{f"{n}_compile_s": results[n][1] for n in results}}
