@@ -102,6 +102,9 @@ class Program:
     functions: dict[str, Function]
     entry: str
     params: dict[str, "ParamInfo"] = field(default_factory=dict)
+    # Minibatched inputs: id(entry input var) -> N/B. A plate reading one along its
+    # axis has its log density scaled by N/B (see passes/expand.py).
+    data_scale: dict[int, float] = field(default_factory=dict)
 
 
 @dataclass(eq=False)

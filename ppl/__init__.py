@@ -13,9 +13,13 @@ and run them on JAX.
 
 from . import compiler, stdlib  # noqa: F401  (the subpackages ppl.compiler and ppl.stdlib)
 from .errors import CheckError, CompileError, DataError, PPLError, SyntaxErrorPPL
+from .fit import fit
 from .module import GenerativeFunction, Module, compile, load
+from .objective import Objective
+from .result import FitResult, summarize
 from .trace import Trace
 
-__all__ = ["load", "compile", "Module", "GenerativeFunction", "Trace", "PPLError",
+__all__ = ["load", "compile", "fit", "Module", "GenerativeFunction", "Objective", "FitResult",
+           "summarize", "Trace", "PPLError",
            "SyntaxErrorPPL", "CheckError", "CompileError", "DataError"]
 __version__ = "0.1.0"

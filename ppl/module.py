@@ -381,6 +381,14 @@ class GenerativeFunction:
         ret = tree_unflatten(ttype.retval, list(retval)) if ttype.retval not in (None, ()) else None
         return Trace(values, ret), logp
 
+    def sample(self, key, params: dict | None = None, n: int = 1000) -> Trace:
+        """``n`` independent traces, stacked along a leading axis (one vmapped program)."""
+        entry, inputs = self._simulate_entry()
+        p = check_params(entry.program, params)
+        keys = jax.random.split(key, n)
+        (values, retval), _ = jax.vmap(lambda k: entry.run(p, k, list(inputs.arrays)))(keys)
+        return Trace(values)
+
     def density(self, trace: Trace | dict, params: dict | None = None):
         """The log density of a trace (with the observations, if conditioned)."""
         if not isinstance(trace, Trace):

@@ -86,6 +86,10 @@ class Objective:
         b.defined.update(id(v) for v in inputs.vars)
         outs = self._build(inputs, args, kwargs, b)
         program = _program(self.module, "entry", b, outs)
+        scale = getattr(self, "data_scale", None)
+        if scale is not None:
+            program.data_scale = {id(inputs.vars[i]): scale
+                                  for i in getattr(self, "minibatched_inputs", ())}
         program = passes.run(program, after=None if after == "adev" else after)
         if after in (None, "adev"):
             program = assign_estimators(program, self.module.library, self.estimators)
@@ -96,7 +100,8 @@ class Objective:
 
     def _compiled(self):
         inputs, args, kwargs = self._inputs()
-        key = ("objective", self.name, inputs.signature(), tuple(sorted(self.estimators.items())))
+        key = ("objective", self.name, inputs.signature(), tuple(sorted(self.estimators.items())),
+               getattr(self, "data_scale", None), tuple(sorted(getattr(self, "minibatched_inputs", ()))))
         cache = self.module._entries
         if key not in cache:
             program = self.program()

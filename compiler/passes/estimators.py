@@ -49,7 +49,7 @@ def assign_estimators(program: Program, library, overrides: dict[str, str] | Non
     if errors:
         cls = DataError if all(d.span is None for d in errors) else CompileError
         raise cls(errors)
-    return Program(functions, program.entry, program.params)
+    return Program(functions, program.entry, program.params, program.data_scale)
 
 
 def _region(region: Region, library, overrides, matched, addresses, errors, in_expect, in_loop

@@ -35,10 +35,10 @@ Source = Callable[[str, list], Atom]  # (address, eqns to emit into) -> atom hol
 def expand(program: Program) -> Program:
     entry = program.functions[program.entry]
     subst: dict[int, Atom] = {}
-    eqns, _, _ = _rewrite(entry.body.eqns, "plain", subst, None)
+    eqns, _, _ = _rewrite(entry.body.eqns, "plain", subst, None, dict(program.data_scale))
     body = Region(entry.body.params, eqns, [_sub(o, subst) for o in entry.body.outs])
     return Program({entry.name: Function(entry.name, body, entry.kind, entry.span)},
-                   program.entry, program.params)
+                   program.entry, program.params, program.data_scale)
 
 
 def _sub(a: Atom, subst: dict[int, Atom]) -> Atom:
@@ -57,11 +57,12 @@ def _sum_terms(terms: list[Atom], eqns: list[Eqn]) -> Atom:
 
 
 def _rewrite(eqns_in: list[Eqn], mode: str, subst: dict[int, Atom],
-             source: Source | None) -> tuple[list[Eqn], list[Atom], dict[str, Atom]]:
+             source: Source | None, scales: dict[int, float]
+             ) -> tuple[list[Eqn], list[Atom], dict[str, Atom]]:
     """Rewrite equations under a mode: plain, expect, sim or density.
 
     Returns the new equations, the log-density terms and (sim) the drawn
-    values by address.
+    values by address. ``scales`` maps minibatched inputs to N/B.
     """
     out: list[Eqn] = []
     terms: list[Atom] = []
@@ -86,13 +87,13 @@ def _rewrite(eqns_in: list[Eqn], mode: str, subst: dict[int, Atom],
         elif e.op == "factor":
             terms.append(args[0])
         elif e.op in ("sim", "density"):
-            out.extend(_expand_call(e, args, subst))
+            out.extend(_expand_call(e, args, subst, scales))
         elif e.op in ("plate", "scan"):
-            out.extend(_rewrite_loop(e, args, mode, subst, source, terms, values))
+            out.extend(_rewrite_loop(e, args, mode, subst, source, terms, values, scales))
         elif e.op == "cond":
             new_regions, lps = [], []
             for r in e.regions:
-                inner, inner_terms, _ = _rewrite(r.eqns, mode, subst, source)
+                inner, inner_terms, _ = _rewrite(r.eqns, mode, subst, source, scales)
                 lp = _sum_terms(inner_terms, inner)
                 lps.append(lp)
                 new_regions.append(Region(r.params, inner, [_sub(o, subst) for o in r.outs] + [lp]))
@@ -106,26 +107,27 @@ def _rewrite(eqns_in: list[Eqn], mode: str, subst: dict[int, Atom],
                 out.append(Eqn("cond", e.outs, args, e.attrs, new_regions, e.span))
         elif e.op == "expect":
             r = e.regions[0]
-            inner, _, _ = _rewrite(r.eqns, "expect", subst, None)
+            inner, _, _ = _rewrite(r.eqns, "expect", subst, None, scales)
             out.append(Eqn("expect", e.outs, args, e.attrs,
                            [Region(r.params, inner, [_sub(o, subst) for o in r.outs])], e.span))
         else:
             regions = []
             for r in e.regions:
-                inner, _, _ = _rewrite(r.eqns, mode, subst, source)
+                inner, _, _ = _rewrite(r.eqns, mode, subst, source, scales)
                 regions.append(Region(r.params, inner, [_sub(o, subst) for o in r.outs]))
             out.append(Eqn(e.op, e.outs, args, e.attrs, regions, e.span))
     return out, terms, values
 
 
-def _expand_call(e: Eqn, args: list[Atom], subst: dict[int, Atom]) -> list[Eqn]:
+def _expand_call(e: Eqn, args: list[Atom], subst: dict[int, Atom],
+                 scales: dict[int, float]) -> list[Eqn]:
     """Replace a ``sim`` or ``density`` equation by its model's rewritten body."""
     body = e.regions[0]
     out: list[Eqn] = []
     if e.op == "sim":
         for p, a in zip(body.params, args):
             subst[id(p)] = a
-        inner, terms, values = _rewrite(body.eqns, "sim", subst, None)
+        inner, terms, values = _rewrite(body.eqns, "sim", subst, None, scales)
         out.extend(inner)
         trace, lp = e.outs
         addresses = trace.type.addresses
@@ -152,13 +154,15 @@ def _expand_call(e: Eqn, args: list[Atom], subst: dict[int, Atom]) -> list[Eqn]:
                 cast = Var(ArrayType(want.dtype, value.type.shape), address.replace("/", "_"))
                 emit.append(Eqn("fn", [cast], [value],
                                 {"name": "int" if want.dtype == "int32" else "float"}, [], e.span))
+                if id(value) in scales:
+                    scales[id(cast)] = scales[id(value)]
                 return cast
             return obs[address]
         v = Var(trace_type.field(address), address.replace("/", "_"))
         emit.append(Eqn("trace_get", [v], [trace], {"address": address}, [], e.span))
         return v
 
-    inner, terms, _ = _rewrite(body.eqns, "density", subst, source)
+    inner, terms, _ = _rewrite(body.eqns, "density", subst, source, scales)
     out.extend(inner)
     total = _sum_terms(terms, out)
     out.append(Eqn("fn", [e.outs[0]], [total], {"name": "identity"}, [], e.span))
@@ -166,8 +170,13 @@ def _expand_call(e: Eqn, args: list[Atom], subst: dict[int, Atom]) -> list[Eqn]:
 
 
 def _rewrite_loop(e: Eqn, args: list[Atom], mode: str, subst: dict[int, Atom],
-                  source: Source | None, terms: list[Atom], values: dict[str, Atom]) -> list[Eqn]:
-    """A plate or scan: thread choices' values and log densities through the region."""
+                  source: Source | None, terms: list[Atom], values: dict[str, Atom],
+                  scales: dict[int, float]) -> list[Eqn]:
+    """A plate or scan: thread choices' values and log densities through the region.
+
+    A plate that maps a minibatched input (data given ``batch_size`` rows
+    of N) has its log density scaled by N/B, keeping the full-data sum unbiased.
+    """
     out: list[Eqn] = []
     region = e.regions[0]
     n = e.attrs["size"] if e.op == "plate" else e.attrs["length"]
@@ -184,7 +193,7 @@ def _rewrite_loop(e: Eqn, args: list[Atom], mode: str, subst: dict[int, Atom],
             new_args.append(outer)
             slices[address] = p
         inner_source = lambda address, emit: slices[address]  # noqa: E731
-    inner, inner_terms, inner_values = _rewrite(region.eqns, mode, subst, inner_source)
+    inner, inner_terms, inner_values = _rewrite(region.eqns, mode, subst, inner_source, scales)
     lp = _sum_terms(inner_terms, inner)
     outs = [_sub(o, subst) for o in region.outs]
     new_outs = list(e.outs)
@@ -204,5 +213,12 @@ def _rewrite_loop(e: Eqn, args: list[Atom], mode: str, subst: dict[int, Atom],
     if scored:
         total = Var(REAL, "lp")
         out.append(Eqn("fn", [total], [lp_stacked], {"name": "sum", "axis": None}, [], e.span))
+        scale = next((scales[id(a)] for a in new_args if isinstance(a, Var) and id(a) in scales
+                      and e.op == "plate" and a.type.shape[:1] == (n,)), None)
+        if scale is not None and scale != 1.0:
+            scaled = Var(REAL, "lp")
+            out.append(Eqn("fn", [scaled], [total, Lit(float(scale), REAL)], {"name": "mul"},
+                           [], e.span))
+            total = scaled
         terms.append(total)
     return out

@@ -79,4 +79,4 @@ def inline(program: Program) -> Program:
 
     entry = functions[program.entry]
     new_entry = Function(entry.name, inline_region(entry.body), entry.kind, entry.span)
-    return Program({entry.name: new_entry}, program.entry, program.params)
+    return Program({entry.name: new_entry}, program.entry, program.params, program.data_scale)

@@ -22,7 +22,7 @@ def simplify(program: Program) -> Program:
         body = _forward(fn.body, subst, {})
         body, _ = _dce(body)
         functions[name] = Function(fn.name, body, fn.kind, fn.span)
-    return Program(functions, program.entry, program.params)
+    return Program(functions, program.entry, program.params, program.data_scale)
 
 
 def _sub(a: Atom, subst: dict[int, Atom]) -> Atom:

@@ -1,0 +1,304 @@
+"""Maximising objectives: ``ppl.fit``.
+
+``fit`` runs an optax optimiser on an objective's unbiased gradient
+estimates. The step is compiled once and run in chunks of steps inside
+``lax.scan``, so Python only sees the loop between chunks (to draw the
+progress bar, save checkpoints and stop early).
+
+    >>> import ppl, jax, optax
+    >>> m = ppl.compile('''
+    ... gen model() { z ~ normal(0.0, 1.0); x ~ normal(z, 1.0) }
+    ... gen guide() { param mu: real = 0.0; z ~ normal(mu, 1.0) }''')
+    >>> obj = ppl.stdlib.elbo(m.model() | {"x": 2.0}, m.guide())
+    >>> result = ppl.fit(obj, steps=500, optimizer=optax.adam(0.05), progress=False)
+    >>> round(float(result.constrained_params["guide.mu"]), 1)   # the posterior mean is 1.0
+    1.0
+
+Design notes:
+
+- **Reproducible.** Step ``s`` uses ``fold_in(key, s)`` (and draws its
+  minibatch from it), so chunk sizes do not change results and a resumed run
+  continues exactly as an uninterrupted one.
+- **Minibatches.** ``fit(build, data=..., batch_size=B)`` calls ``build`` on a
+  batch (a dict or array with leading axis N, sliced to B rows) to get the
+  objective, finds those batch arrays among its inputs, and feeds a fresh
+  random batch each step. A plate that reads the batch (its observations or
+  its slices) has its log density scaled by N/B, as NumPyro's subsampled
+  plates are, so the full-data objective stays unbiased.
+- **Dependable.** A non-finite objective or gradient stops the run (the
+  scan freezes the state at the last good step), and the result names the
+  step and the parameters affected. Ctrl-C returns the result so far.
+  Checkpoints hold the parameters, optimiser state, step, key and history.
+- **Early stopping** (optional, ``patience=P``): the objective is averaged
+  over windows of ``window`` steps; the run stops when the best window
+  average has not improved by ``min_delta`` for ``P`` windows in a row.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from .compiler.diagnostics import DataError, Diagnostic
+from .result import FitResult
+
+DEFAULT_OPTIMIZER = "optax.adam(1e-2)"
+
+
+def fit(objective, steps: int = 1000, optimizer: optax.GradientTransformation | None = None,
+        key=None, params: dict | None = None, data: Any = None, batch_size: int | None = None,
+        chunk: int = 100, progress: bool | None = None, checkpoint: str | None = None,
+        checkpoint_every: int | None = None, resume: str | None = None,
+        patience: int | None = None, window: int = 100, min_delta: float = 0.0) -> FitResult:
+    """Maximise ``objective`` with ``optimizer`` (default ``optax.adam(1e-2)``).
+
+    ``objective`` is an :class:`~ppl.objective.Objective`, or, with ``data``
+    and ``batch_size``, a function from a batch to one. ``params`` start the
+    run (default: ``objective.init``). ``progress`` shows a progress bar
+    (default: on at a terminal, off under CI). ``resume`` continues a run from
+    its checkpoint file. Returns a :class:`FitResult`.
+    """
+    key = jax.random.PRNGKey(0) if key is None else key
+    optimizer = optimizer if optimizer is not None else optax.adam(1e-2)
+    batcher = Batcher(objective, data, batch_size) if callable(objective) and not hasattr(
+        objective, "value_and_grad") else Batcher.whole(objective, data, batch_size)
+    obj = batcher.objective
+    start, history, opt_state = 0, [], None
+    if resume is not None:
+        state = load_checkpoint(resume)
+        params, opt_state, start = state["params"], state["opt_state"], state["step"]
+        history, key = list(state["history"]), jnp.asarray(state["key"])
+    if params is None:
+        params = obj.init(jax.random.fold_in(key, 0x5EED))
+    params = {k: jnp.asarray(v, jnp.float32) for k, v in _checked_params(obj, params).items()}
+    if opt_state is None:
+        opt_state = optimizer.init(params)
+    run_chunk = _chunk_runner(obj, optimizer, batcher)
+    bar = _progress_bar(steps, start, progress)
+    t0 = time.perf_counter()
+    status, failure = "completed", None
+    best, stale, windows = -np.inf, 0, []
+    step = start
+    try:
+        while step < steps:
+            n = min(chunk, steps - step)
+            new_params, new_opt, values, ok, bad_step, bad_leaves = run_chunk(
+                params, opt_state, key, jnp.int32(step), batcher.full_data, n)
+            values = np.asarray(values)
+            if not bool(ok):
+                good = int(bad_step) - step
+                history.extend(values[:good].tolist())
+                params, opt_state = new_params, new_opt
+                step = int(bad_step)
+                affected = [p for p, bad in zip(sorted(params), np.asarray(bad_leaves)) if bad]
+                failure = (f"the objective or its gradient is not finite at step {step}"
+                           + (f" (non-finite gradients: {', '.join(affected)})" if affected else "")
+                           + "; the result holds the parameters of the last good step")
+                status = "failed"
+                break
+            params, opt_state = new_params, new_opt
+            history.extend(values.tolist())
+            step += n
+            if bar is not None:
+                bar.update(n)
+                bar.set_postfix(objective=f"{_smoothed(history):.4g}")
+            if checkpoint and checkpoint_every and (step // checkpoint_every
+                                                    != (step - n) // checkpoint_every):
+                save_checkpoint(checkpoint, params, opt_state, step, key, history)
+            if patience:
+                while len(history) >= (len(windows) + 1) * window:
+                    w = len(windows)
+                    windows.append(float(np.mean(history[w * window:(w + 1) * window])))
+                    if windows[-1] > best + min_delta:
+                        best, stale = windows[-1], 0
+                    else:
+                        stale += 1
+                if stale >= patience:
+                    status = "stopped early"
+                    break
+    except KeyboardInterrupt:
+        status = "interrupted"
+    finally:
+        if bar is not None:
+            bar.close()
+    elapsed = time.perf_counter() - t0
+    if checkpoint:
+        save_checkpoint(checkpoint, params, opt_state, step, key, history)
+    result = FitResult(objective=obj, params=params, opt_state=opt_state,
+                       history=np.asarray(history, np.float64), steps=step, seconds=elapsed,
+                       status=status, message=failure, key=key)
+    if failure is not None:
+        print(f"ppl.fit: {failure}", file=sys.stderr)
+    return result
+
+
+def _smoothed(history: list[float], span: int = 50) -> float:
+    tail = np.asarray(history[-span:])
+    finite = tail[np.isfinite(tail)]
+    return float(finite.mean()) if finite.size else float("nan")
+
+
+def _checked_params(obj, params: dict) -> dict:
+    from .module import check_params
+
+    program = obj._compiled()[0][0]
+    return check_params(program, params)
+
+
+def _progress_bar(steps: int, start: int, progress: bool | None):
+    if progress is None:
+        progress = sys.stderr.isatty() and not os.environ.get("CI")
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=steps, initial=start, unit="step", desc="fit", dynamic_ncols=True)
+
+
+# ---------------------------------------------------------------- the compiled chunk
+
+
+def _chunk_runner(obj, optimizer, batcher: "Batcher") -> Callable:
+    """``run(params, opt_state, key, first_step, data, n)``: ``n`` steps in one ``lax.scan``.
+
+    The scan freezes the state at the first non-finite objective or gradient
+    and reports that step and which parameters' gradients were not finite.
+    """
+    step_fn = obj.compiled_value_and_grad()
+
+    def body(key, full_data, carry, step):
+        params, opt_state, ok, bad_step, bad_leaves = carry
+        k = jax.random.fold_in(key, step)
+        data = batcher.batch(full_data, jax.random.fold_in(k, 1))
+        value, grads = step_fn(params, jax.random.fold_in(k, 0), data)
+        leaves_ok = jnp.stack([jnp.all(jnp.isfinite(grads[p])) for p in sorted(grads)])
+        finite = jnp.isfinite(value) & jnp.all(leaves_ok)
+        # Objectives are maximised; optax minimises, so it is given the negated gradient.
+        updates, new_opt = optimizer.update(jax.tree_util.tree_map(jnp.negative, grads),
+                                            opt_state, params)
+        new_params = optax.apply_updates(params, updates)
+        take = ok & finite
+        keep = lambda new, old: jnp.where(take, new, old)  # noqa: E731
+        params = jax.tree_util.tree_map(keep, new_params, params)
+        opt_state = jax.tree_util.tree_map(keep, new_opt, opt_state)
+        bad_step = jnp.where(ok & ~finite, step, bad_step)
+        bad_leaves = jnp.where(ok & ~finite, ~leaves_ok, bad_leaves)
+        return (params, opt_state, take, bad_step, bad_leaves), value
+
+    compiled: dict[int, Callable] = {}
+
+    def chunk(n: int) -> Callable:
+        if n not in compiled:
+            @jax.jit
+            def run(params, opt_state, key, first_step, full_data):
+                init = (params, opt_state, jnp.bool_(True), jnp.int32(-1),
+                        jnp.zeros((len(params),), bool))
+                steps = first_step + jnp.arange(n, dtype=jnp.int32)
+                carry, values = jax.lax.scan(lambda c, s: body(key, full_data, c, s), init, steps)
+                params, opt_state, ok, bad_step, bad_leaves = carry
+                return params, opt_state, values, ok, bad_step, bad_leaves
+            compiled[n] = run
+        return compiled[n]
+
+    return lambda params, opt_state, key, first_step, data, n: chunk(n)(
+        params, opt_state, key, first_step, data)
+
+
+# ---------------------------------------------------------------- minibatches
+
+
+class Batcher:
+    """Feeds an objective its data: the whole of it, or a random batch per step."""
+
+    def __init__(self, build: Callable, data: Any, batch_size: int | None):
+        if data is None or batch_size is None:
+            raise DataError(Diagnostic("fit(build, ...) with a function needs data= and batch_size="))
+        leaves, self.treedef = jax.tree_util.tree_flatten(data)
+        leaves = [jnp.asarray(x) for x in leaves]
+        sizes = {x.shape[0] if x.ndim else None for x in leaves}
+        if len(sizes) != 1 or None in sizes:
+            raise DataError(Diagnostic("every data array must have the same leading size (the "
+                                       f"number of data points); got leading sizes {sorted(map(str, sizes))}"))
+        self.n = sizes.pop()
+        if not 0 < batch_size <= self.n:
+            raise DataError(Diagnostic(f"batch_size must be between 1 and the number of data "
+                                       f"points ({self.n}), got {batch_size}"))
+        self.batch_size = batch_size
+        sample = [x[:batch_size] for x in leaves]
+        self.objective = build(jax.tree_util.tree_unflatten(self.treedef, sample))
+        inputs = self.objective._inputs()[0]
+        # Which of the objective's inputs are the batch arrays we handed it (by identity)?
+        self.slots = {}
+        for i, arr in enumerate(inputs.arrays):
+            for j, s in enumerate(sample):
+                if arr is s or (hasattr(arr, "shape") and _same_buffer(arr, s)):
+                    self.slots[i] = j
+        if not self.slots:
+            raise DataError(Diagnostic("the objective built from a batch does not use the batch's "
+                                       "arrays; pass them to the model or family unchanged"))
+        self.static = [None if i in self.slots else a for i, a in enumerate(inputs.arrays)]
+        self.full_data = leaves
+        self.objective.data_scale = self.n / batch_size
+        self.objective.minibatched_inputs = frozenset(self.slots)
+
+    @classmethod
+    def whole(cls, objective, data, batch_size):
+        if data is not None or batch_size is not None:
+            raise DataError(Diagnostic(
+                "to fit over minibatches, pass a function from a batch to the objective: "
+                "fit(lambda batch: elbo(model | {\"y\": batch[\"y\"]}, guide), data=..., batch_size=...)"))
+        self = cls.__new__(cls)
+        self.objective = objective
+        self.full_data = None
+        self.slots = {}
+        self.n = None
+        return self
+
+    def batch(self, full_data, key):
+        if self.full_data is None:
+            return None
+        idx = jax.random.choice(key, self.n, (self.batch_size,), replace=False)
+        rows = [x[idx] for x in full_data]
+        return [rows[self.slots[i]] if i in self.slots else a for i, a in enumerate(self.static)]
+
+
+def _same_buffer(a, b) -> bool:
+    try:
+        return a is b or (a.shape == b.shape and a.dtype == b.dtype
+                          and a.unsafe_buffer_pointer() == b.unsafe_buffer_pointer())
+    except Exception:
+        return False
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(path: str, params, opt_state, step: int, key, history) -> None:
+    """Write parameters, optimiser state, step, key and history (atomically)."""
+    state = {"params": jax.tree_util.tree_map(np.asarray, params),
+             "opt_state": jax.tree_util.tree_map(np.asarray, opt_state),
+             "step": int(step), "key": np.asarray(key), "history": np.asarray(history)}
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        pickle.dump(state, f)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str) -> dict:
+    try:
+        with open(path, "rb") as f:
+            state = pickle.load(f)
+    except (OSError, pickle.UnpicklingError, EOFError) as e:
+        raise DataError(Diagnostic(f"cannot read the checkpoint {path}: {e}")) from None
+    state["params"] = {k: jnp.asarray(v) for k, v in state["params"].items()}
+    state["opt_state"] = jax.tree_util.tree_map(jnp.asarray, state["opt_state"])
+    return state
