@@ -12,8 +12,8 @@ the printer read):
 
 - lowering: ``fn`` (a library function), ``index``, ``param``, ``sample``,
   ``call`` (a generative function at an address), ``factor``, ``plate``,
-  ``scan``, ``cond``, ``sim``, ``density``, ``trace_get``, ``trace_retval``,
-  ``expect``;
+  ``scan``, ``cond``, ``sim``, ``density``, ``generate`` (simulation with some
+  choices given: posterior predictive), ``trace_get``, ``trace_retval``, ``expect``;
 - expansion of ``sim``/``density`` (passes/expand.py): ``draw`` (a random
   choice), ``logpdf``, ``make_trace``.
 
@@ -128,6 +128,7 @@ OPS: dict[str, tuple[int, bool]] = {
     "sample": (0, True), "call": (0, True), "factor": (0, False),
     "plate": (1, False), "scan": (1, False), "cond": (2, False), "expect": (1, False),
     "sim": (None, True), "density": (None, False),  # one region once inlined, none before
+    "generate": (None, True),
     "trace_get": (0, False), "trace_retval": (0, False),
     "draw": (0, True), "logpdf": (0, False), "make_trace": (0, False),
 }

@@ -389,6 +389,35 @@ class GenerativeFunction:
         (values, retval), _ = jax.vmap(lambda k: entry.run(p, k, list(inputs.arrays)))(keys)
         return Trace(values)
 
+    def predictive(self, key, given: Trace, params: dict | None = None) -> Trace:
+        """Posterior predictive draws: for each of the stacked traces in ``given`` (a
+        leading sample axis, e.g. from ``family.sample``), run this model with those
+        choices fixed and the others drawn. Returns stacked full traces."""
+        if not isinstance(given, Trace):
+            given = Trace(given)
+        values = {a: as_array(v, a) for a, v in given.values_by_address.items()}
+        sizes = {int(v.shape[0]) if v.ndim else None for v in values.values()}
+        if len(sizes) != 1 or None in sizes:
+            raise DataError(Diagnostic("predictive() needs traces stacked along a leading "
+                                       "sample axis (e.g. from family.sample(key, params, n))"))
+        n = sizes.pop()
+        inputs = Inputs()
+        tvar = inputs.add_trace(Trace({a: v[0] for a, v in values.items()}), "given")
+        gv = self.gen_value(inputs)
+        if gv.observations:
+            raise DataError(Diagnostic("predictive() simulates the model, so it must not be "
+                                       "conditioned; pass the unconditioned model"))
+
+        def build(inp, b):
+            return list(self.module.lowerer.emit_generate(gv, tvar, b, None))
+
+        entry = self.module.entry(("generate", inputs.signature()), build, inputs)
+        p = check_params(entry.program, params)
+        rest = list(inputs.arrays[1:])
+        keys = jax.random.split(key, n)
+        (out, _), _ = jax.vmap(lambda k, v: entry.run(p, k, [(v, ())] + rest))(keys, values)
+        return Trace(out)
+
     def density(self, trace: Trace | dict, params: dict | None = None):
         """The log density of a trace (with the observations, if conditioned)."""
         if not isinstance(trace, Trace):

@@ -81,6 +81,18 @@ def _check_region(region: Region, program: Program, errors: list[Diagnostic]) ->
     for eqn in region.eqns:
         for sub in eqn.regions:
             _check_region(sub, program, errors)
+        if eqn.op == "generate":
+            model = trace_type(eqn.regions[0], program.functions, eqn.span)
+            for a, t in eqn.args[0].type.fields:
+                want = model.field(a)
+                if want is None:
+                    errors.append(Diagnostic(f"the given trace has a value at '{a}', but "
+                                             f"{eqn.attrs['callee']} draws no choice there", eqn.span,
+                                             help=did_you_mean(a, model.addresses)))
+                elif not _fits(t, want):
+                    errors.append(Diagnostic(f"the given value at '{a}' has type {t!r}, but "
+                                             f"{eqn.attrs['callee']} draws {want!r} there", eqn.span))
+            continue
         if eqn.op != "density":
             continue
         callee = eqn.attrs["callee"]

@@ -29,7 +29,19 @@ from ..ir import Atom, Eqn, Function, Lit, Program, Region, Var, ZERO, stacked
 from ..types import REAL, ArrayType
 from .addresses import sites
 
-Source = Callable[[str, list], Atom]  # (address, eqns to emit into) -> atom holding the value
+class Source:
+    """Where the values of given choices come from: ``source(address, emit)`` returns an
+    atom holding the value; ``has(address)`` says whether the address is given."""
+
+    def __init__(self, get: Callable[[str, list], Atom], addresses: set[str] | None = None):
+        self._get = get
+        self.addresses = addresses  # None: every address is given (density)
+
+    def has(self, address: str) -> bool:
+        return self.addresses is None or address in self.addresses
+
+    def __call__(self, address: str, emit: list) -> Atom:
+        return self._get(address, emit)
 
 
 def expand(program: Program) -> Program:
@@ -72,21 +84,23 @@ def _rewrite(eqns_in: list[Eqn], mode: str, subst: dict[int, Atom],
         if e.op == "sample":
             x = e.outs[0]
             attrs = {k: e.attrs[k] for k in ("dist", "form", "estimator", "address")}
-            if mode in ("sim", "expect", "plain"):
+            drawn = mode in ("sim", "expect", "plain") or (
+                mode == "generate" and not source.has(e.attrs["address"]))
+            if drawn:
                 out.append(Eqn("draw", [x], args, attrs, [], e.span))
                 value: Atom = x
                 values[e.attrs["address"]] = x
             else:
                 value = source(e.attrs["address"], out)
                 subst[id(x)] = value
-            if mode in ("sim", "density"):
+            if mode in ("sim", "density", "generate"):
                 lp = Var(REAL, "lp")
                 out.append(Eqn("logpdf", [lp], [value] + args[:len(e.attrs["form"])],
                                {"dist": e.attrs["dist"], "form": e.attrs["form"]}, [], e.span))
                 terms.append(lp)
         elif e.op == "factor":
             terms.append(args[0])
-        elif e.op in ("sim", "density"):
+        elif e.op in ("sim", "density", "generate"):
             out.extend(_expand_call(e, args, subst, scales))
         elif e.op in ("plate", "scan"):
             out.extend(_rewrite_loop(e, args, mode, subst, source, terms, values, scales))
@@ -97,7 +111,7 @@ def _rewrite(eqns_in: list[Eqn], mode: str, subst: dict[int, Atom],
                 lp = _sum_terms(inner_terms, inner)
                 lps.append(lp)
                 new_regions.append(Region(r.params, inner, [_sub(o, subst) for o in r.outs] + [lp]))
-            if mode in ("sim", "density") and any(lp is not ZERO for lp in lps):
+            if mode in ("sim", "density", "generate") and any(lp is not ZERO for lp in lps):
                 lp_out = Var(REAL, "lp")
                 out.append(Eqn("cond", e.outs + [lp_out], args, e.attrs, new_regions, e.span))
                 terms.append(lp_out)
@@ -121,9 +135,30 @@ def _rewrite(eqns_in: list[Eqn], mode: str, subst: dict[int, Atom],
 
 def _expand_call(e: Eqn, args: list[Atom], subst: dict[int, Atom],
                  scales: dict[int, float]) -> list[Eqn]:
-    """Replace a ``sim`` or ``density`` equation by its model's rewritten body."""
+    """Replace a ``sim``, ``density`` or ``generate`` equation by its model's rewritten body."""
     body = e.regions[0]
     out: list[Eqn] = []
+    if e.op == "generate":
+        given = args[0]
+        for p, a in zip(body.params, args[1:]):
+            subst[id(p)] = a
+
+        def get(address: str, emit: list[Eqn]) -> Atom:
+            v = Var(given.type.field(address), address.replace("/", "_"))
+            emit.append(Eqn("trace_get", [v], [given], {"address": address}, [], e.span))
+            return v
+
+        source = Source(get, set(given.type.addresses))
+        inner, terms, values = _rewrite(body.eqns, "generate", subst, source, scales)
+        out.extend(inner)
+        trace, lp = e.outs
+        addresses = trace.type.addresses
+        packed = [values[a] if a in values else source(a, out) for a in addresses]
+        retval = [_sub(o, subst) for o in body.outs]
+        out.append(Eqn("make_trace", [trace], packed + retval, {"addresses": addresses}, [], e.span))
+        total = _sum_terms(terms, out)
+        out.append(Eqn("fn", [lp], [total], {"name": "identity"}, [], e.span))
+        return out
     if e.op == "sim":
         for p, a in zip(body.params, args):
             subst[id(p)] = a
@@ -162,7 +197,7 @@ def _expand_call(e: Eqn, args: list[Atom], subst: dict[int, Atom],
         emit.append(Eqn("trace_get", [v], [trace], {"address": address}, [], e.span))
         return v
 
-    inner, terms, _ = _rewrite(body.eqns, "density", subst, source, scales)
+    inner, terms, _ = _rewrite(body.eqns, "density", subst, Source(source), scales)
     out.extend(inner)
     total = _sum_terms(terms, out)
     out.append(Eqn("fn", [e.outs[0]], [total], {"name": "identity"}, [], e.span))
@@ -183,26 +218,28 @@ def _rewrite_loop(e: Eqn, args: list[Atom], mode: str, subst: dict[int, Atom],
     params = list(region.params)
     new_args = list(args)
     inner_source = None
-    if mode == "density":
-        # The choices inside get their slices of the stacked trace values as mapped inputs.
+    if mode in ("density", "generate"):
+        # Given choices inside get their slices of the stacked trace values as mapped inputs.
         slices: dict[str, Var] = {}
         for address, t, _ in sites(region, {}):
+            if not source.has(address):
+                continue
             outer = source(address, out)
             p = Var(ArrayType(outer.type.dtype, outer.type.shape[1:]), address.replace("/", "_"))
             params.append(p)
             new_args.append(outer)
             slices[address] = p
-        inner_source = lambda address, emit: slices[address]  # noqa: E731
+        inner_source = Source(lambda address, emit: slices[address], set(slices))
     inner, inner_terms, inner_values = _rewrite(region.eqns, mode, subst, inner_source, scales)
     lp = _sum_terms(inner_terms, inner)
     outs = [_sub(o, subst) for o in region.outs]
     new_outs = list(e.outs)
-    scored = mode in ("sim", "density") and inner_terms
+    scored = mode in ("sim", "density", "generate") and inner_terms
     if scored:
         outs.append(lp)
         lp_stacked = Var(stacked(REAL, n), "lp")
         new_outs.append(lp_stacked)
-    drawn = sorted(inner_values) if mode == "sim" else []
+    drawn = sorted(inner_values) if mode in ("sim", "generate") else []
     for address in drawn:
         v = inner_values[address]
         outs.append(v)

@@ -71,7 +71,7 @@ def inline(program: Program) -> Program:
                     eqns.append(Eqn("fn", [out], [value], {"name": "identity"}, [], e.span))
                 continue
             regions = [inline_region(r) for r in e.regions]
-            if e.op in ("sim", "density") and not e.regions:
+            if e.op in ("sim", "density", "generate") and not e.regions:
                 body = inlined_body(e.attrs["callee"])
                 regions = [copy_region(body, {})]
             eqns.append(Eqn(e.op, e.outs, e.args, e.attrs, regions, e.span))
