@@ -874,6 +874,17 @@ class Lowerer:
                        [v for _, v in g.dynamic], {"callee": fn.name}, span=span)
         return (t, lp)
 
+    def emit_generate(self, g: GenValue, given: Var, b: Builder, span) -> tuple:
+        """Simulate ``g`` with the choices in ``given`` fixed: (full trace, log joint)."""
+        from .passes.addresses import trace_type
+
+        fn = self.specialise(g)
+        ttype = trace_type(fn, self.functions, span)
+        ttype = TraceType(ttype.fields, getattr(fn, "retval_tree", None))
+        t, lp = b.emit("generate", [Var(ttype, "trace"), Var(REAL, "logp")],
+                       [given] + [v for _, v in g.dynamic], {"callee": fn.name}, span=span)
+        return (t, lp)
+
     def emit_density(self, g: GenValue, trace: Var, b: Builder, span) -> Var:
         fn = self.specialise(g)
         observed = tuple(a for a, _ in g.observations)
@@ -1036,7 +1047,8 @@ def unsound_estimator_message(name: str, dist_name: str, address: str, dist) -> 
         if dist.discrete else f"{dist_name} has no pathwise sampler",
         "enum": f"{dist_name} has no finite support to enumerate",
         "mvd": f"measure-valued derivatives are not implemented for {dist_name}",
-        "reinforce": f"{dist_name} has no log density to differentiate",
+        "reinforce": f"the support of {dist_name} moves with its parameters, which the score "
+                     "function does not see, so REINFORCE would be biased",
     }[name]
     return f"estimator '{name}' is unsound for the {dist_name} at address '{address}': {reason}"
 
