@@ -57,18 +57,21 @@ def fit(objective, steps: int = 1000, optimizer: optax.GradientTransformation | 
         key=None, params: dict | None = None, data: Any = None, batch_size: int | None = None,
         chunk: int = 100, progress: bool | None = None, checkpoint: str | None = None,
         checkpoint_every: int | None = None, resume: str | None = None,
-        patience: int | None = None, window: int = 100, min_delta: float = 0.0) -> FitResult:
+        patience: int | None = None, window: int = 100, min_delta: float = 0.0,
+        shard: bool | None = None) -> FitResult:
     """Maximise ``objective`` with ``optimizer`` (default ``optax.adam(1e-2)``).
 
     ``objective`` is an :class:`~ppl.objective.Objective`, or, with ``data``
     and ``batch_size``, a function from a batch to one. ``params`` start the
     run (default: ``objective.init``). ``progress`` shows a progress bar
     (default: on at a terminal, off under CI). ``resume`` continues a run from
-    its checkpoint file. Returns a :class:`FitResult`.
+    its checkpoint file. ``shard`` splits each minibatch across the local
+    devices (default: when there are several and they divide the batch).
+    Returns a :class:`FitResult`.
     """
     key = jax.random.PRNGKey(0) if key is None else key
     optimizer = optimizer if optimizer is not None else optax.adam(1e-2)
-    batcher = Batcher(objective, data, batch_size) if callable(objective) and not hasattr(
+    batcher = Batcher(objective, data, batch_size, shard) if callable(objective) and not hasattr(
         objective, "value_and_grad") else Batcher.whole(objective, data, batch_size)
     obj = batcher.objective
     start, history, opt_state = 0, [], None
@@ -218,7 +221,7 @@ def _chunk_runner(obj, optimizer, batcher: "Batcher") -> Callable:
 class Batcher:
     """Feeds an objective its data: the whole of it, or a random batch per step."""
 
-    def __init__(self, build: Callable, data: Any, batch_size: int | None):
+    def __init__(self, build: Callable, data: Any, batch_size: int | None, shard: bool | None = None):
         if data is None or batch_size is None:
             raise DataError(Diagnostic("fit(build, ...) with a function needs data= and batch_size="))
         leaves, self.treedef = jax.tree_util.tree_flatten(data)
@@ -246,6 +249,7 @@ class Batcher:
                                        "arrays; pass them to the model or family unchanged"))
         self.static = [None if i in self.slots else a for i, a in enumerate(inputs.arrays)]
         self.full_data = leaves
+        self.sharding = _data_sharding(batch_size, shard)
         self.objective.data_scale = self.n / batch_size
         self.objective.minibatched_inputs = frozenset(self.slots)
 
@@ -260,6 +264,7 @@ class Batcher:
         self.full_data = None
         self.slots = {}
         self.n = None
+        self.sharding = None
         return self
 
     def batch(self, full_data, key):
@@ -267,7 +272,25 @@ class Batcher:
             return None
         idx = jax.random.choice(key, self.n, (self.batch_size,), replace=False)
         rows = [x[idx] for x in full_data]
+        if self.sharding is not None:
+            # Each device takes its slice of the batch; XLA adds the reductions (GSPMD).
+            rows = [jax.lax.with_sharding_constraint(r, self.sharding) for r in rows]
         return [rows[self.slots[i]] if i in self.slots else a for i, a in enumerate(self.static)]
+
+
+def _data_sharding(batch_size: int, shard: bool | None):
+    """A sharding of the batch axis over the local devices, or None for one device."""
+    devices = jax.devices()
+    if shard is False or len(devices) == 1:
+        return None
+    if batch_size % len(devices):
+        if shard:
+            raise DataError(Diagnostic(f"batch_size {batch_size} does not divide among "
+                                       f"{len(devices)} devices"))
+        return None
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    return NamedSharding(Mesh(np.array(devices), ("data",)), PartitionSpec("data"))
 
 
 def _same_buffer(a, b) -> bool:
