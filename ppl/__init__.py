@@ -13,7 +13,7 @@ and run them on JAX.
 
 from . import compiler, stdlib  # noqa: F401  (the subpackages ppl.compiler and ppl.stdlib)
 from .errors import CheckError, CompileError, DataError, PPLError, SyntaxErrorPPL
-from .fit import fit
+from .fitting import fit
 from .module import GenerativeFunction, Module, compile, load
 from .objective import Objective
 from .result import FitResult, summarize

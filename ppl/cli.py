@@ -32,8 +32,8 @@ from .compiler.diagnostics import PPLError, did_you_mean
 from .compiler.ir import Program, format_program
 
 # The stages `ppl ir --after` accepts: the IR as lowered, then after each pass.
-# Objectives: the ADEV transformation of `expect` regions adds its stage
-# ("adev") here, once objectives can be compiled to an entry (see _objective_ir).
+# OBJECTIVES: the ADEV transformation of `expect` regions adds its stage
+# ("adev") here, with objective entries in _objective_ir below.
 IR_STAGES: list[str] = list(passes.PASS_NAMES)
 
 USAGE_ERROR = 2  # argparse's own exit status for a bad command line
@@ -195,9 +195,11 @@ def _fn_ir(module, name: str, values: list, keywords: dict, after: str | None) -
 
 
 def _objective_ir(module, name: str, values: list, keywords: dict, after: str | None) -> Program:
-    # Objectives: not supported yet. Once objectives compile to an entry
-    # (ppl.objective), build it here from `values`/`keywords` (a gen argument
-    # needs a spelling in --args, e.g. "coin(10)"), and add "adev" to IR_STAGES.
+    # ---- OBJECTIVES: `ppl ir` of an objective goes here (not supported yet). ----
+    # Build the Objective (ppl.objective) from `values`/`keywords` and return
+    # its IR after `after`; gen arguments need a spelling in --args (e.g.
+    # "[coin(10), coin_guide(), 8]", resolved against `module`), and the
+    # "adev" stage is added to IR_STAGES above.
     raise UsageError(f"'{name}' is an objective, and `ppl ir` does not show objectives yet",
                      help="choose a gen or fn declaration with --entry NAME")
 

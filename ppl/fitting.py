@@ -27,7 +27,9 @@ Design notes:
   plates are, so the full-data objective stays unbiased.
 - **Dependable.** A non-finite objective or gradient stops the run (the
   scan freezes the state at the last good step), and the result names the
-  step and the parameters affected. Ctrl-C returns the result so far.
+  step and the parameters affected; its parameters are those of the last
+  step whose objective and gradient were finite. Ctrl-C returns the result
+  so far.
   Checkpoints hold the parameters, optimiser state, step, key and history.
 - **Early stopping** (optional, ``patience=P``): the objective is averaged
   over windows of ``window`` steps; the run stops when the best window
@@ -97,12 +99,13 @@ def fit(objective, steps: int = 1000, optimizer: optax.GradientTransformation | 
                 params, opt_state, key, jnp.int32(step), batcher.full_data, n)
             values = np.asarray(values)
             if not bool(ok):
+                # Keep the history of the finite steps; the state is that of the last one.
                 good = int(bad_step) - step
                 history.extend(values[:good].tolist())
                 params, opt_state = new_params, new_opt
-                step = int(bad_step)
+                step = max(int(bad_step) - 1, 0)
                 affected = [p for p, bad in zip(sorted(params), np.asarray(bad_leaves)) if bad]
-                failure = (f"the objective or its gradient is not finite at step {step}"
+                failure = (f"the objective or its gradient is not finite at step {int(bad_step)}"
                            + (f" (non-finite gradients: {', '.join(affected)})" if affected else "")
                            + "; the result holds the parameters of the last good step")
                 status = "failed"
@@ -178,7 +181,7 @@ def _chunk_runner(obj, optimizer, batcher: "Batcher") -> Callable:
     step_fn = obj.compiled_value_and_grad()
 
     def body(key, full_data, carry, step):
-        params, opt_state, ok, bad_step, bad_leaves = carry
+        params, opt_state, prev, ok, bad_step, bad_leaves = carry
         k = jax.random.fold_in(key, step)
         data = batcher.batch(full_data, jax.random.fold_in(k, 1))
         value, grads = step_fn(params, jax.random.fold_in(k, 0), data)
@@ -190,11 +193,14 @@ def _chunk_runner(obj, optimizer, batcher: "Batcher") -> Callable:
         new_params = optax.apply_updates(params, updates)
         take = ok & finite
         keep = lambda new, old: jnp.where(take, new, old)  # noqa: E731
+        # ``prev`` is the state this step was evaluated at: if the next step fails, it is
+        # the last state whose objective and gradient were finite.
+        prev = jax.tree_util.tree_map(keep, (params, opt_state), prev)
         params = jax.tree_util.tree_map(keep, new_params, params)
         opt_state = jax.tree_util.tree_map(keep, new_opt, opt_state)
         bad_step = jnp.where(ok & ~finite, step, bad_step)
         bad_leaves = jnp.where(ok & ~finite, ~leaves_ok, bad_leaves)
-        return (params, opt_state, take, bad_step, bad_leaves), value
+        return (params, opt_state, prev, take, bad_step, bad_leaves), value
 
     compiled: dict[int, Callable] = {}
 
@@ -202,11 +208,14 @@ def _chunk_runner(obj, optimizer, batcher: "Batcher") -> Callable:
         if n not in compiled:
             @jax.jit
             def run(params, opt_state, key, first_step, full_data):
-                init = (params, opt_state, jnp.bool_(True), jnp.int32(-1),
+                init = (params, opt_state, (params, opt_state), jnp.bool_(True), jnp.int32(-1),
                         jnp.zeros((len(params),), bool))
                 steps = first_step + jnp.arange(n, dtype=jnp.int32)
                 carry, values = jax.lax.scan(lambda c, s: body(key, full_data, c, s), init, steps)
-                params, opt_state, ok, bad_step, bad_leaves = carry
+                params, opt_state, (prev_params, prev_opt), ok, bad_step, bad_leaves = carry
+                # On failure, hand back the state of the last finite step.
+                params = jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), params, prev_params)
+                opt_state = jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), opt_state, prev_opt)
                 return params, opt_state, values, ok, bad_step, bad_leaves
             compiled[n] = run
         return compiled[n]
