@@ -39,6 +39,10 @@ class Trace(Mapping[str, Any]):
                                    help=did_you_mean(address, self._values)
                                    or f"its addresses: {', '.join(self._values) or 'none'}"))
 
+    def get(self, address: str, default: Any = None) -> Any:
+        """The value (or sub-trace) at ``address``, or ``default`` if there is none."""
+        return self[address] if address in self else default
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._values)
 
