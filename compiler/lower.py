@@ -425,14 +425,7 @@ class Lowerer:
         else:
             value = self.expr(s.init, env, b)
         if value is None:
-            default = {"real": 0.0, "lower": None, "upper": None, "interval": None, "simplex": None}
-            c = self.constraint_of(s.type)
-            start = {"real": 0.0, "lower": c[1] + 1.0 if c[0] == "lower" else 0.0,
-                     "upper": c[1] - 1.0 if c[0] == "upper" else 0.0,
-                     "interval": (c[1] + c[2]) / 2 if c[0] == "interval" else 0.0,
-                     "simplex": 1.0 / max(ptype.shape[-1], 1) if ptype.shape else 1.0}[c[0]]
-            del default
-            value = literal(float(start))
+            value = literal(float(_default_start(self.constraint_of(s.type), ptype)))
         atom = self.as_array(value, s.init.span if s.init else s.span, "a parameter's initial value")
         try:
             _broadcast_to(atom.type.shape, ptype.shape)
@@ -1077,6 +1070,20 @@ def _type_tree(ret):
     if isinstance(ret, dict):
         return {k: _type_tree(v) for k, v in ret.items()}
     return type_of(ret)
+
+
+def _default_start(c: tuple, ptype: ArrayType) -> float:
+    """A parameter's initial value when none is given: inside its constraint, near its middle."""
+    kind = c[0]
+    if kind == "lower":
+        return c[1] + 1.0
+    if kind == "upper":
+        return c[1] - 1.0
+    if kind == "interval":
+        return (c[1] + c[2]) / 2
+    if kind == "simplex":
+        return 1.0 / ptype.shape[-1]
+    return 0.0
 
 
 def _clip_slice(k: int, n: int) -> int:
