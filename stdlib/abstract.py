@@ -48,6 +48,12 @@ def dtype_name(dtype: Any) -> str:
     raise ValueError(f"the library produced a value of dtype {dtype}, which the language has no type for")
 
 
+def as_real(value: Any) -> Any:
+    """``value`` as a floating array: integers and booleans are promoted to the default float."""
+    value = jnp.asarray(value)
+    return value if jnp.issubdtype(value.dtype, jnp.floating) else value.astype(jnp.result_type(float))
+
+
 def shape_of(arg: Any) -> tuple[int, ...]:
     """The shape of an argument: an ArrayType's, or ``()`` for a Python scalar."""
     return tuple(arg.shape) if isinstance(arg, ArrayType) else tuple(np.shape(arg))

@@ -42,7 +42,7 @@ import numpy as np
 import numpyro.distributions as dist
 
 from ..compiler.types import ArrayType
-from .abstract import abstract_type, describe_shapes, first_line, format_shape, shape_of
+from .abstract import abstract_type, as_real, describe_shapes, first_line, format_shape, shape_of
 
 # Estimator sets, named once so that the table reads as a table.
 CONTINUOUS = frozenset({"reparam", "reinforce"})
@@ -58,7 +58,8 @@ class NumpyroDistribution:
     """A distribution family: one row of the table, backed by a numpyro class.
 
     ``family(**{param: value})`` builds the numpyro distribution for any form.
-    ``ranks`` gives the number of trailing (event) dimensions a parameter
+    ``support``, for a finite family, gives the number of values from the
+    bound arguments (ArrayTypes or literals); ``ranks`` gives the number of trailing (event) dimensions a parameter
     must have (``mvnormal``'s ``scale_tril``: 2); parameters not listed are
     elementwise. ``vector_value`` says the value is a vector even when every
     parameter is elementwise (``mvnormal_diag``).
@@ -75,13 +76,14 @@ class NumpyroDistribution:
     doc: str
     ranks: Mapping[str, int] = field(default_factory=dict)
     vector_value: bool = False
+    support: Callable[[Mapping[str, Any]], int] | None = None
 
     def build(self, form: tuple[str, ...], args: Sequence[Any]) -> Any:
         """The numpyro distribution for the arguments ``args`` of ``form``."""
         self._check_form(form, args)
         kwargs = {}
         for name, value in zip(form, args):
-            kwargs[name] = _as_integer(value) if name in INTEGER_PARAMS else _as_real(value)
+            kwargs[name] = _as_integer(value) if name in INTEGER_PARAMS else as_real(value)
         return self.family(**kwargs)
 
     def sample(self, form: tuple[str, ...], args: Sequence[Any], key: Any, sample_shape=()) -> Any:
@@ -109,19 +111,10 @@ class NumpyroDistribution:
         Raises ``ValueError`` when the family is finite but the size is not
         known at compile time (a ``binomial`` whose ``total_count`` is traced).
         """
-        if not self.enumerable:
+        if self.support is None:
             return None
         self._check_form(form, args)
-        bound = dict(zip(form, args))
-        if self.name == "bernoulli":
-            return 2
-        if self.name == "categorical":
-            return shape_of(bound[form[0]])[-1]
-        count = bound["total_count"]
-        if isinstance(count, (int, np.integer)) and not isinstance(count, bool):
-            return int(count) + 1
-        raise ValueError(f"{self.name}: enumerating its values needs total_count to be an integer "
-                         "literal, known when the program is compiled")
+        return self.support(dict(zip(form, args)))
 
     def enumerate_support(self, form: tuple[str, ...], args: Sequence[Any]) -> Any:
         """Every value, as numpyro's ``enumerate_support(expand=False)``: shape ``[K, 1, ..., 1]``."""
@@ -165,12 +158,6 @@ class NumpyroDistribution:
                              f"have at least one dimension, but {describe_shapes(form, args)}")
 
 
-def _as_real(value: Any) -> Any:
-    """``value`` as a floating array: numpyro's samplers need float parameters."""
-    value = jnp.asarray(value)
-    return value if jnp.issubdtype(value.dtype, jnp.floating) else value.astype(jnp.result_type(float))
-
-
 def _as_integer(value: Any) -> Any:
     """``value`` kept integral; a Python int stays concrete (enumeration needs it)."""
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
@@ -179,14 +166,31 @@ def _as_integer(value: Any) -> Any:
     return value if jnp.issubdtype(value.dtype, jnp.integer) else value.astype(jnp.int32)
 
 
-def _row(name, forms, family, doc, *, default, estimators, discrete=False, enumerable=False,
-         reparameterizable=None, ranks=None, vector_value=False) -> NumpyroDistribution:
-    forms = tuple(tuple(f.split()) for f in forms)
+def _row(name, forms, family, doc, *, default, estimators, discrete=False, support=None,
+         ranks=None, vector_value=False) -> NumpyroDistribution:
+    # Every continuous family here has a pathwise sampler (implicit for gamma, beta, dirichlet).
     return NumpyroDistribution(
-        name=name, forms=forms, family=family, discrete=discrete, enumerable=enumerable,
-        reparameterizable=(not discrete) if reparameterizable is None else reparameterizable,
-        default_estimator=default, estimators=frozenset(estimators), doc=doc,
-        ranks=dict(ranks or {}), vector_value=vector_value)
+        name=name, forms=tuple(tuple(f.split()) for f in forms), family=family, discrete=discrete,
+        enumerable=support is not None, reparameterizable=not discrete, default_estimator=default,
+        estimators=frozenset(estimators), doc=doc, ranks=dict(ranks or {}), vector_value=vector_value,
+        support=support)
+
+
+def _two_values(bound: Mapping[str, Any]) -> int:
+    return 2
+
+
+def _categories(bound: Mapping[str, Any]) -> int:
+    (probabilities,) = bound.values()  # probs or logits: the last axis lists the categories
+    return shape_of(probabilities)[-1]
+
+
+def _trials(bound: Mapping[str, Any]) -> int:
+    count = bound["total_count"]
+    if isinstance(count, (int, np.integer)) and not isinstance(count, bool):
+        return int(count) + 1
+    raise ValueError("binomial: enumerating its values needs total_count to be an integer literal, "
+                     "known when the program is compiled")
 
 
 def _normal_diag(loc, scale):
@@ -217,8 +221,10 @@ _ROWS = [
          default="reparam", estimators=CONTINUOUS),
     _row("laplace", ["loc scale"], dist.Laplace, "Laplace (double exponential) with location loc and scale.",
          default="reparam", estimators=CONTINUOUS),
+    # not reinforce: the support moves with low and high, and the score function misses
+    # the boundary terms, so REINFORCE is biased (tests/adev/test_unbiased.py)
     _row("uniform", ["low high"], dist.Uniform, "Uniform on the interval [low, high).",
-         default="reparam", estimators=CONTINUOUS),
+         default="reparam", estimators={"reparam"}),
     _row("beta", ["concentration1 concentration0"], dist.Beta,
          "Beta on (0, 1) with concentrations alpha = concentration1 and beta = concentration0.",
          default="reparam", estimators=CONTINUOUS),
@@ -234,15 +240,16 @@ _ROWS = [
     _row("delta", ["v"], dist.Delta, "Point mass at v: the draw is v itself, with log density 0.",
          default="reparam", estimators={"reparam"}),
     # discrete with finite support: exact enumeration is cheap, so it is the default
-    _row("bernoulli", ["probs", "logits"], dist.Bernoulli, "Bernoulli: 1 with probability probs (or sigmoid(logits)), else 0.",
-         default="enum", estimators=FINITE, discrete=True, enumerable=True),
+    _row("bernoulli", ["probs", "logits"], dist.Bernoulli,
+         "Bernoulli: 1 with probability probs (or sigmoid(logits)), else 0.",
+         default="enum", estimators=FINITE, discrete=True, support=_two_values),
     _row("categorical", ["probs", "logits"], dist.Categorical,
          "Categorical over 0..K-1, with a probability (or logit) vector of size K.",
-         default="enum", estimators=FINITE, discrete=True, enumerable=True,
+         default="enum", estimators=FINITE, discrete=True, support=_categories,
          ranks={"probs": 1, "logits": 1}),
     _row("binomial", ["total_count probs", "total_count logits"], dist.Binomial,
          "Binomial: the number of successes in total_count trials with success probability probs.",
-         default="reinforce", estimators={"reinforce", "enum"}, discrete=True, enumerable=True),
+         default="reinforce", estimators={"reinforce", "enum"}, discrete=True, support=_trials),
     # discrete with infinite support
     _row("poisson", ["rate"], dist.Poisson, "Poisson count with mean rate.",
          default="reinforce", estimators=COUNTS, discrete=True),

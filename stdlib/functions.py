@@ -38,7 +38,7 @@ import numpy as np
 
 from ..compiler.library import REQUIRED, ParamSpec
 from ..compiler.types import ArrayType
-from .abstract import abstract_type, first_line, format_shape, shape_of
+from .abstract import abstract_type, as_real, first_line, format_shape, shape_of
 
 Explain = Callable[[Mapping[str, Any]], "str | None"]
 
@@ -176,6 +176,11 @@ def _unary(name: str, fn: Callable, doc: str) -> JaxFunction:
     return JaxFunction(name, (X,), lambda x: fn(x), doc)
 
 
+def _real_unary(name: str, fn: Callable, doc: str) -> JaxFunction:
+    """A function of reals: integer and boolean arguments are promoted, as jnp.exp does (jax.nn's do not)."""
+    return JaxFunction(name, (X,), lambda x: fn(as_real(x)), doc)
+
+
 def _binary(name: str, fn: Callable, doc: str) -> JaxFunction:
     return JaxFunction(name, (A, B), lambda a, b: fn(a, b), doc, _broadcasting)
 
@@ -222,19 +227,19 @@ _ROWS = [
     _unary("floor", jnp.floor, "Largest integer not above x."),
     _unary("ceil", jnp.ceil, "Smallest integer not below x."),
     _unary("round", jnp.round, "Nearest integer (halves to even)."),
-    _unary("sigmoid", jax.nn.sigmoid, "1 / (1 + exp(-x))."),
-    _unary("log_sigmoid", jax.nn.log_sigmoid, "log(sigmoid(x)), computed stably."),
-    _unary("softplus", jax.nn.softplus, "log(1 + exp(x)), computed stably."),
+    _real_unary("sigmoid", jax.nn.sigmoid, "1 / (1 + exp(-x))."),
+    _real_unary("log_sigmoid", jax.nn.log_sigmoid, "log(sigmoid(x)), computed stably."),
+    _real_unary("softplus", jax.nn.softplus, "log(1 + exp(x)), computed stably."),
     _unary("relu", jax.nn.relu, "max(x, 0)."),
     JaxFunction("leaky_relu", (X, _static("negative_slope", 0.01)),
                 lambda x, negative_slope: jax.nn.leaky_relu(x, negative_slope), "x if x >= 0 else negative_slope * x."),
     JaxFunction("elu", (X, _static("alpha", 1.0)), lambda x, alpha: jax.nn.elu(x, alpha),
                 "x if x > 0 else alpha * (exp(x) - 1)."),
-    _unary("gelu", jax.nn.gelu, "Gaussian error linear unit (tanh approximation)."),
-    _unary("lgamma", special.gammaln, "log |Gamma(x)|."),
-    _unary("digamma", special.digamma, "The derivative of lgamma."),
-    _unary("logit", special.logit, "log(x / (1 - x)), the inverse of sigmoid."),
-    _unary("erf", special.erf, "The error function."),
+    _real_unary("gelu", jax.nn.gelu, "Gaussian error linear unit (tanh approximation)."),
+    _real_unary("lgamma", special.gammaln, "log |Gamma(x)|."),
+    _real_unary("digamma", special.digamma, "The derivative of lgamma."),
+    _real_unary("logit", special.logit, "log(x / (1 - x)), the inverse of sigmoid."),
+    _real_unary("erf", special.erf, "The error function."),
     JaxFunction("clip", (X, ParamSpec("lo"), ParamSpec("hi")), lambda x, lo, hi: jnp.clip(x, lo, hi),
                 "x limited to the interval [lo, hi].", _broadcasting),
     _binary("minimum", jnp.minimum, "The smaller of a and b, elementwise."),
@@ -278,7 +283,8 @@ _ROWS = [
     JaxFunction("broadcast_to", (X, ParamSpec("shape", static=True, variadic=True)),
                 lambda x, shape: jnp.broadcast_to(x, _shape(shape)), "x repeated to a larger shape, by broadcasting."),
     JaxFunction("transpose", (X, ParamSpec("axes", static=True, variadic=True)),
-                lambda x, axes: jnp.transpose(x, _shape(axes) or None), "x with its axes permuted (reversed by default)."),
+                lambda x, axes: jnp.transpose(x, _shape(axes) or None),
+                "x with its axes permuted (reversed by default)."),
     JaxFunction("concat", (ParamSpec("xs", variadic=True), _static("axis", 0)),
                 lambda xs, axis: jnp.concatenate(xs, axis=axis), "The arrays joined along an existing axis."),
     JaxFunction("stack", (ParamSpec("xs", variadic=True), _static("axis", 0)),

@@ -1,9 +1,9 @@
 """Distributions: log densities against numpyro and closed forms, types against draws, moments.
 
 Compiling numpyro's samplers dominates the cost of these tests, so every draw
-and density they inspect comes from one compiled program (:func:`computed`),
-with one sampler per (distribution, form): its draws serve the moment tests,
-and the first few the log-density and type tests.
+they inspect comes from one compiled program (:func:`draws`) with one sampler
+per (distribution, form), and every density from another: the draws serve the
+moment tests, and the first few the log-density and type tests.
 """
 
 import jax
@@ -139,32 +139,34 @@ def types_of(args):
     return [a if isinstance(a, (int, float)) else ArrayType("float32", np.shape(a)) for a in args]
 
 
-def draws_and_densities(key, case_args, oracle_args):
-    """For every case, N draws and three log densities of the first five; then the oracle cases."""
-    keys = iter(jax.random.split(key, len(CASES)))
-    out = {"cases": {}, "oracles": {}}
-    for (name, form), args in zip(CASES, case_args):
-        row = DISTRIBUTIONS[name]
-        draws = row.sample(form, args, next(keys), (N,))
-        x = draws[:5]
-        reference = NUMPYRO[name](**dict(zip(form, args)))
-        out["cases"][name, form] = (draws, row.build(form, args).log_prob(x), row.log_prob(form, args, x),
-                                    reference.log_prob(x))
-    for (name, form), (args, x) in zip(ORACLES, oracle_args):
-        out["oracles"][name, form] = DISTRIBUTIONS[name].log_prob(form, args, x)
-    return out
+def draws(key, case_args):
+    """N draws for every case."""
+    keys = jax.random.split(key, len(CASES))
+    return [DISTRIBUTIONS[name].sample(form, args, k, (N,)) for (name, form), args, k in zip(CASES, case_args, keys)]
+
+
+def densities(xs, case_args, oracle_args):
+    """For every case, our and numpyro's log densities of values xs; then the oracle cases."""
+    ours = [DISTRIBUTIONS[name].log_prob(form, args, x) for (name, form), args, x in zip(CASES, case_args, xs)]
+    reference = [NUMPYRO[name](**dict(zip(form, args))).log_prob(x)
+                 for (name, form), args, x in zip(CASES, case_args, xs)]
+    oracles = [DISTRIBUTIONS[name].log_prob(form, args, x) for (name, form), (args, x) in zip(ORACLES, oracle_args)]
+    return ours, reference, oracles
 
 
 @pytest.fixture(scope="module")
 def computed(quick_jit):
-    """:func:`draws_and_densities` as one compiled program (see the module doc).
+    """Draws and densities for every case, from two compiled programs (see the module doc).
 
-    Arguments enter as inputs of the program, not as constants: XLA would
+    Arguments enter as inputs of the programs, not as constants: XLA would
     otherwise spend its time folding the constants through the samplers.
     """
     case_args = [concrete(EXAMPLES[name][form]) for name, form in CASES]
     oracle_args = [(concrete(args), jnp.asarray(x)) for _, args, x in ORACLES.values()]
-    return quick_jit(draws_and_densities, jax.random.PRNGKey(1), case_args, oracle_args)
+    samples = quick_jit(draws, jax.random.PRNGKey(1), case_args)
+    ours, reference, oracles = quick_jit(densities, [x[:5] for x in samples], case_args, oracle_args)
+    return {"draws": dict(zip(CASES, samples)), "ours": dict(zip(CASES, ours)),
+            "reference": dict(zip(CASES, reference)), "oracles": dict(zip(ORACLES, oracles))}
 
 
 def test_examples_cover_every_distribution_and_form():
@@ -179,10 +181,9 @@ def test_examples_cover_every_distribution_and_form():
 
 @pytest.mark.parametrize("name, form", CASES)
 def test_log_prob_matches_numpyro(name, form, computed):
-    _, built, ours, reference = computed["cases"][name, form]
+    reference = computed["reference"][name, form]
     assert np.all(np.isfinite(reference))
-    np.testing.assert_allclose(built, reference, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(computed["ours"][name, form], reference, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("name, form", list(ORACLES))
@@ -196,7 +197,7 @@ def test_log_prob_matches_closed_form(name, form, computed):
 @pytest.mark.parametrize("name, form", CASES)
 def test_value_type_matches_draws(name, form, computed):
     row, raw = DISTRIBUTIONS[name], EXAMPLES[name][form]
-    draw = computed["cases"][name, form][0][0]
+    draw = computed["draws"][name, form][0]
     assert draw.dtype == (jnp.int32 if row.discrete else jnp.float32)
     assert row.value_type(form, types_of(raw)) == ArrayType(dtype_name(draw.dtype), draw.shape)
     args = concrete(raw)
@@ -267,7 +268,7 @@ def five_standard_errors(draws, mean, variance):
 
 @pytest.mark.parametrize("name, form", list(MOMENTS))
 def test_sample_moments(name, form, computed):
-    draws = np.asarray(computed["cases"][name, form][0], np.float64)
+    draws = np.asarray(computed["draws"][name, form], np.float64)
     args = [np.asarray(a, np.float64) for a in EXAMPLES[name][form]]
     mean, variance = MOMENTS[name, form](*args)
     five_standard_errors(draws, np.broadcast_to(mean, draws.shape[1:]), np.broadcast_to(variance, draws.shape[1:]))
@@ -275,7 +276,7 @@ def test_sample_moments(name, form, computed):
 
 @pytest.mark.parametrize("name, form", list(MEDIANS))
 def test_heavy_tailed_draws_have_the_right_median(name, form, computed):
-    draws = np.asarray(computed["cases"][name, form][0])
+    draws = np.asarray(computed["draws"][name, form])
     median = MEDIANS[name, form](*[np.asarray(a) for a in EXAMPLES[name][form]])
     below = (draws < median).mean(0)  # a mean of indicators, with variance 1/4 per draw
     assert np.all(np.abs(below - 0.5) < 5 * np.sqrt(0.25 / N)), below
@@ -283,7 +284,7 @@ def test_heavy_tailed_draws_have_the_right_median(name, form, computed):
 
 @pytest.mark.parametrize("name, form", list(COVARIANCES))
 def test_mvnormal_draws_have_the_right_mean_and_covariance(name, form, computed):
-    draws = np.asarray(computed["cases"][name, form][0], np.float64).reshape(N, -1, 3)
+    draws = np.asarray(computed["draws"][name, form], np.float64).reshape(N, -1, 3)
     loc = np.broadcast_to(np.asarray(EXAMPLES[name][form][0]), draws.shape[1:])
     cov = COVARIANCES[name, form]
     five_standard_errors(draws, loc, np.broadcast_to(np.diag(cov), draws.shape[1:]))
@@ -294,7 +295,7 @@ def test_mvnormal_draws_have_the_right_mean_and_covariance(name, form, computed)
 
 
 def test_delta_draws_its_parameter(computed):
-    draws = computed["cases"]["delta", ("v",)][0]
+    draws = computed["draws"]["delta", ("v",)]
     np.testing.assert_array_equal(draws, np.broadcast_to([1.5, -2.0], (N, 2)))
 
 
