@@ -21,7 +21,7 @@ from __future__ import annotations
 from . import ast
 from .diagnostics import CheckError, Diagnostic, Note, did_you_mean
 from .library import Library, bind_arguments
-from .lower import ESTIMATORS, SPECIAL_BUILTINS, unsound_estimator_message
+from .lower import ESTIMATORS, SPECIAL_BUILTINS, _assigned_names, unsound_estimator_message
 
 CONSTANTS = {"pi", "inf"}
 KEYWORD_TYPES = {"real", "int", "bool", "gen", "simplex"}
@@ -62,6 +62,8 @@ class _Checker:
     def run(self) -> None:
         for d in self.program.decls:
             self.decl = d
+            self.bound_in_decl = set(_assigned_names(d.body))
+            self.indices: set[str] = set()
             scope: set[str] = set()
             for a in d.args:
                 if a.name in scope:
@@ -73,6 +75,11 @@ class _Checker:
                         if isinstance(dim, str):
                             scope.add(dim)
             self.block(d.body, scope, in_expect=False, top=True, addresses={})
+            if d.kind != "gen" and not (d.body.stmts and isinstance(d.body.stmts[-1], ast.Return)):
+                self.err(f"{d.kind} '{d.name}' returns no value", d.name_span,
+                         help="end its body with 'return ...'" + (
+                             "; an objective returns the estimate to maximise"
+                             if d.kind == "objective" else ""))
 
     def check_type(self, t: ast.TypeAnn) -> None:
         if t.name not in KEYWORD_TYPES:
@@ -96,6 +103,7 @@ class _Checker:
         elif isinstance(s, ast.Sample):
             self.sampled = s.value  # names the callee "distribution or generative function"
             self.expr(s.value, scope, in_expect)
+            self.uncalled(s, scope)
             if kind == "fn" and not in_expect:
                 self.err("a 'fn' is deterministic: random choices belong in a 'gen' "
                          "declaration or inside 'expect'", s.span)
@@ -134,6 +142,7 @@ class _Checker:
         elif isinstance(s, (ast.Plate, ast.For)):
             self.expr(s.size, scope, in_expect)
             inner = set(scope) | {s.index}
+            self.indices.add(s.index)
             self.block(s.body, inner, in_expect, False, addresses)
             scope.update(inner - {s.index})
         elif isinstance(s, ast.If):
@@ -153,6 +162,20 @@ class _Checker:
         elif isinstance(s, ast.Return):
             self.expr(s.value, scope, in_expect)
 
+    def uncalled(self, s: ast.Sample, scope: set[str]) -> None:
+        """``x ~ normal`` without arguments (a gen-typed argument needs none)."""
+        v = s.value
+        if not isinstance(v, ast.Name) or v.id in scope:
+            return
+        if v.id in self.library.distributions:
+            what, params = "the distribution", self.library.distributions[v.id].forms[0]
+        elif v.id in self.decls and self.decls[v.id].kind == "gen":
+            what, params = "the generative function", [a.name for a in self.decls[v.id].args]
+        else:
+            return
+        self.err(f"{what} {v.id} must be called with its arguments after '~'", v.span,
+                 help=f"write '{s.target} ~ {v.id}({', '.join(params)})'")
+
     def _addresses_in(self, s: ast.If):
         out = []
         for blk in (s.then, s.orelse):
@@ -170,9 +193,11 @@ class _Checker:
                      help=did_you_mean(est.name, ESTIMATORS) or "estimators: " + ", ".join(ESTIMATORS))
             return
         if est.args or (est.kwargs and est.name != "reinforce"):
-            self.err(f"estimator '{est.name}' takes no arguments"
-                     + ("; give the baseline by keyword: reinforce(baseline=...)"
-                        if est.name == "reinforce" else ""), est.span)
+            if est.name == "reinforce":
+                self.err("estimator 'reinforce' takes its baseline by keyword", est.span,
+                         help="write reinforce(baseline=...)")
+            else:
+                self.err(f"estimator '{est.name}' takes no arguments", est.span)
         value = s.value
         if isinstance(value, ast.Call) and isinstance(value.func, ast.Name):
             dist = self.library.distributions.get(value.func.id)
@@ -235,11 +260,18 @@ class _Checker:
             return
         if e.id in self.library.initializers:
             if not param_init:
-                self.err(f"the initialiser {e.id}() can only initialise a 'param'", e.span)
+                self.err(f"the initialiser {e.id}() can only initialise a 'param'", e.span,
+                         help=f"use it as a parameter's initial value: 'param w: real[n] = "
+                              f"{e.id}()'")
             return
         candidates = (list(scope) + list(self.decls) + list(self.library.functions)
                       + list(self.library.distributions))
-        self.err(f"undefined name '{e.id}'", e.span, help=did_you_mean(e.id, candidates))
+        help_ = did_you_mean(e.id, candidates)
+        if e.id in self.indices:
+            help_ = f"'{e.id}' is the index of a plate or loop: it is visible only inside its block"
+        elif e.id in self.bound_in_decl:
+            help_ = f"'{e.id}' is bound in {self.decl.name}, but not before this use"
+        self.err(f"undefined name '{e.id}'", e.span, help=help_)
 
     def call(self, e: ast.Call, scope: set[str], in_expect: bool, param_init: bool) -> None:
         for a in e.args:
@@ -272,7 +304,8 @@ class _Checker:
                              or f"{name}() takes {', '.join(argnames) or 'no arguments'}")
             given = set(argnames[:len(e.args)]) | set(kwnames)
             missing = [a for a in argnames if a not in given]
-            if missing and len(e.args) <= len(argnames):
+            unknown = [k for k in kwnames if k not in argnames]
+            if missing and len(e.args) <= len(argnames) and not unknown:
                 self.err(f"{name}() is missing argument{'s' if len(missing) > 1 else ''} "
                          + ", ".join(f"'{m}'" for m in missing), e.span)
             if self.decl.kind == "gen" and d.kind == "objective":
@@ -300,14 +333,19 @@ class _Checker:
                 self.err(str(ex), e.span)
         elif name in SPECIAL_BUILTINS:
             want = 2 if name == "density" else 1
-            if len(e.args) != want or e.kwargs:
-                self.err(f"{name}() takes {want} argument{'s' if want > 1 else ''}", e.span)
+            if e.kwargs:
+                self.err(f"{name}() takes no keyword arguments", e.kwargs[0].span)
+            elif len(e.args) != want:
+                self.err(f"{name}() takes {want} argument{'s' if want > 1 else ''} but "
+                         f"{len(e.args)} {'was' if len(e.args) == 1 else 'were'} given", e.span)
             if name in ("sim", "density") and self.decl.kind == "gen":
                 self.err(f"{name}() belongs in objectives; a generative function draws with '~'",
                          e.span)
         elif name in lib.initializers:
             if not param_init:
-                self.err(f"the initialiser {name}() can only initialise a 'param'", e.func.span)
+                self.err(f"the initialiser {name}() can only initialise a 'param'", e.func.span,
+                         help=f"use it as a parameter's initial value: 'param w: real[n] = "
+                              f"{name}(...)'")
         else:
             candidates = (list(scope) + list(self.decls) + list(lib.functions)
                           + list(lib.distributions))

@@ -207,7 +207,7 @@ class ToAst(Transformer):
         return ast.Sample(str(target), value, address, estimator, self._span(meta), self._tok(target))
 
     def address(self, children):
-        return _unquote(children[0])
+        return _unquote(children[0], self.source)
 
     @v_args(meta=True)
     def estimator(self, meta, children):
@@ -329,7 +329,7 @@ class ToAst(Transformer):
 
     @v_args(meta=True)
     def string_lit(self, meta, children):
-        return ast.Literal(_unquote(children[0]), self._span(meta))
+        return ast.Literal(_unquote(children[0], self.source), self._span(meta))
 
     @v_args(meta=True)
     def true_lit(self, meta, children):
@@ -353,15 +353,36 @@ class ToAst(Transformer):
 
     def record_field(self, children):
         key = children[0]
-        return (_unquote(key) if key.type == "STRING" else str(key), children[1])
+        return (_unquote(key, self.source) if key.type == "STRING" else str(key), children[1])
 
     @v_args(meta=True)
     def expect(self, meta, children):
         return ast.Expect(children[0], self._span(meta))
 
 
-def _unquote(tok) -> str:
-    return bytes(str(tok)[1:-1], "utf-8").decode("unicode_escape")
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "0": "\0", "\\": "\\", '"': '"'}
+
+
+def _unquote(tok: Token, source: Source) -> str:
+    """The text of a STRING token with its escapes resolved.
+
+    The grammar puts a character after every backslash in a string.
+    """
+    body = str(tok)[1:-1]
+    parts, i = [], 0
+    while i < len(body):
+        if body[i] != "\\":
+            parts.append(body[i])
+            i += 1
+            continue
+        if body[i + 1] not in _ESCAPES:
+            start = tok.start_pos + 1 + i
+            raise SyntaxErrorPPL(Diagnostic(
+                f"unknown escape '\\{body[i + 1]}' in a string", source.span(start, start + 2),
+                help="the escapes are \\n, \\t, \\r, \\0, \\\\ and \\\""))
+        parts.append(_ESCAPES[body[i + 1]])
+        i += 2
+    return "".join(parts)
 
 
 def _split_args(items):
@@ -475,8 +496,11 @@ def _syntax_error(source: Source, e: UnexpectedInput) -> SyntaxErrorPPL:
             notes = _unclosed_notes(source)
         elif tok.type in _CLOSERS:
             notes = _unclosed_notes(source, tok.start_pos, tok.type)
-        else:
-            notes = ()
+        elif tok.type in _DECLARATION_START:  # a declaration inside a block: a '}' is missing
+            notes = _unclosed_notes(source, tok.start_pos)
+        else:  # a bracket left open on an earlier line
+            notes = tuple(n for n in _unclosed_notes(source, tok.start_pos)
+                          if "block" not in n.message and n.span.line < span.line)
         help_ = _syntax_help(source, tok, expected)
         return SyntaxErrorPPL(Diagnostic(message, span, help=help_, notes=notes))
     if isinstance(e, UnexpectedEOF):
@@ -497,11 +521,13 @@ def _syntax_help(source: Source, tok: Token, expected: set[str]) -> str | None:
         return "to assign a value, use '='"
     if tok.type == "ELSE":
         return "'else' must follow the '}' that closes an 'if' block"
+    if tok.type in _DECLARATION_START and "RBRACE" in expected:
+        return "declarations cannot be nested: is a '}' missing above?"
     if tok.type != "NAME" and _is_keyword(tok.type) and "NAME" in expected:
         return f"'{tok.value}' is a keyword and cannot be used as a name"
     before = source.text[:tok.start_pos or 0].rstrip()
     word = before[len(before.rstrip("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")):]
-    if text in ("=", "~", ",", ":") and word and word in _KEYWORDS():
+    if text in ("=", "~", ",", ":") and word and word in _keywords():
         return f"'{word}' is a keyword and cannot be used as a name"
     if text in ("+", "-", "*", "/") and source.text[tok.end_pos:tok.end_pos + 1] == "=":
         return (f"there is no '{text}=': write 'x = x {text} ...'; to add to the log density, "
@@ -512,15 +538,27 @@ def _syntax_help(source: Source, tok: Token, expected: set[str]) -> str | None:
         return "this '}' has no open block to close"
     if before.endswith("~") and "NAME" in expected:
         return "write what to draw from after '~', like 'x ~ normal(0.0, 1.0)'"
+    if word in ("return", "factor") and "NAME" in expected:
+        return ("'return' needs the value to return" if word == "return"
+                else "'factor' needs the value to add to the log density")
     if text == "(" and expected == {"COMMA", "EQUAL", "TILDE"}:
         return "a call is not a statement on its own: use its value, as in 'y = f(...)'"
+    line_start = source.text.rfind("\n", 0, tok.start_pos or 0) + 1
+    first_on_line = not source.text[line_start:tok.start_pos or 0].strip()
+    if text in _OPERATOR_TEXTS - {"(", "["} and first_on_line and "NAME" in expected:
+        return ("a line cannot start with an operator: to continue an expression on the next "
+                "line, end this line with the operator")
+    if tok.type == "_NL" and expected == {"LBRACE"}:
+        return "a block's '{' must be on the same line as the statement or declaration it opens"
+    if tok.type in _EXPRESSION_START and "COMMA" in expected and not first_on_line:
+        return "is a ',' missing before it?"
     if tok.type in _STATEMENT_START and "SEMICOLON" in expected:
         return "separate statements with a newline or ';'"
     return None
 
 
 @functools.lru_cache(maxsize=None)
-def _KEYWORDS() -> frozenset[str]:  # noqa: N802 - a cached constant
+def _keywords() -> frozenset[str]:
     return frozenset(t.pattern.value for t in lark_parser().terminals
                      if t.pattern.type == "str" and t.pattern.value.isidentifier())
 
@@ -561,6 +599,7 @@ def _unclosed_notes(source: Source, end: int | None = None, closer: str | None =
     ch, pos = stack[-1]
     if closer is not None and _CLOSERS[closer] == {"(": "LPAR", "[": "LSQB", "{": "LBRACE"}[ch]:
         return ()
-    what = {"{": "this block, opened here, is never closed", "(": "this '(' is never closed",
-            "[": "this '[' is never closed"}[ch]
+    never = "never closed" if end is None else "not closed"
+    what = {"{": f"this block, opened here, is {never}", "(": f"this '(' is {never}",
+            "[": f"this '[' is {never}"}[ch]
     return (Note(what, source.span(pos, pos + 1)),)

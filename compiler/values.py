@@ -100,6 +100,8 @@ def describe(v: Any) -> str:
         return "a tuple"
     if isinstance(v, dict):
         return "a record"
+    if isinstance(v, str):
+        return "a string"
     if isinstance(v, GenValue):
         return f"the generative function {v.decl}"
     if isinstance(v, DistValue):
