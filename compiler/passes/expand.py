@@ -195,6 +195,13 @@ def _expand_call(e: Eqn, args: list[Atom], subst: dict[int, Atom],
             return obs[address]
         v = Var(trace_type.field(address), address.replace("/", "_"))
         emit.append(Eqn("trace_get", [v], [trace], {"address": address}, [], e.span))
+        want = site_types.get(address)
+        if want is not None and isinstance(v.type, ArrayType) and v.type.dtype != want.dtype:
+            # Trace values of another numeric dtype (ints for a real choice): cast, as for data.
+            cast = Var(ArrayType(want.dtype, v.type.shape), v.hint)
+            emit.append(Eqn("fn", [cast], [v], {"name": "int" if want.dtype == "int32" else "float"},
+                            [], e.span))
+            return cast
         return v
 
     inner, terms, _ = _rewrite(body.eqns, "density", subst, Source(source), scales)

@@ -9,7 +9,6 @@ with four moments.
 """
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -123,11 +122,11 @@ def test_keys_reproduce_and_differ(m):
 
 def test_simulate_under_vmap_of_keys():
     """A jitted simulate can be vmapped over keys, giving independent draws."""
-    m = ppl.compile("gen g() { x ~ gamma(3.0, 2.0) }")
+    m = ppl.compile("gen g() { x ~ normal(1.0, 2.0) }")
     g = m.g()
     keys = jax.random.split(jax.random.PRNGKey(0), 4000)
-    traces, logps = jax.vmap(lambda k: g.simulate(k))(keys)
+    traces, logps = jax.vmap(g.simulate)(keys)
     x = np.asarray(traces["x"], np.float64)
     assert x.shape == (4000,)
-    assert_moments(x, 1.5, 0.75)
+    assert_moments(x, 1.0, 4.0)
     np.testing.assert_allclose(jax.vmap(g.density)(traces), logps, rtol=1e-5)
