@@ -191,7 +191,7 @@ def _format_region(region: Region, namer: _Namer, indent: str, lines: list[str])
             if params:
                 lines.append(f"{indent}  |{params}|")
             _format_region(sub, namer, indent + "  ", lines)
-            lines.append(f"{indent}  yield {', '.join(namer.name(o) for o in sub.outs)}")
+            lines.append(f"{indent}  yield {', '.join(namer.name(o) for o in sub.outs)}".rstrip())
         if eqn.regions:
             lines.append(f"{indent}}}")
 
@@ -201,7 +201,7 @@ def format_function(fn: Function, namer: _Namer | None = None) -> str:
     params = ", ".join(f"{namer.name(p)}: {p.type!r}" for p in fn.params)
     lines = [f"def {fn.name}({params}) {{"]
     _format_region(fn.body, namer, "  ", lines)
-    lines.append(f"  return {', '.join(namer.name(o) for o in fn.body.outs)}")
+    lines.append(f"  return {', '.join(namer.name(o) for o in fn.body.outs)}".rstrip())
     lines.append("}")
     return "\n".join(lines)
 

@@ -188,12 +188,21 @@ def _rebuild(tree, leaves):
 
 
 def _program(module: Module, name: str, b: Builder, outs: list) -> Program:
+    """The entry ``name`` with the functions and parameters it reaches."""
     from .compiler.ir import Function, Region
 
     fn = Function(name, Region(b.params, b.eqns, outs), "entry")
-    functions = dict(module.lowerer.functions)
-    functions[name] = fn
-    return Program(functions, name, dict(module.lowerer.params))
+    available = module.lowerer.functions
+    functions, todo = {name: fn}, [fn]
+    while todo:
+        for e in walk(todo.pop().body):
+            callee = e.attrs.get("callee") if e.op in ("call", "sim", "density", "generate") else None
+            if callee is not None and callee not in functions:
+                functions[callee] = available[callee]
+                todo.append(available[callee])
+    used = {e.attrs["path"] for f in functions.values() for e in walk(f.body) if e.op == "param"}
+    params = {p: info for p, info in module.lowerer.params.items() if p in used}
+    return Program(functions, name, params)
 
 
 @dataclass
@@ -273,7 +282,7 @@ class Inputs:
 
     def value(self, x, hint: str):
         if isinstance(x, (bool, int, np.integer)) and not isinstance(x, np.ndarray):
-            self.sig.append(("static", int(x) if not isinstance(x, bool) else x))
+            self.sig.append(("static", type(x).__name__, x))
             return x if isinstance(x, bool) else int(x)
         if isinstance(x, GenerativeFunction):
             self.sig.append(("gen", x.name))
@@ -368,6 +377,9 @@ class GenerativeFunction:
 
         return self.module.entry(("simulate", self.name, inputs.signature()), build, inputs), inputs
 
+    def _simulate_entry_unconditioned(self):
+        return GenerativeFunction(self.module, self.name, self.args, self.kwargs)._simulate_entry()
+
     def init(self, key) -> dict[str, Any]:
         """Initial (unconstrained) values of the parameters it reaches, by path."""
         entry, _ = self._simulate_entry()
@@ -435,12 +447,19 @@ class GenerativeFunction:
         entry = self.module.entry(("density", self.name, inputs.signature()), build, inputs)
         return entry(params, None, inputs.arrays)[0]
 
-    def ir(self, after: str | None = None, mode: str = "simulate") -> Program:
-        """The IR of its simulate entry after a pass (for inspection)."""
+    def ir(self, after: str | None = None) -> Program:
+        """The IR of its entry after a pass (for inspection): simulate, or, for a
+        conditioned function, the density of its latent choices."""
         inputs = Inputs()
+        if self.observations:
+            entry, _ = self._simulate_entry_unconditioned()
+            tvar = inputs.add_trace(Trace({a: jnp.zeros(t.shape, t.dtype) for a, t in
+                                           entry.out_types[0].fields if a not in self.observations}))
         gv = self.gen_value(inputs)
 
         def build(inp, b):
+            if self.observations:
+                return [self.module.lowerer.emit_density(gv, tvar, b, None)]
             return list(self.module.lowerer.emit_sim(gv, b, None))
 
         return self.module.ir(None, build, inputs, after)

@@ -83,7 +83,7 @@ def _fn(it: Interpreter, eqn: Eqn, args, key, env):
     name = eqn.attrs["name"]
     if name == "identity":
         return [args[0]]
-    f = it.library.functions.get(name) or it.library.externs[name]
+    f = it.library.functions[name]
     bound = bind_for_impl(f, eqn.attrs, args)
     return [_cast(f.impl(**bound), eqn.outs[0].type)]
 
