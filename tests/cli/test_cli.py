@@ -41,7 +41,7 @@ def write(tmp_path):
 def test_check_ok_lists_the_declarations(capsys):
     status, out, err = run(capsys, "check", COIN)
     assert status == 0
-    assert out == f"{COIN}: ok (2 declarations: gen coin, gen coin_guide)\n"
+    assert out == f"{COIN}: ok (3 declarations: gen coin, gen coin_guide, objective fit_coin)\n"
     assert err == ""
 
 
@@ -72,7 +72,7 @@ def test_check_goes_on_after_a_bad_file(capsys, write):
     bad = write("gen f() { factor }", "bad.ppl")
     status, out, err = run(capsys, "check", bad, COIN, str(ROOT / "no_such_file.ppl"))
     assert status == 1
-    assert out == f"{COIN}: ok (2 declarations: gen coin, gen coin_guide)\n"
+    assert out == f"{COIN}: ok (3 declarations: gen coin, gen coin_guide, objective fit_coin)\n"
     assert "bad.ppl:1:" in err and "cannot read" in err and "no_such_file.ppl" in err
 
 
@@ -139,10 +139,21 @@ def test_ir_unknown_entry_is_a_usage_error(capsys):
     assert status == 2 and "--entry" in err
 
 
-def test_ir_objective_is_not_shown_yet(capsys, write):
-    path = write("objective o(p: gen) { return expect { (t, lp) = sim(p); return lp } }\n")
-    status, _, err = run(capsys, "ir", path, "--entry", "o")
-    assert status == 2 and "objective" in err
+def test_ir_of_an_objective_with_gens_named_in_args(capsys, write):
+    path = write("gen g() { param m: real = 0.0; z ~ normal(m, 1.0) }\n"
+                 "objective o(p: gen) { return expect { (t, lp) = sim(p); return lp } }\n")
+    status, out, err = run(capsys, "ir", path, "--entry", "o", "--args", "['g()']")
+    assert (status, err) == (0, "")
+    assert "expect()" in out and "estimator=reparam" in out and "param[path=g.m]" in out
+    status, out, _ = run(capsys, "ir", path, "--entry", "o", "--args", "['g()']", "--after", "lower")
+    assert status == 0 and "sim[callee=g()]" in out and "draw[" not in out
+    status, _, err = run(capsys, "ir", path, "--entry", "o", "--args", "['h()']")
+    assert status == 2 and "'h()' names no generative function" in err
+
+
+def test_ir_adev_is_for_objectives(capsys):
+    status, _, err = run(capsys, "ir", COIN, "--entry", "coin", "--args", "[3]", "--after", "adev")
+    assert status == 2 and "adev" in err and "objectives" in err
 
 
 @pytest.mark.parametrize("arguments", ["[3", "[open]", "[[[1.0, 2.0], [3.0]]]", "['x']"])
@@ -184,4 +195,4 @@ def test_python_dash_m_ppl():
     done = subprocess.run([sys.executable, "-m", "ppl", "check", "examples/coin.ppl"], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert done.stdout == "examples/coin.ppl: ok (2 declarations: gen coin, gen coin_guide)\n"
+    assert done.stdout == "examples/coin.ppl: ok (3 declarations: gen coin, gen coin_guide, objective fit_coin)\n"

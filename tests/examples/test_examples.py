@@ -53,7 +53,8 @@ def test_example_is_a_source_and_an_importable_script(name, capsys):
     assert capsys.readouterr().out == ""
     assert callable(module.main)
     decls = module.load_model().declarations
-    assert all(d.kind == "gen" for d in decls.values())
+    assert all(d.kind in ("gen", "objective") for d in decls.values())
+    assert any(d.kind == "gen" for d in decls.values())
 
 
 # ---------------------------------------------------------------- coin
@@ -80,6 +81,20 @@ def test_coin_main(coin, capsys):
     np.testing.assert_allclose(result["log_q"], 0.0, atol=1e-5)
     np.testing.assert_allclose(result["log_w"], result["guide"].module.coin(n).density(
         {"p": result["guide_trace"]["p"], "flips": flips}), rtol=1e-5)
+    # Step 5: the ELBO's optimum is the exact posterior beta(2 + heads, 2 + tails).
+    assert "fitted  q(p) = beta(" in out and "posterior predictive" in out
+    (a, b), (ea, eb) = result["fitted"], result["exact"]
+    assert (ea, eb) == (2 + heads, 2 + n - heads)
+    assert result["result"].status == "completed"
+    assert abs(a / (a + b) - ea / (ea + eb)) < 0.05
+    assert abs(coin.beta_sd(a, b) - coin.beta_sd(ea, eb)) < 0.03
+    draws = np.asarray(result["draws"]["p"])
+    assert abs(draws.mean() - a / (a + b)) < 5 * coin.beta_sd(a, b) / np.sqrt(draws.size)
+    predicted = np.asarray(result["predictive"]["flips"])
+    assert predicted.shape == (draws.size, n)
+    np.testing.assert_allclose(np.asarray(result["predictive"]["p"]), draws)  # p is q's draw
+    # E[heads | p] = n p, so the predictive's heads track the draws' p.
+    assert abs(predicted.sum(1).mean() - n * draws.mean()) < 5 * np.sqrt(n / 4 / draws.size)
 
 
 def test_coin_flips_have_the_simulated_bias(coin):

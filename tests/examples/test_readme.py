@@ -21,11 +21,13 @@ import numpy as np
 import pytest
 
 import ppl
+from ppl.cli import build_parser, match_arguments, read_data
 from ppl.cli import main as cli_main
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
-INSTALL_AND_RUN = 'pip install -e . && python examples/coin.py'
+INSTALL_AND_RUN = ('pip install -e ".[plot]" && ppl fit examples/coin.ppl --objective fit_coin '
+                   '--data examples/coin_flips.csv --steps 2000 --out runs/coin')
 INSTALL_AND_TEST = 'pip install -e ".[test]" && python -m pytest -q'
 
 BLOCK = re.compile(r"^(?P<marker><!-- runnable -->\n)?```(?P<lang>\w*)\n(?P<body>.*?)^```$", re.M | re.S)
@@ -160,3 +162,23 @@ def test_command_line_output_is_current(monkeypatch, capsys):
     for after in (["--after", "lower"], []):
         assert cli_main(["ir", "examples/coin.ppl", "--entry", "coin", "--args", "[3]", *after]) == 0
         assert capsys.readouterr().out in section("Command line")
+    assert cli_main(["ir", "examples/coin.ppl", "--entry", "fit_coin", "--args", "[[1, 0, 1]]",
+                     "--after", "adev"]) == 0
+    assert capsys.readouterr().out in section("Command line")
+
+
+def test_quickstart_fit_command_names_what_exists(monkeypatch):
+    """The Quickstart's `ppl fit` parses, and its program, objective and data exist and match
+    (tests/cli/test_cli_fit.py runs the same fit, with fewer steps)."""
+    monkeypatch.chdir(ROOT)
+    argv = INSTALL_AND_RUN.split(" && ", 1)[1].split()
+    assert argv[0] == "ppl"
+    options = build_parser().parse_args(argv[1:])
+    assert options.command == "fit" and options.steps == 2000 and options.out == "runs/coin"
+    module = ppl.load(options.file)
+    decl = module.declarations[options.objective]
+    assert decl.kind == "objective"
+    data = read_data(options.data)
+    statics, arrays = match_arguments(module, decl, data, {}, options.data)
+    assert statics == {} and sorted(arrays) == ["flips"] and set(np.unique(arrays["flips"])) == {0, 1}
+    assert (ROOT / ".gitignore").read_text().count("/runs/") == 1  # the run directory is ignored
