@@ -99,11 +99,12 @@ def fit(objective, steps: int = 1000, optimizer: optax.GradientTransformation | 
                 params, opt_state, key, jnp.int32(step), batcher.full_data, n)
             values = np.asarray(values)
             if not bool(ok):
-                # Keep the history of the finite steps; the state is that of the last one.
-                good = int(bad_step) - step
-                history.extend(values[:good].tolist())
-                params, opt_state = new_params, new_opt
+                # The state is the one step ``bad - 1`` was evaluated at (before its update),
+                # so the history holds steps 0 .. bad - 2 and a resume re-runs step bad - 1.
+                chunk_start = step
                 step = max(int(bad_step) - 1, 0)
+                history.extend(values[:max(step - chunk_start, 0)].tolist())
+                params, opt_state = new_params, new_opt
                 affected = [p for p, bad in zip(sorted(params), np.asarray(bad_leaves)) if bad]
                 failure = (f"the objective or its gradient is not finite at step {int(bad_step)}"
                            + (f" (non-finite gradients: {', '.join(affected)})" if affected else "")

@@ -107,7 +107,8 @@ def test_non_finite_objective_stops_with_the_last_good_state(m):
     assert all(np.all(np.isfinite(np.asarray(v))) for v in result.params.values())
     # Steps 0..6 evaluate t = 0, 0.3, ..., 1.8 (finite); step 7 evaluates t = 2.1 (NaN).
     np.testing.assert_allclose(float(result.params["blowup.t"]), 1.8, rtol=1e-5)
-    assert len(result.history) == 7 and "step 7" in result.message
+    # The state is that step 6 was evaluated at, so the history holds steps 0..5.
+    assert result.steps == len(result.history) == 6 and "step 7" in result.message
 
 
 def test_interrupt_returns_the_result_so_far(m, monkeypatch):
