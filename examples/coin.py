@@ -12,7 +12,7 @@ beta(2 + heads, 2 + tails)), printed alongside.
 The same fit from the command line, on the flips in ``coin_flips.csv``:
 
     ppl fit examples/coin.ppl --objective fit_coin --data examples/coin_flips.csv \\
-        --steps 2000 --out runs/coin
+        --steps 2000 --lr 0.05 --out runs/coin
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
     $ ppl check examples/coin.ppl
     examples/coin.ppl: ok (3 declarations: gen coin, gen coin_guide, objective fit_coin)
     $ ppl fit examples/coin.ppl --objective fit_coin --data examples/coin_flips.csv \\
-          --steps 2000 --out runs/coin
+          --steps 2000 --lr 0.05 --out runs/coin
     $ ppl sample examples/coin.ppl --entry coin_guide --params runs/coin
     $ ppl ir examples/coin.ppl --entry coin --args "[10]" --after lower
     $ ppl ir examples/coin.ppl --entry fit_coin --args "[[1, 0, 1]]" --after adev
@@ -76,7 +76,7 @@ EPILOG = """\
 examples:
   ppl check examples/*.ppl
   ppl fit examples/coin.ppl --objective fit_coin --data examples/coin_flips.csv \\
-      --steps 2000 --out runs/coin
+      --steps 2000 --lr 0.05 --out runs/coin
   ppl sample examples/coin.ppl --entry coin_guide --params runs/coin
   ppl ir examples/coin.ppl --entry coin --args "[10]" --after lower
   ppl ir examples/coin.ppl --entry fit_coin --args "[[1, 0, 1]]" --after adev
@@ -178,7 +178,7 @@ def _add_fit_parser(commands) -> None:
                "the run continues from its checkpoint up to --steps.\n\n"
                "example:\n"
                "  ppl fit examples/coin.ppl --objective fit_coin --data examples/coin_flips.csv \\\n"
-               "      --steps 2000 --out runs/coin\n\n"
+               "      --steps 2000 --lr 0.05 --out runs/coin\n\n"
                "exit status: 0 when the run completed (or stopped), 1 for errors in the program,\n"
                "its data or arguments, 3 when the objective or its gradient was not finite (the\n"
                "outputs hold the last good step), 130 when interrupted (the outputs hold the\n"
