@@ -123,7 +123,6 @@ class ADEV:
         self.params_dot = params_dot
         self.std = Interpreter(library, params, program)
         self.free_cache: dict = {}
-        self.plate_shape: tuple = ()
 
     # ---------------------------------------------------------- entry
 
@@ -178,30 +177,35 @@ class ADEV:
             tangent = _add(ell.tangent, None if s is None else ell.primal * s)
             return ell.primal, _add(tangent, t)
 
-        value, tangent = self.cps(region.eqns, 0, env, key, 0, (None, None), end)
+        value, tangent = self.cps(region.eqns, 0, env, key, (), (None, None), end)
         if tangent is None:
             tangent = jnp.zeros_like(jnp.asarray(value, jnp.float32))
         return value, tangent
 
-    def cps(self, eqns: list[Eqn], j: int, env: dict, keys, depth: int, acc, k_end):
-        """Evaluate ``eqns[j:]``, then ``k_end(env, acc)``; returns (ℓ, ℓ̇)."""
+    def cps(self, eqns: list[Eqn], j: int, env: dict, key, lead: tuple, acc, k_end):
+        """Evaluate ``eqns[j:]``, then ``k_end(env, acc)``; returns (ℓ, ℓ̇).
+
+        ``lead`` holds the sizes of the enclosing plates: a value of depth d
+        has leading axes ``lead[:d]``.
+        """
         env = dict(env)
+        depth = len(lead)
         while j < len(eqns):
             e = eqns[j]
-            key_j = self.fold(keys, j, depth)
+            key_j = jax.random.fold_in(key, j)
             if e.op == "draw":
-                site = Site(self, e, [self.read(env, a) for a in e.args], depth, key_j)
+                site = Site(self, e, [self.read(env, a) for a in e.args], lead, key_j)
                 rule = self.library.estimators[e.attrs["estimator"]]
 
                 def k(x, x_dot=None, score=None, shift=None, e=e, j=j, env=env):
                     env2 = dict(env)
                     env2[id(e.outs[0])] = DV(x, x_dot, depth)
                     acc2 = (_add(acc[0], score), _add(acc[1], shift))
-                    return self.cps(eqns, j + 1, env2, keys, depth, acc2, k_end)
+                    return self.cps(eqns, j + 1, env2, key, lead, acc2, k_end)
 
                 return rule(site, k)
             if e.op == "plate" and has_draws(e):
-                return self.enter_plate(e, eqns, j, env, keys, key_j, depth, acc, k_end)
+                return self.enter_plate(e, eqns, j, env, key, key_j, lead, acc, k_end)
             if e.op == "scan" and has_draws(e):
                 acc = self.scan(e, env, key_j, depth, acc)
             elif e.op == "expect":
@@ -214,38 +218,35 @@ class ADEV:
             elif e.op in ("make_trace", "trace_get", "trace_retval"):
                 self.trace_op(e, env)
             else:
-                self.pure(e, env, depth)
+                self.pure(e, env, lead)
             j += 1
         return k_end(env, acc)
 
-    def enter_plate(self, e: Eqn, eqns, j, env, keys, key_j, depth, acc, k_end):
+    def enter_plate(self, e: Eqn, eqns, j, env, key, key_j, lead, acc, k_end):
+        """Continue inside a plate's body, batched over its axis, then after the plate."""
         region = e.regions[0]
-        n = e.attrs["size"]
-        outer_shape = self.plate_shape
-        lead = outer_shape[:depth] + (n,)
+        depth = len(lead)
+        inner_lead = lead + (e.attrs["size"],)
         inner = dict(env)
-        index = _lift(jnp.arange(n, dtype=jnp.int32), 0, 0, ())
-        if depth:
-            index = jnp.broadcast_to(index, lead)
+        index = jnp.broadcast_to(jnp.arange(inner_lead[-1], dtype=jnp.int32), inner_lead)
         inner[id(region.params[0])] = DV(index, None, depth + 1)
         for p, a in zip(region.params[1:], e.args):
             dv = self.read(env, a)
-            prim = _lift(dv.primal, dv.depth, depth, lead)
-            tan = None if dv.tangent is None else _lift(dv.tangent, dv.depth, depth, lead)
+            prim = _lift(dv.primal, dv.depth, depth, inner_lead)
+            tan = None if dv.tangent is None else _lift(dv.tangent, dv.depth, depth, inner_lead)
             inner[id(p)] = DV(prim, tan, depth + 1)
 
         def k_plate(env_inner, acc2):
-            self.plate_shape = outer_shape
             env2 = dict(env)
             for out, o in zip(e.outs, region.outs):
                 dv = self.read(env_inner, o)
-                prim = _lift(dv.primal, dv.depth, depth + 1, lead)
-                tan = None if dv.tangent is None else _lift(dv.tangent, dv.depth, depth + 1, lead)
+                prim = _lift(dv.primal, dv.depth, depth + 1, inner_lead)
+                tan = None if dv.tangent is None else _lift(dv.tangent, dv.depth, depth + 1, inner_lead)
                 env2[id(out)] = DV(prim, tan, depth)
-            return self.cps(eqns, j + 1, env2, keys, depth, acc2, k_end)
+            return self.cps(eqns, j + 1, env2, key, lead, acc2, k_end)
 
-        self.plate_shape = lead
-        return self.cps(region.eqns, 0, inner, key_j, depth + 1, acc, k_plate)
+        # Keys are not batched over plates: a choice in a plate is drawn as one batch.
+        return self.cps(region.eqns, 0, inner, key_j, inner_lead, acc, k_plate)
 
     def scan(self, e: Eqn, env: dict, key, depth: int, acc):
         """A ``for`` loop with draws: straight-line evaluation inside ``lax.scan``."""
@@ -280,7 +281,7 @@ class ADEV:
                 box["env"], box["acc"] = env_end, acc_end
                 return None, None
 
-            self.cps(region.eqns, 0, inner, k, 0, (s, t), end)
+            self.cps(region.eqns, 0, inner, k, (), (s, t), end)
             outs = [self.read(box["env"], o) for o in region.outs]
             new_state = tuple((o.primal, (o.tangent if o.tangent is not None else
                                           jnp.zeros_like(o.primal)) if st[1] is not None else None)
@@ -301,10 +302,6 @@ class ADEV:
         return (s, t)
 
     # ---------------------------------------------------------- keys
-
-    # Keys are not batched over plates: a choice in a plate is drawn as one batch.
-    def fold(self, key, j: int, depth: int):
-        return jax.random.fold_in(key, j)
 
     # ---------------------------------------------------------- pure equations
 
@@ -330,10 +327,10 @@ class ADEV:
             env[id(e.outs[0])] = TraceDV({k[len(prefix):]: v for k, v in t.values.items()
                                           if k.startswith(prefix)}, [])
 
-    def pure(self, e: Eqn, env: dict, depth: int) -> None:
+    def pure(self, e: Eqn, env: dict, lead: tuple) -> None:
         free = [v for r in e.regions for v in free_vars(r, self.free_cache)]
         inputs = [self.read(env, a) for a in e.args] + [self.read(env, v) for v in free]
-        inputs = [self.as_dv(x) for x in inputs]
+        inputs = [self.as_dv(x, lead) for x in inputs]
         n_args = len(e.args)
         std = self.std
         dummy_key = jax.random.PRNGKey(0)
@@ -346,13 +343,12 @@ class ADEV:
         for v, o in zip(e.outs, outs):
             env[id(v)] = o
 
-    def as_dv(self, x):
+    def as_dv(self, x, lead: tuple):
         if isinstance(x, DV):
             return x
         # A trace: its leaves at one depth, as a pytree (values, retval).
         leaves = list(x.values.values()) + list(x.retval)
         depth = max((v.depth for v in leaves), default=0)
-        lead = self.plate_shape
         prim = ({a: _lift(v.primal, v.depth, depth, lead) for a, v in x.values.items()},
                 tuple(_lift(v.primal, v.depth, depth, lead) for v in x.retval))
         if all(v.tangent is None for v in leaves):
@@ -409,21 +405,33 @@ class Site:
     it is drawn with one key, as numpyro draws a batch.
     """
 
-    def __init__(self, adev: ADEV, eqn: Eqn, args: list[DV], depth: int, key):
+    def __init__(self, adev: ADEV, eqn: Eqn, args: list[DV], lead: tuple, key):
         self.adev = adev
         self.eqn = eqn
         self.dist_name = eqn.attrs["dist"]
         self.form = eqn.attrs["form"]
-        self.depth = depth
+        self.depth = depth = len(lead)
         self.key = key
         self.value_type = eqn.outs[0].type
-        lead = tuple(adev.plate_shape[:depth])
         self.shape = lead + tuple(self.value_type.shape)
         self.dtype = self.value_type.dtype
         self.size = int(np.prod(self.shape)) if self.shape else 1
-        lift = lambda x, d: None if x is None else _lift(x, d, depth, lead)  # noqa: E731
-        self.primals = [lift(jnp.asarray(a.primal), a.depth) for a in args[:len(self.form)]]
-        self.tangents = [lift(a.tangent, a.depth) for a in args[:len(self.form)]]
+        # Plate axes go in front of each parameter's own batch axes, which numpyro aligns
+        # on the right: normal(loc[2], scale) in a plate of 3 has loc [3, 2], scale [3, 1].
+        ranks = getattr(adev.library.distributions[self.dist_name], "ranks", {})
+        own = [np.shape(a.primal)[a.depth:] for a in args[:len(self.form)]]
+        batch = [len(r) - ranks.get(n, 0) for n, r in zip(self.form, own)]
+        pads = [max(batch) - b_ if depth else 0 for b_ in batch] if batch else []
+
+        def lift(x, d, pad):
+            if x is None:
+                return None
+            x = _lift(x, d, depth, lead)
+            return jnp.reshape(x, lead + (1,) * pad + x.shape[len(lead):]) if pad else x
+
+        self.primals = [lift(jnp.asarray(a.primal), a.depth, p)
+                        for a, p in zip(args[:len(self.form)], pads)]
+        self.tangents = [lift(a.tangent, a.depth, p) for a, p in zip(args[:len(self.form)], pads)]
         extra = args[len(self.form):]
         baseline = eqn.attrs.get("baseline")
         if extra:
