@@ -311,6 +311,13 @@ class Lowerer:
             b.emit("call", outs, [v for _, v in value.dynamic],
                    {"callee": fn.name, "address": address}, span=s.span)
             env[s.target] = tree_unflatten(fn.retval_tree, outs) if outs else ()
+        elif isinstance(value, Ref) and value.kind in ("distribution", "gen"):
+            params = (self.library.distributions[value.name].forms[0]
+                      if value.kind == "distribution"
+                      else [a.name for a in self.decls[value.name].args])
+            raise error(f"{describe(value)} must be called with its arguments after '~'",
+                        s.value.span,
+                        help=f"write '{s.target} ~ {value.name}({', '.join(params)})'")
         else:
             raise error(f"the right of '~' must be a distribution or a generative function, "
                         f"got {describe(value)}", s.value.span)
@@ -348,7 +355,9 @@ class Lowerer:
             return float(v)
         v = self.as_array(v, kw.value.span, "a baseline")
         if v.type.shape != () or v.type.dtype != "float32":
-            raise error(f"a baseline must be a real scalar, got {v.type!r}", kw.value.span)
+            raise error(f"a baseline must be a real scalar, got {v.type!r}", kw.value.span,
+                        help="it is subtracted from the expectation's value, one real number: "
+                             "a constant, or a 'param bl: real' of the objective")
         return v
 
     def param(self, s: ast.ParamDecl, env: dict, b: Builder, decl: ast.Decl) -> Var:
@@ -622,7 +631,8 @@ class Lowerer:
             try:
                 result = _STATIC_FOLD[name](left, right)
             except (ZeroDivisionError, OverflowError, ValueError) as ex:
-                raise error(f"cannot compute {left!r} {e.op} {right!r}: {ex}", e.span) from None
+                reason = ex.args[-1] if ex.args else ex  # OverflowError's args are (errno, text)
+                raise error(f"cannot compute {left!r} {e.op} {right!r}: {reason}", e.span) from None
             if name == "mod" and isinstance(left, int) and isinstance(right, int):
                 return result
             return result

@@ -31,6 +31,11 @@ import jax
 import jax.numpy as jnp
 
 
+def _plus(a, b):
+    """a + b, where None is a zero tangent."""
+    return b if a is None else a if b is None else a + b
+
+
 def reparam(site, k):
     """x = T(ε; θ), ẋ = ∂T/∂θ·θ̇ (pathwise; implicit for gamma, beta, dirichlet)."""
     x, x_dot = site.rsample()
@@ -47,9 +52,9 @@ def reinforce(site, k):
     x = site.sample()
     s = site.score(x)
     b, b_dot = site.baseline
-    if b is None:
-        return k(x, None, score=s)
-    score = s if b_dot is None else s + b_dot
+    score = _plus(s, b_dot)
+    if b is None or score is None:
+        return k(x, None, score=score)
     return k(x, None, score=score, shift=-b * score)
 
 
@@ -67,14 +72,14 @@ def enum(site, k):
         x_of = lambda v: jnp.full(site.shape, v, site.dtype)  # noqa: E731
         ls, l_dots = jax.vmap(lambda v: k(x_of(v), None))(values)
         p, p_dot = p.reshape(-1), None if p_dot is None else p_dot.reshape(-1)
-        l_dot = jnp.sum(p * l_dots)
-        return jnp.sum(p * ls), l_dot if p_dot is None else l_dot + jnp.sum(p_dot * ls)
+        l_dot = None if l_dots is None else jnp.sum(p * l_dots)
+        return jnp.sum(p * ls), l_dot if p_dot is None else _plus(l_dot, jnp.sum(p_dot * ls))
     x = site.sample()
     ell, ell_dot = k(x, None)
     if p_dot is None:
         return ell, ell_dot
     l_alt = site.evaluate_alternatives(k, site.alternatives(x, values))
-    return ell, ell_dot + jnp.sum(p_dot.reshape(l_alt.shape) * l_alt)
+    return ell, _plus(ell_dot, jnp.sum(p_dot.reshape(l_alt.shape) * l_alt))
 
 
 def mvd(site, k):
@@ -87,7 +92,7 @@ def mvd(site, k):
     x = site.sample()
     ell, ell_dot = k(x, None)
     extra = WEAK_DERIVATIVES[site.dist_name](site, x, k)
-    return ell, ell_dot if extra is None else ell_dot + extra
+    return ell, _plus(ell_dot, extra)
 
 
 # ---------------------------------------------------------------- weak derivatives
@@ -111,7 +116,7 @@ def _poisson_weak_derivative(site, x, k):
         return None
     ell = site.evaluate_alternatives(k, site.alternatives(x, None, shift=1))[:, 0]
     base = site.evaluate_alternatives(k, site.alternatives(x, None, shift=0))[:, 0]
-    return jnp.sum(site.per_element(rate_dot) * (ell - base))
+    return jnp.sum(site.per_element(rate_dot).reshape(-1) * (ell - base))
 
 
 def _geometric_weak_derivative(site, x, k):
@@ -123,7 +128,7 @@ def _geometric_weak_derivative(site, x, k):
     extra = site.sample(salt=1)
     ell_plus = site.evaluate_alternatives(k, site.alternatives(x, None, add=extra))[:, 0]
     base = site.evaluate_alternatives(k, site.alternatives(x, None, shift=0))[:, 0]
-    pe, pde = site.per_element(p), site.per_element(p_dot)
+    pe, pde = site.per_element(p).reshape(-1), site.per_element(p_dot).reshape(-1)
     return jnp.sum(pde / (pe * (1 - pe)) * (base - ell_plus))
 
 
@@ -140,12 +145,13 @@ def _normal_weak_derivative(site, x, k):
     if loc_dot is not None:
         up = site.evaluate_alternatives(k, site.alternatives(x, None, set_to=loc_e + scale_e * rayleigh))
         down = site.evaluate_alternatives(k, site.alternatives(x, None, set_to=loc_e - scale_e * rayleigh))
-        c = site.per_element(loc_dot) / (scale_e * math.sqrt(2 * math.pi))
+        c = (site.per_element(loc_dot) / (scale_e * math.sqrt(2 * math.pi))).reshape(-1)
         total = jnp.sum(c * (up[:, 0] - down[:, 0]))
     if scale_dot is not None:
         plus = site.evaluate_alternatives(k, site.alternatives(x, None, set_to=loc_e + scale_e * sign * chi3))
         base = site.evaluate_alternatives(k, site.alternatives(x, None, shift=0))
-        term = jnp.sum(site.per_element(scale_dot) / scale_e * (plus[:, 0] - base[:, 0]))
+        c = (site.per_element(scale_dot) / scale_e).reshape(-1)  # alternatives are flat
+        term = jnp.sum(c * (plus[:, 0] - base[:, 0]))
         total = term if total is None else total + term
     return total
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import fnmatch
 
 from ..diagnostics import CompileError, DataError, Diagnostic, did_you_mean
-from ..ir import Eqn, Function, Program, Region
+from ..ir import Eqn, Function, Program, Region, walk
 from ..lower import unsound_estimator_message
 
 ESTIMATOR_NAMES = ("reparam", "reinforce", "enum", "mvd")
@@ -52,33 +52,48 @@ def assign_estimators(program: Program, library, overrides: dict[str, str] | Non
     return Program(functions, program.entry, program.params, program.data_scale)
 
 
-def _region(region: Region, library, overrides, matched, addresses, errors, in_expect, in_loop
-            ) -> Region:
+def _region(region: Region, library, overrides, matched, addresses, errors, in_expect, in_loop,
+            in_plate=False, in_outer_loop=False) -> Region:
     eqns = []
     for e in region.eqns:
         attrs = e.attrs
+        draws = e.regions and any(x.op == "draw" for r in e.regions for x in walk(r))
+        if e.op == "expect" and draws and (in_plate or in_outer_loop):
+            errors.append(Diagnostic(
+                f"an 'expect' inside a {'plate' if in_plate else 'for loop'} is not supported yet",
+                e.span, help=f"put the {'plate' if in_plate else 'loop'} inside the expect, and "
+                "sum what it computes: expect { ... ; return sum(v) }"))
+        elif e.op == "scan" and draws and in_expect and in_plate:
+            errors.append(Diagnostic(
+                "a for loop with random choices inside a plate, inside 'expect', is not supported yet",
+                e.span, help="put the plate inside the loop, one batched choice per step: "
+                "for t in n { plate i in m { ... } }"))
         if e.op == "draw" and in_expect:
             address = attrs["address"]
             addresses.append(address)
             name = attrs["estimator"]
+            chosen_by = ""
             for pattern, override in overrides.items():
                 if fnmatch.fnmatchcase(address, pattern):
                     matched.add(pattern)
                     name = override
+                    chosen_by = f" (chosen by the override {{{pattern!r}: {override!r}}})"
             dist = library.distributions[attrs["dist"]]
             if name not in dist.estimators:
-                errors.append(Diagnostic(unsound_estimator_message(name, attrs["dist"], address, dist),
-                                         e.span, help="sound estimators here: "
+                errors.append(Diagnostic(unsound_estimator_message(name, attrs["dist"], address, dist)
+                                         + chosen_by, e.span, help="sound estimators here: "
                                          + ", ".join(sorted(dist.estimators))))
             elif in_loop and name not in library.estimator_tail:
                 errors.append(Diagnostic(
-                    f"estimator '{name}' at address '{address}' evaluates the rest of the "
-                    "expectation several times, which a for loop cannot do", e.span,
+                    f"estimator '{name}' at address '{address}'{chosen_by} evaluates the rest of "
+                    "the expectation several times, which a for loop cannot do", e.span,
                     help="use reinforce or reparam for choices inside a for loop"))
             if name != attrs["estimator"]:
                 attrs = dict(attrs, estimator=name)
         regions = [_region(r, library, overrides, matched, addresses, errors,
                            in_expect or e.op == "expect",
-                           in_loop or (e.op == "scan" and in_expect)) for r in e.regions]
+                           in_loop or (e.op == "scan" and in_expect),
+                           in_plate or e.op == "plate",
+                           in_outer_loop or (e.op == "scan" and not in_expect)) for r in e.regions]
         eqns.append(Eqn(e.op, e.outs, e.args, attrs, regions, e.span))
     return Region(region.params, eqns, region.outs)

@@ -83,7 +83,8 @@ def _rewrite(eqns_in: list[Eqn], mode: str, subst: dict[int, Atom],
         args = [_sub(a, subst) for a in e.args]
         if e.op == "sample":
             x = e.outs[0]
-            attrs = {k: e.attrs[k] for k in ("dist", "form", "estimator", "address")}
+            attrs = {k: e.attrs[k] for k in ("dist", "form", "estimator", "address", "baseline")
+                     if k in e.attrs}  # a constant REINFORCE baseline is an attribute
             drawn = mode in ("sim", "expect", "plain") or (
                 mode == "generate" and not source.has(e.attrs["address"]))
             if drawn:
