@@ -53,6 +53,7 @@ import numpy as np
 from .compiler import passes
 from .compiler.diagnostics import DataError, Diagnostic, PPLError, Source, did_you_mean
 from .compiler.ir import Program, format_program
+from .compiler.types import tree_leaves
 
 # The stages `ppl ir --after` accepts: the IR as lowered, then after each pass,
 # then (objectives only) after the adev pass settles each draw's gradient estimator.
@@ -920,7 +921,7 @@ def _fn_ir(module, name: str, values: list, keywords: dict, after: str | None) -
 
     def build(_inputs, builder):
         result = module.lowerer.inline_call(name, args, kwargs, None, builder)
-        return [module.lowerer.as_atom(x, None) for x in _leaves(result)]
+        return [module.lowerer.as_atom(x, None) for x in tree_leaves(result)]
 
     return module.ir(None, build, inputs, after)
 
@@ -929,14 +930,6 @@ def _objective_ir(module, name: str, values: list, keywords: dict, after: str | 
     """The IR of the objective ``name`` applied to the arguments, after a pass (default: adev)."""
     return module.objective(name, tuple(values), keywords).program(after=after)
 
-
-def _leaves(tree) -> list:
-    """The arrays of a returned value: tuples in order, records by sorted field name."""
-    if isinstance(tree, tuple):
-        return [x for item in tree for x in _leaves(item)]
-    if isinstance(tree, dict):
-        return [x for key in sorted(tree) for x in _leaves(tree[key])]
-    return [tree]
 
 
 # ---------------------------------------------------------------- arguments

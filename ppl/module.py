@@ -40,7 +40,7 @@ from .compiler.diagnostics import DataError, Diagnostic, PPLError, did_you_mean
 from .compiler.ir import Program, Var, walk
 from .compiler.lower import Builder, Lowerer
 from .compiler.parser import parse
-from .compiler.types import ArrayType, TraceType, tree_unflatten
+from .compiler.types import ArrayType, TraceType, tree_leaves, tree_unflatten
 from .compiler.values import GenValue
 from .trace import Trace
 
@@ -143,7 +143,9 @@ class Module:
             raise DataError(Diagnostic(f"there is no objective '{name}'"))
         return Objective(self, name, tuple(args), dict(kwargs))
 
-    def call_fn(self, name: str, args, kwargs):
+    def call_fn(self, name: str, args, kwargs, params: dict | None = None, key=None):
+        """Run the ``fn`` ``name`` (of the program or the standard library) on arguments;
+        ``params`` and ``key`` serve a fn that simulates families (``sim``)."""
         inputs = Inputs()
         a = [inputs.value(x, f"arg{i}") for i, x in enumerate(args)]
         kw = {k: inputs.value(v, k) for k, v in kwargs.items()}
@@ -152,39 +154,26 @@ class Module:
         def build(inp, b):
             result = self.lowerer.inline_call(name, a, kw, None, b)
             structure.append(result)
-            leaves = _leaves(result)
+            leaves = tree_leaves(result)
             return [self.lowerer.as_atom(x, None) for x in leaves]
 
-        key = ("fn", name, inputs.signature())
-        entry = self.entry(key, build, inputs)
+        entry = self.entry(("fn", name, inputs.signature()), build, inputs)
         if structure:
             entry.structure = structure[0]
-        outs = entry(None, None, inputs.arrays)
-        return _rebuild(entry.structure, outs)
+        outs = entry(params, key, inputs.arrays)
+        return tree_unflatten(entry.structure, list(outs))
 
 
 _ENTRY_DECL = ast.Decl("objective", "<entry>", (), ast.Block((), None), None, None)
 
 
-def _leaves(tree) -> list:
-    if isinstance(tree, tuple):
-        return [x for t in tree for x in _leaves(t)]
-    if isinstance(tree, dict):
-        return [x for k in sorted(tree) for x in _leaves(tree[k])]
-    return [tree]
+def format_call(name: str, args: tuple, kwargs: dict) -> str:
+    """``name(10, <array>, k=3)``: static values shown, arrays abbreviated."""
+    def show(v):
+        return "<array>" if hasattr(v, "shape") or isinstance(v, (list, float)) else repr(v)
 
-
-def _rebuild(tree, leaves):
-    it = iter(leaves)
-
-    def go(t):
-        if isinstance(t, tuple):
-            return tuple(go(x) for x in t)
-        if isinstance(t, dict):
-            return {k: go(t[k]) for k in sorted(t)}
-        return next(it)
-
-    return go(tree)
+    parts = [show(a) for a in args] + [f"{k}={show(v)}" for k, v in kwargs.items()]
+    return f"{name}({', '.join(parts)})"
 
 
 def _program(module: Module, name: str, b: Builder, outs: list) -> Program:
@@ -334,12 +323,8 @@ class GenerativeFunction:
         self.observations = dict(observations or {})
 
     def __repr__(self) -> str:
-        parts = [repr(a) if isinstance(a, (int, bool, GenerativeFunction)) else "<array>"
-                 for a in self.args]
-        parts += [f"{k}={v!r}" if isinstance(v, (int, bool)) else f"{k}=<array>"
-                  for k, v in self.kwargs.items()]
         obs = f" | {{{', '.join(self.observations)}}}" if self.observations else ""
-        return f"{self.name}({', '.join(parts)}){obs}"
+        return format_call(self.name, self.args, self.kwargs) + obs
 
     def __or__(self, observations: dict) -> "GenerativeFunction":
         if not isinstance(observations, dict):

@@ -32,7 +32,7 @@ from .compiler.diagnostics import DataError, Diagnostic
 from .compiler.ir import Program, walk
 from .compiler.passes.estimators import assign_estimators
 from .compiler.types import ArrayType
-from .module import Inputs, Module, _program, check_params
+from .module import Inputs, Module, _program, check_params, format_call
 
 
 class Objective:
@@ -47,10 +47,7 @@ class Objective:
         self.estimators = dict(estimators or {})
 
     def __repr__(self) -> str:
-        parts = [repr(a) if not hasattr(a, "shape") else "<array>" for a in self.args]
-        parts += [f"{k}={v!r}" if not hasattr(v, "shape") else f"{k}=<array>"
-                  for k, v in self.kwargs.items()]
-        return f"{self.name}({', '.join(parts)})"
+        return format_call(self.name, self.args, self.kwargs)
 
     def with_estimators(self, overrides: dict[str, str]) -> "Objective":
         """The same objective with estimators chosen by address pattern (``fnmatch``)."""

@@ -5,6 +5,7 @@
     >>> # result.constrained_params     the values the program sees
     >>> # result.history                the objective at every step (maximised; nats)
     >>> # result.gradient_snr(key)      signal-to-noise of the gradient per parameter
+    >>> # result.effective_sample_size() ESS of the family as an importance sampler
     >>> # result.save("run.pkl"); FitResult.load("run.pkl"); result.plot("objective.png")
 
 ``summarize(traces)`` gives per-address mean, standard deviation and
@@ -76,6 +77,25 @@ class FitResult:
             mean, sd = jnp.mean(g, 0), jnp.std(g, 0)
             out[p] = float(jnp.mean(jnp.abs(mean) / jnp.maximum(sd, 1e-12)))
         return out
+
+    def effective_sample_size(self, key=None, draws: int = 1000) -> float:
+        """Kish's effective sample size (Σw)²/Σw² of the fitted family as an importance
+        sampler for the target, from ``draws`` weights w = p(z, x)/q(z), z ~ q.
+
+        For objectives whose first two arguments are the target and the family
+        (elbo, iwelbo and the like). ESS / draws near 1 means q matches the
+        posterior well; near 0, that a few draws carry all the weight.
+        """
+        args = getattr(self.objective, "args", ())
+        if len(args) < 2 or not all(hasattr(a, "gen_value") for a in args[:2]):
+            raise DataError(Diagnostic("effective_sample_size() needs an objective whose first "
+                                       "two arguments are the target and the family"))
+        key = jax.random.PRNGKey(2) if key is None else key
+        p, q = args[0], args[1]
+        log_w = p.module.call_fn("importance_log_weights", (p, q, int(draws)), {},
+                                 params=self.params, key=key)
+        log_w = jnp.asarray(log_w)
+        return float(jnp.exp(2 * jax.nn.logsumexp(log_w) - jax.nn.logsumexp(2 * log_w)))
 
     # ---------------------------------------------------------- persistence
 

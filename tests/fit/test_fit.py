@@ -218,3 +218,15 @@ def test_sharded_fit_equals_unsharded_on_four_devices():
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "sharded ok" in out.stdout
+
+
+def test_effective_sample_size_grows_as_the_family_fits(m):
+    obj = ppl.stdlib.elbo(m.model() | {"x": 2.0}, m.guide())
+    before = ppl.fit(obj, steps=1, progress=False)
+    schedule = optax.cosine_decay_schedule(0.05, 1500)
+    after = ppl.fit(obj, steps=1500, optimizer=optax.adam(schedule), progress=False)
+    ess_before = before.effective_sample_size(draws=2000)
+    ess_after = after.effective_sample_size(draws=2000)
+    # The family contains the exact posterior, so a fitted one is a near-perfect sampler.
+    assert 0 < ess_before < 0.8 * 2000
+    assert ess_after > 0.95 * 2000
