@@ -120,6 +120,9 @@ class ParamInfo:
     constraint: tuple  # ("real",) | ("lower", a) | ("upper", b) | ("interval", a, b) | ("simplex",) ...
     init: Function
     span: Span | None = None
+    # A running-average baseline's decay: ``fit`` updates this state parameter as
+    # b ← b + (1 − decay)·(its gradient estimate ℓ − b), not with the optimiser.
+    running: float | None = None
 
 
 # Ops: name -> (number of regions, is it random). The verifier checks counts.

@@ -30,7 +30,7 @@ from typing import Any, Callable
 from . import ast
 from .diagnostics import CompileError, Diagnostic, Note, Span, did_you_mean, error
 from .ir import Eqn, Function, Lit, ParamInfo, Region, Var, stacked
-from .library import Library, bind_arguments
+from .library import Library, ParamSpec, bind_arguments
 from .types import BOOL, INT, REAL, ArrayType, TraceType, tree_leaves, tree_unflatten
 from .values import DistValue, GenValue, Ref, describe, is_static_number, literal, type_of
 
@@ -342,7 +342,8 @@ class Lowerer:
         return name
 
     def baseline(self, s: ast.Sample, env: dict, b: Builder):
-        """A REINFORCE baseline: a static number, or a traced scalar (a learned param)."""
+        """A REINFORCE baseline: a static number, a traced scalar (a learned param), or
+        ``running(decay)``: a running average of the objective, kept as a state parameter."""
         if s.estimator is None or not s.estimator.kwargs:
             return None
         (kw,) = s.estimator.kwargs if len(s.estimator.kwargs) == 1 else (None,)
@@ -350,6 +351,9 @@ class Lowerer:
             bad = next(k for k in s.estimator.kwargs if k.name != "baseline") \
                 if any(k.name != "baseline" for k in s.estimator.kwargs) else s.estimator.kwargs[1]
             raise error(f"reinforce takes one keyword, baseline=..., not '{bad.name}'", bad.span)
+        if (isinstance(kw.value, ast.Call) and isinstance(kw.value.func, ast.Name)
+                and kw.value.func.id == "running" and "running" not in env):
+            return self.running_baseline(s, kw.value, env, b)
         v = self.expr(kw.value, env, b)
         if is_static_number(v) and not isinstance(v, bool):
             return float(v)
@@ -359,6 +363,28 @@ class Lowerer:
                         help="it is subtracted from the expectation's value, one real number: "
                              "a constant, or a 'param bl: real' of the objective")
         return v
+
+    def running_baseline(self, s: ast.Sample, call: ast.Call, env: dict, b: Builder) -> Var:
+        """``baseline=running(decay)``: a state parameter b that ``fit`` moves to
+        ``decay·b + (1 − decay)·ℓ`` each step (its gradient estimate is ℓ − b)."""
+        args = [self.expr(a, env, b) for a in call.args]
+        kwargs = {k.name: self.expr(k.value, env, b) for k in call.kwargs}
+        try:
+            bound = bind_arguments("running", (ParamSpec("decay", static=True, default=0.9),),
+                                   args, kwargs)
+        except ValueError as ex:
+            raise error(str(ex), call.span) from None
+        decay = bound["decay"]
+        if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 <= decay < 1:
+            raise error(f"running(decay) needs a number with 0 <= decay < 1, got {decay!r}",
+                        call.span, help="0.9 averages over roughly the last 10 steps")
+        path = f"{self.current_decl.name}.{s.address or s.target}.baseline"
+        init = Function(f"init {path}", Region([], [], [literal(0.0)]), "init", call.span)
+        previous = self.params.get(path)
+        if previous is None:
+            self.params[path] = ParamInfo(path, REAL, ("real",), init, call.span,
+                                          running=float(decay))
+        return b.emit1("param", REAL, [], {"path": path}, span=call.span, hint="baseline")
 
     def param(self, s: ast.ParamDecl, env: dict, b: Builder, decl: ast.Decl) -> Var:
         if decl.kind == "fn":

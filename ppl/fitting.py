@@ -180,6 +180,8 @@ def _chunk_runner(obj, optimizer, batcher: "Batcher") -> Callable:
     and reports that step and which parameters' gradients were not finite.
     """
     step_fn = obj.compiled_value_and_grad()
+    program = obj._compiled()[0][0]
+    running = {p: info.running for p, info in program.params.items() if info.running is not None}
 
     def body(key, full_data, carry, step):
         params, opt_state, prev, ok, bad_step, bad_leaves = carry
@@ -189,9 +191,12 @@ def _chunk_runner(obj, optimizer, batcher: "Batcher") -> Callable:
         leaves_ok = jnp.stack([jnp.all(jnp.isfinite(grads[p])) for p in sorted(grads)])
         finite = jnp.isfinite(value) & jnp.all(leaves_ok)
         # Objectives are maximised; optax minimises, so it is given the negated gradient.
-        updates, new_opt = optimizer.update(jax.tree_util.tree_map(jnp.negative, grads),
-                                            opt_state, params)
+        # Running-average baselines are state, not optimised: b ← b + (1 − decay)(ℓ − b).
+        descent = {p: jnp.zeros_like(g) if p in running else -g for p, g in grads.items()}
+        updates, new_opt = optimizer.update(descent, opt_state, params)
         new_params = optax.apply_updates(params, updates)
+        for p, decay in running.items():
+            new_params[p] = params[p] + (1.0 - decay) * grads[p]
         take = ok & finite
         keep = lambda new, old: jnp.where(take, new, old)  # noqa: E731
         # ``prev`` is the state this step was evaluated at: if the next step fails, it is

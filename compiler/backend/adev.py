@@ -1,7 +1,8 @@
 """ADEV: unbiased gradient estimation of objectives by evaluation on dual numbers.
 
 An objective's entry function is evaluated forward on dual numbers
-``DV(primal, tangent, depth)`` (``tangent`` None means zero). Pure equations
+``DV(primal, tangent, axes)`` (``tangent`` None means zero; ``axes`` the
+enclosing plates whose axis the value has). Pure equations
 go through ``jax.jvp``. Inside an ``expect`` region evaluation is in
 continuation-passing style: at a ``draw``, the site's estimator rule
 (``library.estimators``) receives the site and the continuation ``k`` (the
@@ -10,10 +11,12 @@ rest of the region, as a Python function) and returns the estimated
 one".
 
 - **Plates** containing draws are entered, not mapped: their body is
-  evaluated once with every value carrying the plate's axis (``depth``
-  counts the enclosing plates; pure equations are ``vmap`` ped over the axes
-  their inputs have), so a draw in a plate is one batched choice and its
-  continuation runs through the rest of the plate and past it.
+  evaluated once, batched: a value carries the axes of the plates it varies
+  over (``axes``, plate levels counted from the outermost), pure equations
+  are ``vmap`` ped over the axes their inputs have, and a value that does
+  not depend on a plate (an encoder's output inside a plate of particles)
+  is never broadcast over it. A draw in a plate is one batched choice, and
+  its continuation runs through the rest of the plate and past it.
 - **REINFORCE** terms ``ℓ·s`` need the region's final value ℓ; the rule
   passes ``s`` to ``k`` and the interpreter accumulates it (``acc``), adding
   ``ℓ·S + T`` where the region ends. The same accumulation lets reparam and
@@ -43,7 +46,7 @@ from .standard import RULES, Interpreter, build_distribution, evaluate
 class DV:
     primal: Any
     tangent: Any
-    depth: int
+    axes: tuple = ()  # the plate levels (1 = outermost) whose axes lead the arrays, in order
 
 
 @dataclass
@@ -64,21 +67,30 @@ def _is_float(x) -> bool:
     return jnp.issubdtype(jnp.result_type(x), jnp.inexact)
 
 
-def _vmap_levels(fn: Callable, depths: list[int], depth: int) -> Callable:
-    """``fn`` mapped over plate axes 1..depth; an input of depth d has axes 1..d."""
-    for level in reversed(range(1, depth + 1)):
-        fn = jax.vmap(fn, in_axes=tuple(0 if d >= level else None for d in depths))
+def _union(axes_list) -> tuple:
+    return tuple(sorted(set().union(*axes_list))) if axes_list else ()
+
+
+def _vmap_levels(fn: Callable, axes_list: list[tuple], levels: tuple) -> Callable:
+    """``fn`` mapped over the plate ``levels``; an input maps at the levels it has."""
+    for level in reversed(levels):
+        fn = jax.vmap(fn, in_axes=tuple(0 if level in axes else None for axes in axes_list))
     return fn
 
 
-def _lift(x, from_depth: int, to_depth: int, lead_shape: tuple):
-    """Broadcast an array with plate axes 1..from_depth to axes 1..to_depth."""
-    if from_depth == to_depth:
+def _lift(x, from_axes: tuple, to_axes: tuple, lead: tuple):
+    """Broadcast an array with plate axes ``from_axes`` to ``to_axes`` (a superset);
+    ``lead[l - 1]`` is the size of plate level l."""
+    if tuple(from_axes) == tuple(to_axes):
         return x
     x = jnp.asarray(x)
-    rest = x.shape[from_depth:]
-    x = x.reshape(x.shape[:from_depth] + (1,) * (to_depth - from_depth) + rest)
-    return jnp.broadcast_to(x, tuple(lead_shape[:to_depth]) + rest)
+    rest = x.shape[len(from_axes):]
+    shape = tuple(x.shape[from_axes.index(l)] if l in from_axes else 1 for l in to_axes)
+    return jnp.broadcast_to(x.reshape(shape + rest), tuple(lead[l - 1] for l in to_axes) + rest)
+
+
+def _full(lead: tuple) -> tuple:
+    return tuple(range(1, len(lead) + 1))
 
 
 def free_vars(region: Region, cache: dict) -> list[Var]:
@@ -138,14 +150,14 @@ class ADEV:
 
     def from_input(self, a):
         if isinstance(a, tuple) and len(a) == 2 and isinstance(a[0], dict):
-            return TraceDV({k: DV(v, None, 0) for k, v in a[0].items()},
-                           [DV(v, None, 0) for v in a[1]])
-        return DV(a, None, 0)
+            return TraceDV({k: DV(v, None) for k, v in a[0].items()},
+                           [DV(v, None) for v in a[1]])
+        return DV(a, None)
 
     def eval_outside(self, e: Eqn, env: dict, key) -> None:
         if e.op == "expect":
             value, tangent = self.expect(e.regions[0], env, key)
-            env[id(e.outs[0])] = DV(value, tangent, 0)
+            env[id(e.outs[0])] = DV(value, tangent)
         elif e.op == "param":
             env[id(e.outs[0])] = self.param(e.attrs["path"])
         elif e.op == "draw" or has_draws(e):
@@ -159,13 +171,13 @@ class ADEV:
         u = self.params[path]
         u_dot = self.params_dot.get(path) if self.params_dot is not None else None
         if u_dot is None:
-            return DV(c.to_constrained(u), None, 0)
+            return DV(c.to_constrained(u), None)
         p, t = jax.jvp(c.to_constrained, (u,), (u_dot,))
-        return DV(p, t, 0)
+        return DV(p, t)
 
     def read(self, env: dict, a):
         if isinstance(a, Lit):
-            return DV(a.value, None, 0)
+            return DV(a.value, None)
         return env[id(a)]
 
     # ---------------------------------------------------------- expectations
@@ -185,8 +197,7 @@ class ADEV:
     def cps(self, eqns: list[Eqn], j: int, env: dict, key, lead: tuple, acc, k_end):
         """Evaluate ``eqns[j:]``, then ``k_end(env, acc)``; returns (ℓ, ℓ̇).
 
-        ``lead`` holds the sizes of the enclosing plates: a value of depth d
-        has leading axes ``lead[:d]``.
+        ``lead`` holds the sizes of the enclosing plates, outermost first.
         """
         env = dict(env)
         depth = len(lead)
@@ -199,7 +210,7 @@ class ADEV:
 
                 def k(x, x_dot=None, score=None, shift=None, e=e, j=j, env=env):
                     env2 = dict(env)
-                    env2[id(e.outs[0])] = DV(x, x_dot, depth)
+                    env2[id(e.outs[0])] = DV(x, x_dot, _full(lead))
                     acc2 = (_add(acc[0], score), _add(acc[1], shift))
                     return self.cps(eqns, j + 1, env2, key, lead, acc2, k_end)
 
@@ -212,7 +223,7 @@ class ADEV:
                 if depth:
                     raise NotImplementedError("an 'expect' inside a plate inside 'expect'")
                 value, tangent = self.expect(e.regions[0], env, key_j)
-                env[id(e.outs[0])] = DV(value, tangent, 0)
+                env[id(e.outs[0])] = DV(value, tangent)
             elif e.op == "param":
                 env[id(e.outs[0])] = self.param(e.attrs["path"])
             elif e.op in ("make_trace", "trace_get", "trace_retval"):
@@ -225,24 +236,24 @@ class ADEV:
     def enter_plate(self, e: Eqn, eqns, j, env, key, key_j, lead, acc, k_end):
         """Continue inside a plate's body, batched over its axis, then after the plate."""
         region = e.regions[0]
-        depth = len(lead)
+        level = len(lead) + 1
         inner_lead = lead + (e.attrs["size"],)
         inner = dict(env)
-        index = jnp.broadcast_to(jnp.arange(inner_lead[-1], dtype=jnp.int32), inner_lead)
-        inner[id(region.params[0])] = DV(index, None, depth + 1)
+        inner[id(region.params[0])] = DV(jnp.arange(inner_lead[-1], dtype=jnp.int32), None, (level,))
         for p, a in zip(region.params[1:], e.args):
+            # A mapped input's first own axis becomes this plate's axis: no copy.
             dv = self.read(env, a)
-            prim = _lift(dv.primal, dv.depth, depth, inner_lead)
-            tan = None if dv.tangent is None else _lift(dv.tangent, dv.depth, depth, inner_lead)
-            inner[id(p)] = DV(prim, tan, depth + 1)
+            inner[id(p)] = DV(dv.primal, dv.tangent, dv.axes + (level,))
 
         def k_plate(env_inner, acc2):
             env2 = dict(env)
             for out, o in zip(e.outs, region.outs):
                 dv = self.read(env_inner, o)
-                prim = _lift(dv.primal, dv.depth, depth + 1, inner_lead)
-                tan = None if dv.tangent is None else _lift(dv.tangent, dv.depth, depth + 1, inner_lead)
-                env2[id(out)] = DV(prim, tan, depth)
+                to = dv.axes if level in dv.axes else dv.axes + (level,)
+                prim = _lift(dv.primal, dv.axes, to, inner_lead)
+                tan = None if dv.tangent is None else _lift(dv.tangent, dv.axes, to, inner_lead)
+                # Outside, this plate's axis is the value's first own axis.
+                env2[id(out)] = DV(prim, tan, to[:-1])
             return self.cps(eqns, j + 1, env2, key, lead, acc2, k_end)
 
         # Keys are not batched over plates: a choice in a plate is drawn as one batch.
@@ -270,11 +281,11 @@ class ADEV:
             state, s, t = carry
             i, k, x_prims, x_tans = inputs
             inner = dict(env)
-            inner[id(region.params[0])] = DV(i, None, 0)
+            inner[id(region.params[0])] = DV(i, None)
             for p, (prim, tan) in zip(region.params[1:1 + c], state):
-                inner[id(p)] = DV(prim, tan, 0)
+                inner[id(p)] = DV(prim, tan)
             for p, prim, tan in zip(region.params[1 + c:], x_prims, x_tans):
-                inner[id(p)] = DV(prim, tan, 0)
+                inner[id(p)] = DV(prim, tan)
             box = {}
 
             def end(env_end, acc_end):
@@ -296,9 +307,9 @@ class ADEV:
         (final, s, t), ys = jax.lax.scan(
             step, (tuple(init), s0, t0), (jnp.arange(n, dtype=jnp.int32), keys, x_prims, x_tans))
         for out, (prim, tan) in zip(e.outs[:c], final):
-            env[id(out)] = DV(prim, tan, 0)
+            env[id(out)] = DV(prim, tan)
         for out, (prim, tan) in zip(e.outs[c:], ys):
-            env[id(out)] = DV(prim, tan, 0)
+            env[id(out)] = DV(prim, tan)
         return (s, t)
 
     # ---------------------------------------------------------- keys
@@ -313,8 +324,8 @@ class ADEV:
             return
         t = args[0]
         if not isinstance(t, TraceDV):
-            t = TraceDV({a: DV(v, None, t.depth) for a, v in t.primal[0].items()},
-                        [DV(v, None, t.depth) for v in t.primal[1]])
+            t = TraceDV({a: DV(v, None, t.axes) for a, v in t.primal[0].items()},
+                        [DV(v, None, t.axes) for v in t.primal[1]])
         if e.op == "trace_retval":
             for out, v in zip(e.outs, t.retval):
                 env[id(out)] = v
@@ -346,33 +357,33 @@ class ADEV:
     def as_dv(self, x, lead: tuple):
         if isinstance(x, DV):
             return x
-        # A trace: its leaves at one depth, as a pytree (values, retval).
+        # A trace: its leaves over the same plate axes, as a pytree (values, retval).
         leaves = list(x.values.values()) + list(x.retval)
-        depth = max((v.depth for v in leaves), default=0)
-        prim = ({a: _lift(v.primal, v.depth, depth, lead) for a, v in x.values.items()},
-                tuple(_lift(v.primal, v.depth, depth, lead) for v in x.retval))
+        axes = _union([v.axes for v in leaves])
+        prim = ({a: _lift(v.primal, v.axes, axes, lead) for a, v in x.values.items()},
+                tuple(_lift(v.primal, v.axes, axes, lead) for v in x.retval))
         if all(v.tangent is None for v in leaves):
-            return DV(prim, None, depth)
+            return DV(prim, None, axes)
 
         def tan(v):
-            p = _lift(v.primal, v.depth, depth, lead)
+            p = _lift(v.primal, v.axes, axes, lead)
             if v.tangent is not None:
-                return _lift(v.tangent, v.depth, depth, lead)
+                return _lift(v.tangent, v.axes, axes, lead)
             if _is_float(p):
                 return jnp.zeros_like(p)
             return np.zeros(np.shape(p), dtype=jax.dtypes.float0)
 
         return DV(prim, ({a: tan(v) for a, v in x.values.items()},
-                         tuple(tan(v) for v in x.retval)), depth)
+                         tuple(tan(v) for v in x.retval)), axes)
 
     def apply(self, f: Callable, inputs: list[DV]) -> list[DV]:
-        """Apply ``f`` (on primals) to dual inputs at their depths, by jvp and vmap."""
-        depth = max((x.depth for x in inputs), default=0)
-        depths = [x.depth for x in inputs]
+        """Apply ``f`` (on primals) to dual inputs over their plate axes, by jvp and vmap."""
+        axes_list = [x.axes for x in inputs]
+        levels = _union(axes_list)
         diff = [i for i, x in enumerate(inputs) if x.tangent is not None]
         if not diff:
-            outs = _vmap_levels(f, depths, depth)(*[x.primal for x in inputs])
-            return [DV(o, None, depth) for o in outs]
+            outs = _vmap_levels(f, axes_list, levels)(*[x.primal for x in inputs])
+            return [DV(o, None, levels) for o in outs]
 
         def g(*prims_and_tans):
             prims = list(prims_and_tans[:len(inputs)])
@@ -386,14 +397,14 @@ class ADEV:
 
             return jax.jvp(h, tuple(prims[i] for i in diff), tuple(tans))
 
-        mapped = _vmap_levels(g, depths + [depths[i] for i in diff], depth)
+        mapped = _vmap_levels(g, axes_list + [axes_list[i] for i in diff], levels)
         out_p, out_t = mapped(*[x.primal for x in inputs], *[inputs[i].tangent for i in diff])
         result = []
         for p, t in zip(out_p, out_t):
             leaves = jax.tree_util.tree_leaves(t)
             if all(getattr(leaf, "dtype", None) == jax.dtypes.float0 for leaf in leaves):
                 t = None
-            result.append(DV(p, t, depth))
+            result.append(DV(p, t, levels))
         return result
 
 
@@ -419,19 +430,21 @@ class Site:
         # Plate axes go in front of each parameter's own batch axes, which numpyro aligns
         # on the right: normal(loc[2], scale) in a plate of 3 has loc [3, 2], scale [3, 1].
         ranks = getattr(adev.library.distributions[self.dist_name], "ranks", {})
-        own = [np.shape(a.primal)[a.depth:] for a in args[:len(self.form)]]
+        own = [np.shape(a.primal)[len(a.axes):] for a in args[:len(self.form)]]
         batch = [len(r) - ranks.get(n, 0) for n, r in zip(self.form, own)]
         pads = [max(batch) - b_ if depth else 0 for b_ in batch] if batch else []
 
-        def lift(x, d, pad):
+        full = _full(lead)
+
+        def lift(x, axes, pad):
             if x is None:
                 return None
-            x = _lift(x, d, depth, lead)
+            x = _lift(x, axes, full, lead)
             return jnp.reshape(x, lead + (1,) * pad + x.shape[len(lead):]) if pad else x
 
-        self.primals = [lift(jnp.asarray(a.primal), a.depth, p)
+        self.primals = [lift(jnp.asarray(a.primal), a.axes, p)
                         for a, p in zip(args[:len(self.form)], pads)]
-        self.tangents = [lift(a.tangent, a.depth, p) for a, p in zip(args[:len(self.form)], pads)]
+        self.tangents = [lift(a.tangent, a.axes, p) for a, p in zip(args[:len(self.form)], pads)]
         extra = args[len(self.form):]
         baseline = eqn.attrs.get("baseline")
         if extra:

@@ -127,6 +127,8 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--iwae", type=int, action="append", default=[], help="IWAE particles K")
     ap.add_argument("--reps", type=int, default=50)
     ap.add_argument("--quick", action="store_true", help="one small batch, few repetitions")
+    ap.add_argument("--only", choices=["ppl", "jax", "numpyro"],
+                    help="run one implementation (to measure its peak memory with /usr/bin/time -v)")
     args = ap.parse_args(argv)
     batches = args.batch or ([32] if args.quick else [64, 128, 256, 512, 1024])
     reps = 3 if args.quick else args.reps
@@ -156,8 +158,15 @@ def main(argv=None) -> list[dict]:
             jax_step = jax.jit(jax.value_and_grad(hand))
             np_step = jax.jit(jax.value_and_grad(peer))
             keys = jax.random.split(jax.random.PRNGKey(1), reps + 4)
-            results = time_steps({"ppl": ppl_step, "jax": jax_step, "numpyro": np_step},
-                                 params, keys, x, reps)
+            steps = {"ppl": ppl_step, "jax": jax_step, "numpyro": np_step}
+            if args.only:
+                steps = {args.only: steps[args.only]}
+            results = time_steps(steps, params, keys, x, reps)
+            if args.only:
+                ms, compile_s = results[args.only]
+                print(f"{objective:<10}{batch:>6}  {args.only}: {ms * 1e3:.3f} ms/step, "
+                      f"first call {compile_s:.2f} s")
+                continue
             row = {"objective": objective, "batch": batch,
                    **{f"{n}_ms": results[n][0] * 1e3 for n in results},
                    **{f"{n}_compile_s": results[n][1] for n in results}}
