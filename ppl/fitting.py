@@ -55,8 +55,9 @@ from .result import FitResult
 DEFAULT_OPTIMIZER = "optax.adam(1e-2)"
 
 
-def fit(objective, steps: int = 1000, optimizer: optax.GradientTransformation | None = None,
+def fit(objective, steps: int | None = None, optimizer: optax.GradientTransformation | None = None,
         key=None, params: dict | None = None, data: Any = None, batch_size: int | None = None,
+        epochs: int | None = None, per_datapoint: bool = False,
         chunk: int = 100, progress: bool | None = None, checkpoint: str | None = None,
         checkpoint_every: int | None = None, resume: str | None = None,
         patience: int | None = None, window: int = 100, min_delta: float = 0.0,
@@ -64,7 +65,11 @@ def fit(objective, steps: int = 1000, optimizer: optax.GradientTransformation | 
     """Maximise ``objective`` with ``optimizer`` (default ``optax.adam(1e-2)``).
 
     ``objective`` is an :class:`~ppl.objective.Objective`, or, with ``data``
-    and ``batch_size``, a function from a batch to one. ``params`` start the
+    and ``batch_size``, a function from a batch to one. Run ``steps`` steps
+    (default 1000), or ``epochs`` passes over the data (N / batch_size steps
+    each). ``per_datapoint`` maximises the objective divided by the number of
+    data points N (an average per data point, as amortised objectives are
+    usually reported); its optimum is the same. ``params`` start the
     run (default: ``objective.init``). ``progress`` shows a progress bar
     (default: on at a terminal, off under CI). ``resume`` continues a run from
     its checkpoint file. ``shard`` splits each minibatch across the local
@@ -76,6 +81,15 @@ def fit(objective, steps: int = 1000, optimizer: optax.GradientTransformation | 
     batcher = Batcher(objective, data, batch_size, shard) if callable(objective) and not hasattr(
         objective, "value_and_grad") else Batcher.whole(objective, data, batch_size)
     obj = batcher.objective
+    if epochs is not None:
+        if steps is not None:
+            raise DataError(Diagnostic("give fit() either steps= or epochs=, not both"))
+        per_epoch = -(-batcher.n // batcher.batch_size) if batcher.n else 1
+        steps = epochs * per_epoch
+    steps = 1000 if steps is None else steps
+    divide = float(batcher.n) if per_datapoint and batcher.n else 1.0
+    if per_datapoint and not batcher.n:
+        raise DataError(Diagnostic("per_datapoint=True needs data= (to know the number of points)"))
     start, history, opt_state = 0, [], None
     if resume is not None:
         state = load_checkpoint(resume)
@@ -86,7 +100,7 @@ def fit(objective, steps: int = 1000, optimizer: optax.GradientTransformation | 
     params = {k: jnp.asarray(v, jnp.float32) for k, v in _checked_params(obj, params).items()}
     if opt_state is None:
         opt_state = optimizer.init(params)
-    run_chunk = _chunk_runner(obj, optimizer, batcher)
+    run_chunk = _chunk_runner(obj, optimizer, batcher, divide)
     bar = _progress_bar(steps, start, progress)
     t0 = time.perf_counter()
     status, failure = "completed", None
@@ -173,7 +187,7 @@ def _progress_bar(steps: int, start: int, progress: bool | None):
 # ---------------------------------------------------------------- the compiled chunk
 
 
-def _chunk_runner(obj, optimizer, batcher: "Batcher") -> Callable:
+def _chunk_runner(obj, optimizer, batcher: "Batcher", divide: float = 1.0) -> Callable:
     """``run(params, opt_state, key, first_step, data, n)``: ``n`` steps in one ``lax.scan``.
 
     The scan freezes the state at the first non-finite objective or gradient
@@ -188,6 +202,9 @@ def _chunk_runner(obj, optimizer, batcher: "Batcher") -> Callable:
         k = jax.random.fold_in(key, step)
         data = batcher.batch(full_data, jax.random.fold_in(k, 1))
         value, grads = step_fn(params, jax.random.fold_in(k, 0), data)
+        if divide != 1.0:
+            value = value / divide
+            grads = {p: g if p in running else g / divide for p, g in grads.items()}
         leaves_ok = jnp.stack([jnp.all(jnp.isfinite(grads[p])) for p in sorted(grads)])
         finite = jnp.isfinite(value) & jnp.all(leaves_ok)
         # Objectives are maximised; optax minimises, so it is given the negated gradient.

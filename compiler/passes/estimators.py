@@ -21,9 +21,8 @@ import fnmatch
 
 from ..diagnostics import CompileError, DataError, Diagnostic, did_you_mean
 from ..ir import Eqn, Function, Program, Region, walk
+from ..lower import ESTIMATORS as ESTIMATOR_NAMES
 from ..lower import unsound_estimator_message
-
-ESTIMATOR_NAMES = ("reparam", "reinforce", "enum", "mvd")
 
 
 def assign_estimators(program: Program, library, overrides: dict[str, str] | None = None) -> Program:

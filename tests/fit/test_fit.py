@@ -230,3 +230,17 @@ def test_effective_sample_size_grows_as_the_family_fits(m):
     # The family contains the exact posterior, so a fitted one is a near-perfect sampler.
     assert 0 < ess_before < 0.8 * 2000
     assert ess_after > 0.95 * 2000
+
+
+def test_epochs_and_per_datapoint_objectives(m, data):
+    build = lambda b: ppl.stdlib.elbo(m.reg(b["x"]) | {"y": b["y"]}, m.reg_guide())  # noqa: E731
+    by_epochs = ppl.fit(build, data=data, batch_size=40, epochs=3, progress=False)
+    assert by_epochs.steps == 3 * 10  # 400 points in batches of 40
+    summed = ppl.fit(build, data=data, batch_size=40, steps=200, progress=False)
+    averaged = ppl.fit(build, data=data, batch_size=40, steps=200, progress=False,
+                       per_datapoint=True)
+    # The same runs of random numbers: the averaged history is the summed one over N.
+    n = len(data["x"])
+    np.testing.assert_allclose(averaged.history[:1], summed.history[:1] / n, rtol=1e-5)
+    with pytest.raises(ppl.DataError, match="steps= or epochs="):
+        ppl.fit(build, data=data, batch_size=40, steps=10, epochs=1, progress=False)
