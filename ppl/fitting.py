@@ -171,7 +171,7 @@ def _checked_params(obj, params: dict) -> dict:
     from .module import check_params
 
     program = obj._compiled()[0][0]
-    return check_params(program, params)
+    return check_params(program, params, obj.module.library)
 
 
 def _progress_bar(steps: int, start: int, progress: bool | None):

@@ -25,6 +25,7 @@ static arguments and the shapes and dtypes of the traced ones), then cached.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -202,6 +203,7 @@ class Entry:
     run: Callable
     out_types: list
     structure: Any = None
+    library: Any = None
 
     @classmethod
     def build(cls, module: Module, name: str, b: Builder, outs: list) -> "Entry":
@@ -215,17 +217,21 @@ class Entry:
         def run(params, key, inputs):
             return evaluate(program, library, params, key, inputs)
 
-        return cls(program, run, [o.type for o in outs])
+        return cls(program, run, [o.type for o in outs], library=library)
 
     def __call__(self, params, key, arrays):
-        params = check_params(self.program, params)
+        params = check_params(self.program, params, self.library)
         if key is None:
             key = jax.random.PRNGKey(0)
         return self.run(params, key, list(arrays))
 
 
-def check_params(program: Program, params) -> dict:
-    """The parameters the program needs, taken from ``params`` (a dict by path)."""
+def check_params(program: Program, params, library=None) -> dict:
+    """The parameters the program needs, taken from ``params`` (a dict by path).
+
+    With the ``library``, each value's shape is checked against the parameter's
+    unconstrained shape (what ``init`` returns), so a wrong array is a clear error.
+    """
     if not program.params:
         return {}
     if params is None:
@@ -239,8 +245,22 @@ def check_params(program: Program, params) -> dict:
         if path not in params:
             raise DataError(Diagnostic(f"params has no value for '{path}'",
                                        help=did_you_mean(path, params)))
-        out[path] = params[path]
+        value = params[path]
+        if library is not None:
+            want = _unconstrained_shape(library, info.constraint, info.type.shape)
+            got = tuple(np.shape(value))
+            if got != want:
+                raise DataError(Diagnostic(
+                    f"params['{path}'] has shape {list(got)}, but the parameter's unconstrained "
+                    f"value has shape {list(want)}",
+                    help="params hold unconstrained values, as init() and fit() return them"))
+        out[path] = value
     return out
+
+
+@functools.lru_cache(maxsize=None)
+def _unconstrained_shape(library, constraint: tuple, shape: tuple) -> tuple:
+    return tuple(library.constraint(constraint).unconstrained_shape(shape))
 
 
 class Inputs:
@@ -381,7 +401,7 @@ class GenerativeFunction:
     def sample(self, key, params: dict | None = None, n: int = 1000) -> Trace:
         """``n`` independent traces, stacked along a leading axis (one vmapped program)."""
         entry, inputs = self._simulate_entry()
-        p = check_params(entry.program, params)
+        p = check_params(entry.program, params, self.module.library)
         keys = jax.random.split(key, n)
         (values, retval), _ = jax.vmap(lambda k: entry.run(p, k, list(inputs.arrays)))(keys)
         return Trace(values)
@@ -409,7 +429,7 @@ class GenerativeFunction:
             return list(self.module.lowerer.emit_generate(gv, tvar, b, None))
 
         entry = self.module.entry(("generate", inputs.signature()), build, inputs)
-        p = check_params(entry.program, params)
+        p = check_params(entry.program, params, self.module.library)
         rest = list(inputs.arrays[1:])
         keys = jax.random.split(key, n)
         (out, _), _ = jax.vmap(lambda k, v: entry.run(p, k, [(v, ())] + rest))(keys, values)

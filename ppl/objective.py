@@ -119,12 +119,12 @@ class Objective:
     def value(self, key, params: dict | None = None):
         """An unbiased estimate of the objective."""
         (program, value_fn, _), inputs = self._compiled()
-        return value_fn(check_params(program, params), key, inputs.arrays)
+        return value_fn(check_params(program, params, self.module.library), key, inputs.arrays)
 
     def value_and_grad(self, key, params: dict | None = None):
         """Unbiased estimates of the objective and its gradient (a dict like ``params``)."""
         (program, _, grad_fn), inputs = self._compiled()
-        params = check_params(program, params)
+        params = check_params(program, params, self.module.library)
         return grad_fn({k: jnp.asarray(v, jnp.float32) for k, v in params.items()}, key,
                        inputs.arrays)
 

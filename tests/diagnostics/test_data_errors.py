@@ -149,3 +149,14 @@ def test_unreadable_file(tmp_path):
 def test_missing_declaration_is_an_attribute_error(m):
     with pytest.raises(AttributeError, match="did you mean 'coin'"):
         m.con
+
+
+def test_params_of_the_wrong_shape_are_a_clear_error():
+    import jax
+    import jax.numpy as jnp
+
+    m = ppl.compile("gen g() { param s: simplex[3]; c ~ categorical(s) }")
+    params = m.g().init(jax.random.PRNGKey(0))
+    with pytest.raises(ppl.DataError, match=r"params\['g.s'\] has shape \[3\].*shape \[2\]"):
+        m.g().simulate(jax.random.PRNGKey(0), {"g.s": jnp.ones(3)})
+    m.g().simulate(jax.random.PRNGKey(0), params)
