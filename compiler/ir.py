@@ -188,7 +188,7 @@ def _format_region(region: Region, namer: _Namer, indent: str, lines: list[str])
         lines.append(f"{indent}{outs} = {text}" if outs else f"{indent}{text}")
         for i, sub in enumerate(eqn.regions):
             params = ", ".join(f"{namer.name(p)}: {p.type!r}" for p in sub.params)
-            lines[-1] += f" {{" if i == 0 else ""
+            lines[-1] += " {" if i == 0 else ""
             if i > 0:
                 lines.append(f"{indent}}} else {{")
             if params:

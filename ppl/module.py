@@ -125,7 +125,7 @@ class Module:
             b.defined.update(id(v) for v in inputs.vars)
             self.lowerer.current_decl = _ENTRY_DECL
             outs = build(inputs, b)
-            self._entries[key] = Entry.build(self, f"entry", b, outs)
+            self._entries[key] = Entry.build(self, "entry", b, outs)
         return self._entries[key]
 
     def ir(self, key, build, inputs, after: str | None = None) -> Program:

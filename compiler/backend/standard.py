@@ -23,7 +23,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from ..ir import Eqn, Function, Lit, Program, Region, Var
+from ..ir import Eqn, Function, Lit, Program, Region
 from ..types import ArrayType, TraceType
 
 

@@ -1,0 +1,532 @@
+"""Lowering of expressions: names, operators, calls, indexing, ``expect``.
+
+The half of the lowering (lower.py) that turns an expression into a value:
+a static Python value when everything it depends on is static (sizes fold
+at compile time), or an IR atom emitted into the current region. Calls
+resolve to library functions, distributions (a :class:`DistValue`, drawn
+later by ``~``), generative functions (a :class:`GenValue`), inlined
+``fn`` s and objectives, and the builtins ``size``, ``shape``, ``sim``,
+``density`` and ``retval``. Objectives' estimated reals are tracked here,
+so a non-linear function of an expectation is rejected where it is written.
+
+    >>> # lowering "x @ w + b" with x, w, b atoms emits fn[matmul] then fn[add]
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from typing import Any, Callable
+
+from . import ast
+from .builder import Builder
+from .diagnostics import did_you_mean, error
+from .ir import Lit, Region, Var
+from .library import bind_arguments
+from .types import REAL, ArrayType, TraceType, tree_leaves, tree_unflatten
+from .values import DistValue, GenValue, Ref, describe, is_static_number, literal, type_of
+
+SPECIAL_BUILTINS = {"size", "shape", "ndim", "sim", "density", "retval"}
+ESTIMATORS = ("reparam", "reinforce", "enum", "mvd")
+
+_BINARY_FUNCTIONS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "%": "mod", "@": "matmul",
+                     "**": "pow", "==": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt",
+                     ">=": "ge", "and": "logical_and", "or": "logical_or"}
+_STATIC_FOLD: dict[str, Callable] = {
+    "add": operator.add, "sub": operator.sub, "mul": operator.mul, "div": operator.truediv,
+    "mod": operator.mod, "pow": operator.pow, "eq": operator.eq, "ne": operator.ne,
+    "lt": operator.lt, "le": operator.le, "gt": operator.gt, "ge": operator.ge,
+    "logical_and": lambda a, b: bool(a and b), "logical_or": lambda a, b: bool(a or b),
+}
+
+
+class ExpressionLowering:
+    """Mixed into :class:`~ppl.compiler.lower.Lowerer`: the expression rules."""
+
+
+    # ------------------------------------------------------------ expressions
+
+    def expr(self, e, env: dict, b: Builder) -> Any:
+        method = getattr(self, "expr_" + type(e).__name__)
+        return method(e, env, b)
+
+    def expr_Name(self, e: ast.Name, env: dict, b: Builder) -> Any:
+        if e.id in env:
+            return env[e.id]
+        if e.id in self.decls:
+            return Ref(self.decls[e.id].kind, e.id)
+        if e.id in self.externs:
+            return Ref("function", e.id)
+        if e.id in self.library.functions:
+            return Ref("function", e.id)
+        if e.id in self.library.distributions:
+            return Ref("distribution", e.id)
+        if e.id in SPECIAL_BUILTINS:
+            return Ref("builtin", e.id)
+        if e.id in self.library.initializers:
+            raise error(f"the initialiser {e.id}() can only initialise a 'param'", e.span)
+        if e.id in ("pi", "inf"):
+            return math.pi if e.id == "pi" else math.inf
+        raise error(f"undefined name '{e.id}'", e.span,
+                    help=did_you_mean(e.id, list(env) + list(self.decls)
+                                      + list(self.library.functions)
+                                      + list(self.library.distributions)))
+
+    def expr_Literal(self, e: ast.Literal, env: dict, b: Builder) -> Any:
+        return e.value
+
+    def expr_Unary(self, e: ast.Unary, env: dict, b: Builder) -> Any:
+        v = self.expr(e.operand, env, b)
+        if e.op == "neg":
+            if is_static_number(v) and not isinstance(v, bool):
+                return -v
+            return self.call_function("neg", [v], {}, e.span, b)
+        if isinstance(v, bool):
+            return not v
+        return self.call_function("logical_not", [v], {}, e.span, b)
+
+    def expr_Binary(self, e: ast.Binary, env: dict, b: Builder) -> Any:
+        left = self.expr(e.left, env, b)
+        if e.op in ("and", "or") and isinstance(left, bool):
+            # Static short-circuit: `n > 0 and x[0] > 1` with n static.
+            if (e.op == "and" and not left) or (e.op == "or" and left):
+                return left
+        right = self.expr(e.right, env, b)
+        name = _BINARY_FUNCTIONS[e.op]
+        if is_static_number(left) and is_static_number(right) and name in _STATIC_FOLD:
+            try:
+                result = _STATIC_FOLD[name](left, right)
+            except (ZeroDivisionError, OverflowError, ValueError) as ex:
+                reason = ex.args[-1] if ex.args else ex  # OverflowError's args are (errno, text)
+                raise error(f"cannot compute {left!r} {e.op} {right!r}: {reason}", e.span) from None
+            if name == "mod" and isinstance(left, int) and isinstance(right, int):
+                return result
+            return result
+        for side in (left, right):
+            if isinstance(side, (DistValue, Ref)):
+                raise error(f"'{e.op}' needs numbers or arrays, not {describe(side)}", e.span,
+                            help="draw a value from a distribution with '~' first, as in "
+                                 "'x ~ normal(0.0, 1.0)'" if isinstance(side, DistValue) else None)
+        if isinstance(left, GenValue) or isinstance(right, GenValue):
+            raise error(f"'{e.op}' cannot be applied to a generative function", e.span,
+                        help="condition a model with '|', as in model(x) | {y: data}"
+                        if e.op == "|" else None)
+        return self.call_function(name, [left, right], {}, e.span, b)
+
+    def expr_Condition(self, e: ast.Condition, env: dict, b: Builder) -> Any:
+        target = self.expr(e.target, env, b)
+        if not isinstance(target, GenValue):
+            raise error(f"'|' conditions a generative function on observations, but the left "
+                        f"side is {describe(target)}", e.target.span)
+        obs = self.expr(e.observations, env, b)
+        if not isinstance(obs, dict):
+            raise error(f"the right of '|' must be a record of observations like {{y: data}}, "
+                        f"got {describe(obs)}", e.observations.span)
+        observations = dict(target.observations)
+        for addr, v in obs.items():
+            if addr in observations:
+                raise error(f"address '{addr}' is observed twice", e.observations.span)
+            observations[addr] = self.as_array(v, e.observations.span, f"the observation of '{addr}'")
+        return GenValue(target.decl, target.static, target.dynamic, tuple(observations.items()),
+                        e.span)
+
+    def expr_TupleLit(self, e: ast.TupleLit, env: dict, b: Builder) -> Any:
+        return tuple(self.expr(x, env, b) for x in e.items)
+
+    def expr_RecordLit(self, e: ast.RecordLit, env: dict, b: Builder) -> Any:
+        out = {}
+        for k, x in e.fields:
+            if k in out:
+                raise error(f"field '{k}' appears twice in this record", e.span)
+            out[k] = self.expr(x, env, b)
+        return out
+
+    def expr_ArrayLit(self, e: ast.ArrayLit, env: dict, b: Builder) -> Any:
+        if not e.items:
+            raise error("an empty array literal has no type; use zeros(0)", e.span)
+        items = [self.expr(x, env, b) for x in e.items]
+        if all(is_static_number(x) for x in items) and any(isinstance(x, float) for x in items):
+            items = [float(x) for x in items]
+        return self.call_function("stack", items, {}, e.span, b)
+
+    def expr_Field(self, e: ast.Field, env: dict, b: Builder) -> Any:
+        v = self.expr(e.value, env, b)
+        if isinstance(v, dict):
+            if e.name not in v:
+                raise error(f"the record has no field '{e.name}'", e.span,
+                            help=did_you_mean(e.name, v) or f"its fields: {', '.join(v)}")
+            return v[e.name]
+        if isinstance(v, Var) and isinstance(v.type, TraceType):
+            return self.trace_get(v, e.name, e.span, b)
+        raise error(f"{describe(v)} has no fields", e.span)
+
+    def expr_Index(self, e: ast.Index, env: dict, b: Builder) -> Any:
+        v = self.expr(e.value, env, b)
+        if isinstance(v, Var) and isinstance(v.type, TraceType):
+            if len(e.indices) != 1 or not isinstance(e.indices[0], ast.Literal) \
+                    or not isinstance(e.indices[0].value, str):
+                raise error("a trace is indexed by an address string, like t[\"x\"]", e.span)
+            return self.trace_get(v, e.indices[0].value, e.span, b)
+        if isinstance(v, dict):
+            key = self.expr(e.indices[0], env, b) if len(e.indices) == 1 else None
+            if not isinstance(key, str) or key not in v:
+                raise error("a record is indexed by one of its field names", e.span)
+            return v[key]
+        if isinstance(v, tuple):
+            k = self.expr(e.indices[0], env, b) if len(e.indices) == 1 else None
+            if not isinstance(k, int) or isinstance(k, bool) or not -len(v) <= k < len(v):
+                raise error(f"a tuple of {len(v)} is indexed by a static int in range", e.span)
+            return v[k]
+        base = self.as_array(v, e.value.span, "indexing")
+        # Hoist outer[i] inside a plate over i: the plate reads its slice directly.
+        if (len(e.indices) == 1 and b.kind == "plate" and isinstance(e.indices[0], ast.Name)
+                and env.get(e.indices[0].id) is b.index and isinstance(base, Var)
+                and not b.defines(base) and base.type.ndim >= 1):
+            if base.type.shape[0] == b.size:
+                if id(base) not in b.mapped:
+                    p = Var(ArrayType(base.type.dtype, base.type.shape[1:]), base.hint)
+                    b.mapped[id(base)] = (base, p)
+                    b.defined.add(id(p))
+                return b.mapped[id(base)][1]
+        spec, args, shape = [], [base], list(base.type.shape)
+        out_shape: list[int] = []
+        dim = 0
+        for idx in e.indices:
+            if dim >= len(shape):
+                raise error(f"too many indices for an array of type {base.type!r}", e.span)
+            n = shape[dim]
+            if isinstance(idx, ast.Slice):
+                start = self.static_int(idx.start, env, b, 0)
+                stop = self.static_int(idx.stop, env, b, n)
+                start, stop = _clip_slice(start, n), _clip_slice(stop, n)
+                spec.append(("s", start, stop))
+                out_shape.append(max(stop - start, 0))
+            else:
+                k = self.expr(idx, env, b)
+                if isinstance(k, int) and not isinstance(k, bool):
+                    if not -n <= k < n:
+                        raise error(f"index {k} is out of bounds for a dimension of size {n}",
+                                    idx.span)
+                    spec.append(("c", k % n))
+                else:
+                    ka = self.as_array(k, idx.span, "an index")
+                    if ka.type.dtype != "int32":
+                        raise error(f"an index must be an int, got {ka.type!r}", idx.span)
+                    if ka.type.shape and len(e.indices) > 1:
+                        raise error("an array of indices must be the only index", idx.span)
+                    spec.append(("d",))
+                    args.append(ka)
+                    out_shape.extend(ka.type.shape)
+            dim += 1
+        out_shape.extend(shape[dim:])
+        return b.emit1("index", ArrayType(base.type.dtype, tuple(out_shape)), args,
+                       {"spec": tuple(spec)}, span=e.span)
+
+    def static_int(self, e, env, b, default: int) -> int:
+        if e is None:
+            return default
+        v = self.expr(e, env, b)
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise error("slice bounds must be static ints", e.span,
+                        help="use an index array, or where(...), for bounds known only at run time")
+        return v
+
+    def expr_Expect(self, e: ast.Expect, env: dict, b: Builder) -> Any:
+        decl = self.current_decl
+        if decl.kind == "gen":
+            raise error("'expect' belongs in an objective (or a fn it calls), not in a "
+                        "generative function", e.span)
+        inner = Builder("expect", b)
+        result = self.block(e.body, dict(env), inner, decl)
+        if result is None:
+            raise error("an 'expect' block must end with 'return' of the quantity to average",
+                        e.span)
+        value = self.as_array(result, e.span, "the value of 'expect'")
+        if value.type.shape != () or value.type.dtype != "float32":
+            if value.type.dtype != "float32" or value.type.shape:
+                raise error(f"'expect' averages a real scalar, but its block returns "
+                            f"{value.type!r}", e.body.stmts[-1].span,
+                            help="sum or average the values first")
+        out = b.emit1("expect", REAL, [], {}, span=e.span,
+                      regions=[Region([], inner.eqns, [value])])
+        self.estimated[id(out)] = frozenset({id(out)})
+        return out
+
+    def expr_Call(self, e: ast.Call, env: dict, b: Builder) -> Any:
+        f = self.expr(e.func, env, b)
+        if isinstance(f, Ref) and f.kind == "builtin":
+            return self.builtin(f.name, e, env, b)
+        args = [self.expr(a, env, b) for a in e.args]
+        kwargs = {}
+        for k in e.kwargs:
+            if k.name in kwargs:
+                raise error(f"argument '{k.name}' is given twice", k.span)
+            kwargs[k.name] = self.expr(k.value, env, b)
+        if isinstance(f, Ref):
+            if f.kind == "function":
+                return self.call_function(f.name, args, kwargs, e.span, b)
+            if f.kind == "distribution":
+                return self.distribution(f.name, args, kwargs, e.span)
+            if f.kind == "gen":
+                return self.gen_value(f.name, args, kwargs, e.span)
+            if f.kind in ("fn", "objective"):
+                return self.inline_call(f.name, args, kwargs, e.span, b)
+        raise error(f"{describe(f)} cannot be called", e.func.span)
+
+    def inline_call(self, name: str, args, kwargs, span, b: Builder) -> Any:
+        decl = self.decls[name]
+        if name in self.stack:
+            raise error(f"'{name}' calls itself; recursion is not supported", span)
+        bound = self.bind_decl_args(decl, args, kwargs, span)
+        self.stack.append(name)
+        try:
+            result = self.lower_body(decl, dict(bound), b)
+        finally:
+            self.stack.pop()
+        if result is None:
+            raise error(f"'{name}' returns no value", span)
+        return result
+
+    def builtin(self, name: str, e: ast.Call, env: dict, b: Builder) -> Any:
+        args = [self.expr(a, env, b) for a in e.args]
+        if e.kwargs:
+            raise error(f"{name}() takes no keyword arguments", e.kwargs[0].span)
+        want = {"size": 1, "shape": 1, "ndim": 1, "sim": 1, "density": 2, "retval": 1}[name]
+        if len(args) != want:
+            raise error(f"{name}() takes {want} argument{'s' if want > 1 else ''} but "
+                        f"{len(args)} were given", e.span)
+        if name in ("size", "shape", "ndim"):
+            v = args[0]
+            if is_static_number(v):
+                v = literal(v)
+            t = type_of(v)
+            if not isinstance(t, ArrayType):
+                raise error(f"{name}() needs an array, got {describe(args[0])}", e.span)
+            return {"size": t.size, "shape": tuple(t.shape), "ndim": t.ndim}[name]
+        if name == "retval":
+            t = args[0]
+            if not (isinstance(t, Var) and isinstance(t.type, TraceType)):
+                raise error(f"retval() needs a trace, got {describe(t)}", e.span)
+            if t.type.retval is None:
+                return ()
+            leaves = tree_leaves(t.type.retval)
+            outs = b.emit("trace_retval", [Var(lt, "ret") for lt in leaves], [t], {}, span=e.span)
+            return tree_unflatten(t.type.retval, outs)
+        if self.current_decl.kind == "gen":
+            raise error(f"{name}() belongs in objectives; a generative function draws with '~'",
+                        e.span)
+        if self.current_decl.kind == "objective" and not b.inside(("expect",)):
+            raise error(f"{name}() draws or scores random choices; in an objective it belongs "
+                        "inside 'expect { ... }'", e.span)
+        g = args[0]
+        if not isinstance(g, GenValue):
+            raise error(f"{name}() needs a generative function, got {describe(g)}", e.args[0].span)
+        if name == "sim":
+            if g.observations:
+                raise error("sim() of a conditioned program: there is no sampler for a posterior",
+                            e.span, help="simulate the unconditioned model, or use the "
+                                         "conditioned one as a target in density()")
+            return self.emit_sim(g, b, e.span)
+        trace = args[1]
+        if not (isinstance(trace, Var) and isinstance(trace.type, TraceType)):
+            raise error(f"density() needs a trace as its second argument, got {describe(trace)}",
+                        e.args[1].span)
+        return self.emit_density(g, trace, b, e.span)
+
+    def emit_sim(self, g: GenValue, b: Builder, span) -> tuple:
+        from .passes.addresses import trace_type  # a pure IR analysis
+
+        fn = self.specialise(g)
+        ttype = trace_type(fn, self.functions, span)
+        ttype = TraceType(ttype.fields, getattr(fn, "retval_tree", None))
+        t, lp = b.emit("sim", [Var(ttype, "trace"), Var(REAL, "logp")],
+                       [v for _, v in g.dynamic], {"callee": fn.name}, span=span)
+        return (t, lp)
+
+    def emit_generate(self, g: GenValue, given: Var, b: Builder, span) -> tuple:
+        """Simulate ``g`` with the choices in ``given`` fixed: (full trace, log joint)."""
+        from .passes.addresses import trace_type
+
+        fn = self.specialise(g)
+        ttype = trace_type(fn, self.functions, span)
+        ttype = TraceType(ttype.fields, getattr(fn, "retval_tree", None))
+        t, lp = b.emit("generate", [Var(ttype, "trace"), Var(REAL, "logp")],
+                       [given] + [v for _, v in g.dynamic], {"callee": fn.name}, span=span)
+        return (t, lp)
+
+    def emit_density(self, g: GenValue, trace: Var, b: Builder, span) -> Var:
+        fn = self.specialise(g)
+        observed = tuple(a for a, _ in g.observations)
+        return b.emit1("density", REAL, [trace] + [v for _, v in g.observations]
+                       + [v for _, v in g.dynamic],
+                       {"callee": fn.name, "observed": observed}, span=span, hint="logp")
+
+    def trace_get(self, t: Var, address: str, span, b: Builder) -> Var:
+        ft = t.type.field(address)
+        if ft is None:
+            prefix = address + "/"
+            sub = tuple((a[len(prefix):], ty) for a, ty in t.type.fields if a.startswith(prefix))
+            if not sub:
+                raise error(f"the trace has no address '{address}'", span,
+                            help=did_you_mean(address, t.type.addresses)
+                            or f"its addresses: {', '.join(t.type.addresses) or 'none'}")
+            ft = TraceType(sub)
+        return b.emit1("trace_get", ft, [t], {"address": address}, span=span,
+                       hint=address.replace("/", "_"))
+
+    def distribution(self, name: str, args: list, kwargs: dict, span) -> DistValue:
+        dist = self.library.distributions[name]
+        form = _choose_form(dist, args, kwargs)
+        if form is None:
+            forms = " or ".join(f"{name}({', '.join(f)})" for f in dist.forms)
+            bad = [k for k in kwargs if all(k not in f for f in dist.forms)]
+            msg = (f"{name}() has no parameter '{bad[0]}'" if bad
+                   else f"{name}() takes {len(dist.forms[0])} parameters, "
+                        f"got {len(args) + len(kwargs)}")
+            names = [n for f in dist.forms for n in f]
+            help_ = (did_you_mean(bad[0], names) if bad else None) or f"use {forms}"
+            raise error(msg, span, help=help_)
+        values = list(args) + [kwargs[k] for k in form[len(args):]]
+        atoms = []
+        for pname, v in zip(form, values):
+            if is_static_number(v):
+                atoms.append(float(v) if not isinstance(v, bool) and pname != "total_count"
+                             else v)
+            else:
+                atoms.append(self.as_array(v, span, f"parameter '{pname}' of {name}"))
+        try:
+            vt = dist.value_type(form, [a.type if isinstance(a, (Var, Lit)) else a for a in atoms])
+        except ValueError as ex:
+            raise error(str(ex), span) from None
+        return DistValue(name, form, tuple(atoms), vt, span)
+
+    def estimate_sources(self, name: str, args: list, span) -> frozenset:
+        """The ``expect`` s an estimated real computed by ``name(args)`` depends on.
+
+        Estimated reals (values of ``expect``) stay unbiased under sums,
+        differences, scaling by values that are not estimates, and products of
+        independent estimates. Anything else is rejected: E[f(X)] ≠ f(E[X]).
+        """
+        sources = [self.estimated.get(id(a), frozenset()) if isinstance(a, Var) else frozenset()
+                   for a in args]
+        if not any(sources):
+            return frozenset()
+        union = frozenset().union(*sources)
+        if name in ("add", "sub", "neg"):
+            return union
+        if name == "mul":
+            if all(sources) and sources[0] & sources[1]:
+                raise error("this multiplies an estimate of an expectation by itself, which is "
+                            "biased: E[X]·E[X] is not E[X·X]", span,
+                            help="multiply two separate expect { ... } blocks (independent "
+                                 "estimates), or move the product inside one expect")
+            return union
+        if name == "div" and not sources[1]:
+            return union
+        what = {"div": "dividing by an expectation"}.get(name, f"{name}() of an expectation")
+        raise error(f"{what} has no unbiased estimator: {name}(E[X]) is not E[{name}(X)]", span,
+                    help="objectives may add, subtract and scale expectations, and multiply "
+                         f"independent ones; put {name}(...) inside the expect block instead")
+
+    def call_function(self, name: str, args: list, kwargs: dict, span, b: Builder) -> Any:
+        sources = self.estimate_sources(name, args, span)
+        out = self._call_function(name, args, kwargs, span, b)
+        if sources and isinstance(out, Var):
+            self.estimated[id(out)] = sources
+        return out
+
+    def _call_function(self, name: str, args: list, kwargs: dict, span, b: Builder) -> Any:
+        f = self.library.functions.get(name) or self.externs.get(name)
+        try:
+            bound = bind_arguments(name, f.params, args, kwargs)
+        except ValueError as ex:
+            raise error(str(ex), span) from None
+        arrays: list = []
+        types: dict[str, Any] = {}
+        attrs: dict[str, Any] = {"name": name}
+        for spec in f.params:
+            v = bound[spec.name]
+            if spec.static:
+                attrs[spec.name] = self.static_value(v, span, f"argument '{spec.name}' of {name}()")
+                types[spec.name] = attrs[spec.name]
+            elif spec.variadic:
+                items = [self.array_arg(x, span, name) for x in v]
+                arrays.extend(items)
+                attrs["count"] = len(items)
+                types[spec.name] = tuple(_arg_type(x) for x in items)
+            else:
+                a = self.array_arg(v, span, name)
+                arrays.append(a)
+                types[spec.name] = _arg_type(a)
+        try:
+            rtype = f.result_type(types)
+        except ValueError as ex:
+            raise error(str(ex), span) from None
+        atoms = [literal(a) if is_static_number(a) else a for a in arrays]
+        return b.emit1("fn", rtype, atoms, attrs, span=span)
+
+    # ------------------------------------------------------------ value helpers
+
+    def array_arg(self, v, span, fname: str):
+        if is_static_number(v):
+            return v
+        if isinstance(v, (Var, Lit)) and isinstance(v.type, ArrayType):
+            return v
+        if isinstance(v, tuple) and all(is_static_number(x) for x in v):
+            raise error(f"{fname}() got a tuple; use an array literal [..] for an array", span)
+        raise error(f"{fname}() needs an array, got {describe(v)}", span)
+
+    def as_atom(self, v, span):
+        if isinstance(v, (Var, Lit)):
+            return v
+        if is_static_number(v):
+            return literal(v)
+        raise error(f"expected an array, got {describe(v)}", span)
+
+    def as_array(self, v, span, what: str):
+        if is_static_number(v):
+            return literal(v)
+        if isinstance(v, (Var, Lit)) and isinstance(v.type, ArrayType):
+            return v
+        raise error(f"{what} must be an array, got {describe(v)}", span)
+
+    def static_value(self, v, span, what: str):
+        if isinstance(v, (Var, Lit)) and not isinstance(v, Lit):
+            raise error(f"{what} must be known when the program is compiled, but it is traced",
+                        span)
+        if isinstance(v, Lit):
+            return v.value
+        return v
+
+    def static_size(self, v, span, what: str) -> int:
+        if isinstance(v, bool) or not isinstance(v, int):
+            if isinstance(v, (Var, Lit)):
+                raise error(f"the size of {what} must be a static int (known when the program "
+                            "is compiled), but it is traced", span,
+                            help="pass sizes as 'int' arguments, or use size(x) of an array")
+            raise error(f"the size of {what} must be an int, got {describe(v)}", span)
+        if v < 0:
+            raise error(f"the size of {what} must not be negative, got {v}", span)
+        return v
+
+
+def _choose_form(dist, args: list, kwargs: dict):
+    for form in dist.forms:
+        if len(args) + len(kwargs) != len(form):
+            continue
+        rest = form[len(args):]
+        if set(kwargs) == set(rest):
+            return form
+    return None
+
+
+def _arg_type(a):
+    if is_static_number(a):
+        return a
+    return a.type
+
+
+def _clip_slice(k: int, n: int) -> int:
+    if k < 0:
+        k += n
+    return min(max(k, 0), n)
