@@ -3,11 +3,21 @@
 
 def _objective(name: str, p, q, **kwargs):
     """Apply the standard objective ``name`` to a target and a family from one program."""
-    module = getattr(p, "module", None)
-    if module is None or getattr(q, "module", None) is None:
-        raise TypeError(f"{name}(p, q) takes generative functions from a loaded program, "
-                        f"got {type(p).__name__} and {type(q).__name__}")
-    return module.objective(name, (p, q), kwargs)
+    from ..compiler.diagnostics import DataError, Diagnostic
+
+    def is_gen(x):
+        return hasattr(x, "module") and hasattr(x, "gen_value")
+
+    if not (is_gen(p) and is_gen(q)):
+        bad = "p" if not is_gen(p) else "q"
+        raise DataError(Diagnostic(
+            f"{name}(p, q) takes generative functions of a loaded program, but {bad} is "
+            f"{type(p if bad == 'p' else q).__name__}",
+            help="e.g. ppl.stdlib.elbo(m.model(N) | {\"y\": y}, m.guide())"))
+    if p.module is not q.module:
+        raise DataError(Diagnostic(f"{name}(p, q): p and q come from different programs",
+                                   help="declare the model and the family in one program"))
+    return p.module.objective(name, (p, q), kwargs)
 
 
 def elbo(p, q):

@@ -10,7 +10,10 @@ replaces it. Checks, all reported together:
   choice, no enumeration of an infinite support);
 - every override pattern matches at least one choice;
 - estimators that evaluate the continuation more than once (enum, mvd) are
-  not used inside a ``for`` loop, where the continuation is not available.
+  not used inside a ``for`` loop, where the continuation is not available;
+- an enumerated binomial has a constant ``total_count`` (its support is static);
+- no choice is drawn outside ``expect`` (a ``fn`` that simulates, called
+  from an objective outside ``expect``, would have no estimator).
 
     >>> # draw[dist=bernoulli, estimator=enum]   with {"b": "reinforce"}   ->   estimator=reinforce
 """
@@ -20,7 +23,7 @@ from __future__ import annotations
 import fnmatch
 
 from ..diagnostics import CompileError, DataError, Diagnostic, did_you_mean
-from ..ir import Eqn, Function, Program, Region, walk
+from ..ir import Eqn, Function, Lit, Program, Region, walk
 from ..lower import ESTIMATORS as ESTIMATOR_NAMES
 from ..lower import unsound_estimator_message
 
@@ -67,6 +70,12 @@ def _region(region: Region, library, overrides, matched, addresses, errors, in_e
                 "a for loop with random choices inside a plate, inside 'expect', is not supported yet",
                 e.span, help="put the plate inside the loop, one batched choice per step: "
                 "for t in n { plate i in m { ... } }"))
+        if e.op == "draw" and not in_expect:
+            errors.append(Diagnostic(
+                f"the random choice at '{attrs['address']}' is drawn outside 'expect', so the "
+                "objective has no gradient estimator for it", e.span,
+                help="an objective draws (directly, or through sim in a fn it calls) only "
+                     "inside expect { ... }"))
         if e.op == "draw" and in_expect:
             address = attrs["address"]
             addresses.append(address)
@@ -87,6 +96,12 @@ def _region(region: Region, library, overrides, matched, addresses, errors, in_e
                     f"estimator '{name}' at address '{address}'{chosen_by} evaluates the rest of "
                     "the expectation several times, which a for loop cannot do", e.span,
                     help="use reinforce or reparam for choices inside a for loop"))
+            elif (name == "enum" and attrs["dist"] == "binomial"
+                  and not isinstance(e.args[attrs["form"].index("total_count")], Lit)):
+                errors.append(Diagnostic(
+                    f"enumerating the binomial at address '{address}'{chosen_by} needs its "
+                    "total_count to be a number written in the program, to know its support",
+                    e.span, help="write the count as a literal (binomial(10, p)), or use reinforce"))
             if name != attrs["estimator"]:
                 attrs = dict(attrs, estimator=name)
         regions = [_region(r, library, overrides, matched, addresses, errors,

@@ -160,3 +160,12 @@ def test_params_of_the_wrong_shape_are_a_clear_error():
     with pytest.raises(ppl.DataError, match=r"params\['g.s'\] has shape \[3\].*shape \[2\]"):
         m.g().simulate(jax.random.PRNGKey(0), {"g.s": jnp.ones(3)})
     m.g().simulate(jax.random.PRNGKey(0), params)
+
+
+def test_stdlib_objectives_need_generative_functions():
+    m = ppl.compile("gen q() { z ~ normal(0.0, 1.0) }")
+    with pytest.raises(ppl.DataError, match=r"elbo\(p, q\) takes generative functions.*q is int"):
+        ppl.stdlib.elbo(m.q(), 3)
+    other = ppl.compile("gen q() { z ~ normal(0.0, 1.0) }")
+    with pytest.raises(ppl.DataError, match="different programs"):
+        ppl.stdlib.iwelbo(m.q(), other.q(), K=2)
