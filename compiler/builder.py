@@ -37,13 +37,13 @@ class Builder:
         self.index = index
         self.params: list[Var] = [index] if index is not None else []
         self.eqns: list[Eqn] = []
-        self.defined: set[int] = {id(index)} if index is not None else set()
-        self.mapped: dict[int, tuple[Any, Var]] = {}  # id(outer atom) -> (outer atom, slice param)
+        self.defined: set[Var] = {index} if index is not None else set()
+        self.mapped: dict[Var, tuple[Any, Var]] = {}  # outer atom -> (outer atom, slice param)
 
     def emit(self, op: str, outs: list[Var], args: list, attrs: dict | None = None,
              regions: list[Region] | None = None, span: Span | None = None) -> list[Var]:
         self.eqns.append(Eqn(op, outs, list(args), attrs or {}, regions or [], span))
-        self.defined.update(id(v) for v in outs)
+        self.defined.update(v for v in outs)
         return outs
 
     def emit1(self, op: str, type_, args: list, attrs: dict | None = None, span=None, hint="",
@@ -51,7 +51,7 @@ class Builder:
         return self.emit(op, [Var(type_, hint)], args, attrs, regions, span)[0]
 
     def defines(self, atom: Any) -> bool:
-        return isinstance(atom, Var) and id(atom) in self.defined
+        return isinstance(atom, Var) and atom in self.defined
 
     def inside(self, kinds: tuple[str, ...]) -> bool:
         b: Builder | None = self

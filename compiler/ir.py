@@ -102,9 +102,9 @@ class Program:
     functions: dict[str, Function]
     entry: str
     params: dict[str, "ParamInfo"] = field(default_factory=dict)
-    # Minibatched inputs: id(entry input var) -> N/B. A plate reading one along its
+    # Minibatched inputs: entry input var -> N/B. A plate reading one along its
     # axis has its log density scaled by N/B (see passes/expand.py).
-    data_scale: dict[int, float] = field(default_factory=dict)
+    data_scale: dict[Var, float] = field(default_factory=dict)
 
 
 @dataclass(eq=False)
@@ -150,13 +150,13 @@ def walk(region: Region) -> Iterator[Eqn]:
 
 class _Namer:
     def __init__(self):
-        self.names: dict[int, str] = {}
+        self.names: dict[Var, str] = {}
         self.used: set[str] = set()
 
     def name(self, v: Atom) -> str:
         if isinstance(v, Lit):
             return repr(v)
-        key = id(v)
+        key = v
         if key not in self.names:
             base = v.hint or "v"
             name, n = base, 1
@@ -233,30 +233,30 @@ def verify(program: Program) -> None:
     defined; literal types are scalars.
     """
     for fn in program.functions.values():
-        defined: set[int] = set()
+        defined: set[Var] = set()
         _verify_region(fn.body, [set()], defined, fn.name)
     if program.entry not in program.functions:
         raise VerifyError(f"entry {program.entry!r} is not a function of the program")
 
 
-def _verify_region(region: Region, scopes: list[set[int]], defined: set[int], where: str) -> None:
-    scope: set[int] = set()
+def _verify_region(region: Region, scopes: list[set[Var]], defined: set[Var], where: str) -> None:
+    scope: set[Var] = set()
     scopes = scopes + [scope]
 
     def define(v: Var):
         if not isinstance(v, Var):
             raise VerifyError(f"{where}: output {v!r} is not a variable")
-        if id(v) in defined:
+        if v in defined:
             raise VerifyError(f"{where}: {v!r} is defined twice")
-        defined.add(id(v))
-        scope.add(id(v))
+        defined.add(v)
+        scope.add(v)
 
     def use(a: Atom, eqn_op: str):
         if isinstance(a, Lit):
             if not isinstance(a.type, ArrayType) or a.type.shape != ():
                 raise VerifyError(f"{where}: literal {a!r} in {eqn_op} is not a scalar")
             return
-        if not any(id(a) in s for s in scopes):
+        if not any(a in s for s in scopes):
             raise VerifyError(f"{where}: {a!r} used by {eqn_op} is not defined in scope")
 
     for p in region.params:

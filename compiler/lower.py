@@ -54,7 +54,7 @@ class Lowerer(ExpressionLowering):
         self.functions: dict[str, Function] = {}
         self.params: dict[str, ParamInfo] = {}
         self.stack: list[str] = []
-        self.estimated: dict[int, frozenset] = {}  # id(var) -> the expects it estimates
+        self.estimated: dict[Var, frozenset] = {}  # var -> the expects it estimates
 
     # ------------------------------------------------------------ entry points
 
@@ -83,7 +83,7 @@ class Lowerer(ExpressionLowering):
             for k, v in gv.dynamic:
                 p = Var(v.type, k)
                 b.params.append(p)
-                b.defined.add(id(p))
+                b.defined.add(p)
                 env[k] = p
             ret = self.lower_body(decl, env, b)
         finally:
@@ -476,7 +476,7 @@ class Lowerer(ExpressionLowering):
         inner = Builder("scan", b, Var(INT, s.index))
         carry_params = [Var(v.type, k) for k, v in zip(carried, inits)]
         inner.params += carry_params
-        inner.defined.update(id(p) for p in carry_params)
+        inner.defined.update(p for p in carry_params)
         inner_env = dict(env)
         inner_env[s.index] = inner.index
         inner_env.update(zip(carried, carry_params))

@@ -183,11 +183,11 @@ class ExpressionLowering:
                 and env.get(e.indices[0].id) is b.index and isinstance(base, Var)
                 and not b.defines(base) and base.type.ndim >= 1):
             if base.type.shape[0] == b.size:
-                if id(base) not in b.mapped:
+                if base not in b.mapped:
                     p = Var(ArrayType(base.type.dtype, base.type.shape[1:]), base.hint)
-                    b.mapped[id(base)] = (base, p)
-                    b.defined.add(id(p))
-                return b.mapped[id(base)][1]
+                    b.mapped[base] = (base, p)
+                    b.defined.add(p)
+                return b.mapped[base][1]
         spec, args, shape = [], [base], list(base.type.shape)
         out_shape: list[int] = []
         dim = 0
@@ -249,7 +249,7 @@ class ExpressionLowering:
                             help="sum or average the values first")
         out = b.emit1("expect", REAL, [], {}, span=e.span,
                       regions=[Region([], inner.eqns, [value])])
-        self.estimated[id(out)] = frozenset({id(out)})
+        self.estimated[out] = frozenset({out})
         return out
 
     def expr_Call(self, e: ast.Call, env: dict, b: Builder) -> Any:
@@ -407,7 +407,7 @@ class ExpressionLowering:
         differences, scaling by values that are not estimates, and products of
         independent estimates. Anything else is rejected: E[f(X)] ≠ f(E[X]).
         """
-        sources = [self.estimated.get(id(a), frozenset()) if isinstance(a, Var) else frozenset()
+        sources = [self.estimated.get(a, frozenset()) if isinstance(a, Var) else frozenset()
                    for a in args]
         if not any(sources):
             return frozenset()
@@ -432,7 +432,7 @@ class ExpressionLowering:
         sources = self.estimate_sources(name, args, span)
         out = self._call_function(name, args, kwargs, span, b)
         if sources and isinstance(out, Var):
-            self.estimated[id(out)] = sources
+            self.estimated[out] = sources
         return out
 
     def _call_function(self, name: str, args: list, kwargs: dict, span, b: Builder) -> Any:

@@ -122,7 +122,7 @@ class Module:
         if key not in self._entries:
             b = Builder("function")
             b.params = list(inputs.vars)
-            b.defined.update(id(v) for v in inputs.vars)
+            b.defined.update(inputs.vars)
             self.lowerer.current_decl = _ENTRY_DECL
             outs = build(inputs, b)
             self._entries[key] = Entry.build(self, "entry", b, outs)
@@ -131,7 +131,7 @@ class Module:
     def ir(self, key, build, inputs, after: str | None = None) -> Program:
         b = Builder("function")
         b.params = list(inputs.vars)
-        b.defined.update(id(v) for v in inputs.vars)
+        b.defined.update(inputs.vars)
         self.lowerer.current_decl = _ENTRY_DECL
         outs = build(inputs, b)
         return passes.run(_program(self, "entry", b, outs), after=after)

@@ -80,12 +80,12 @@ class Objective:
 
         b = Builder("function")
         b.params = list(inputs.vars)
-        b.defined.update(id(v) for v in inputs.vars)
+        b.defined.update(v for v in inputs.vars)
         outs = self._build(inputs, args, kwargs, b)
         program = _program(self.module, "entry", b, outs)
         scale = getattr(self, "data_scale", None)
         if scale is not None:
-            program.data_scale = {id(inputs.vars[i]): scale
+            program.data_scale = {inputs.vars[i]: scale
                                   for i in getattr(self, "minibatched_inputs", ())}
         program = passes.run(program, after=None if after == "adev" else after)
         if after in (None, "adev"):

@@ -95,29 +95,29 @@ def _full(lead: tuple) -> tuple:
 
 def free_vars(region: Region, cache: dict) -> list[Var]:
     """Variables a region uses but does not define (its closure)."""
-    key = id(region)
+    key = region
     if key in cache:
         return cache[key]
     defined, used = set(), []
     seen = set()
 
     def visit(r: Region):
-        defined.update(id(p) for p in r.params)
+        defined.update(p for p in r.params)
         for e in r.eqns:
             for a in e.args:
-                if isinstance(a, Var) and id(a) not in seen:
-                    seen.add(id(a))
+                if isinstance(a, Var) and a not in seen:
+                    seen.add(a)
                     used.append(a)
             for sub in e.regions:
                 visit(sub)
-            defined.update(id(v) for v in e.outs)
+            defined.update(v for v in e.outs)
         for o in r.outs:
-            if isinstance(o, Var) and id(o) not in seen:
-                seen.add(id(o))
+            if isinstance(o, Var) and o not in seen:
+                seen.add(o)
                 used.append(o)
 
     visit(region)
-    cache[key] = [v for v in used if id(v) not in defined]
+    cache[key] = [v for v in used if v not in defined]
     return cache[key]
 
 
@@ -142,7 +142,7 @@ class ADEV:
         fn = self.program.functions[self.program.entry]
         env = {}
         for p, a in zip(fn.params, inputs):
-            env[id(p)] = self.from_input(a)
+            env[p] = self.from_input(a)
         for j, e in enumerate(fn.body.eqns):
             self.eval_outside(e, env, jax.random.fold_in(key, j))
         out = self.read(env, fn.body.outs[0])
@@ -157,9 +157,9 @@ class ADEV:
     def eval_outside(self, e: Eqn, env: dict, key) -> None:
         if e.op == "expect":
             value, tangent = self.expect(e.regions[0], env, key)
-            env[id(e.outs[0])] = DV(value, tangent)
+            env[e.outs[0]] = DV(value, tangent)
         elif e.op == "param":
-            env[id(e.outs[0])] = self.param(e.attrs["path"])
+            env[e.outs[0]] = self.param(e.attrs["path"])
         elif e.op == "draw" or has_draws(e):
             raise NotImplementedError("random choices in an objective must be inside 'expect'")
         else:
@@ -178,7 +178,7 @@ class ADEV:
     def read(self, env: dict, a):
         if isinstance(a, Lit):
             return DV(a.value, None)
-        return env[id(a)]
+        return env[a]
 
     # ---------------------------------------------------------- expectations
 
@@ -210,7 +210,7 @@ class ADEV:
 
                 def k(x, x_dot=None, score=None, shift=None, e=e, j=j, env=env):
                     env2 = dict(env)
-                    env2[id(e.outs[0])] = DV(x, x_dot, _full(lead))
+                    env2[e.outs[0]] = DV(x, x_dot, _full(lead))
                     acc2 = (_add(acc[0], score), _add(acc[1], shift))
                     return self.cps(eqns, j + 1, env2, key, lead, acc2, k_end)
 
@@ -223,9 +223,9 @@ class ADEV:
                 if depth:
                     raise NotImplementedError("an 'expect' inside a plate inside 'expect'")
                 value, tangent = self.expect(e.regions[0], env, key_j)
-                env[id(e.outs[0])] = DV(value, tangent)
+                env[e.outs[0]] = DV(value, tangent)
             elif e.op == "param":
-                env[id(e.outs[0])] = self.param(e.attrs["path"])
+                env[e.outs[0]] = self.param(e.attrs["path"])
             elif e.op in ("make_trace", "trace_get", "trace_retval"):
                 self.trace_op(e, env)
             else:
@@ -239,11 +239,11 @@ class ADEV:
         level = len(lead) + 1
         inner_lead = lead + (e.attrs["size"],)
         inner = dict(env)
-        inner[id(region.params[0])] = DV(jnp.arange(inner_lead[-1], dtype=jnp.int32), None, (level,))
+        inner[region.params[0]] = DV(jnp.arange(inner_lead[-1], dtype=jnp.int32), None, (level,))
         for p, a in zip(region.params[1:], e.args):
             # A mapped input's first own axis becomes this plate's axis: no copy.
             dv = self.read(env, a)
-            inner[id(p)] = DV(dv.primal, dv.tangent, dv.axes + (level,))
+            inner[p] = DV(dv.primal, dv.tangent, dv.axes + (level,))
 
         def k_plate(env_inner, acc2):
             env2 = dict(env)
@@ -253,7 +253,7 @@ class ADEV:
                 prim = _lift(dv.primal, dv.axes, to, inner_lead)
                 tan = None if dv.tangent is None else _lift(dv.tangent, dv.axes, to, inner_lead)
                 # Outside, this plate's axis is the value's first own axis.
-                env2[id(out)] = DV(prim, tan, to[:-1])
+                env2[out] = DV(prim, tan, to[:-1])
             return self.cps(eqns, j + 1, env2, key, lead, acc2, k_end)
 
         # Keys are not batched over plates: a choice in a plate is drawn as one batch.
@@ -281,11 +281,11 @@ class ADEV:
             state, s, t = carry
             i, k, x_prims, x_tans = inputs
             inner = dict(env)
-            inner[id(region.params[0])] = DV(i, None)
+            inner[region.params[0]] = DV(i, None)
             for p, (prim, tan) in zip(region.params[1:1 + c], state):
-                inner[id(p)] = DV(prim, tan)
+                inner[p] = DV(prim, tan)
             for p, prim, tan in zip(region.params[1 + c:], x_prims, x_tans):
-                inner[id(p)] = DV(prim, tan)
+                inner[p] = DV(prim, tan)
             box = {}
 
             def end(env_end, acc_end):
@@ -307,9 +307,9 @@ class ADEV:
         (final, s, t), ys = jax.lax.scan(
             step, (tuple(init), s0, t0), (jnp.arange(n, dtype=jnp.int32), keys, x_prims, x_tans))
         for out, (prim, tan) in zip(e.outs[:c], final):
-            env[id(out)] = DV(prim, tan)
+            env[out] = DV(prim, tan)
         for out, (prim, tan) in zip(e.outs[c:], ys):
-            env[id(out)] = DV(prim, tan)
+            env[out] = DV(prim, tan)
         return (s, t)
 
     # ---------------------------------------------------------- keys
@@ -320,7 +320,7 @@ class ADEV:
         args = [self.read(env, a) for a in e.args]
         if e.op == "make_trace":
             n = len(e.attrs["addresses"])
-            env[id(e.outs[0])] = TraceDV(dict(zip(e.attrs["addresses"], args[:n])), args[n:])
+            env[e.outs[0]] = TraceDV(dict(zip(e.attrs["addresses"], args[:n])), args[n:])
             return
         t = args[0]
         if not isinstance(t, TraceDV):
@@ -328,14 +328,14 @@ class ADEV:
                         [DV(v, None, t.axes) for v in t.primal[1]])
         if e.op == "trace_retval":
             for out, v in zip(e.outs, t.retval):
-                env[id(out)] = v
+                env[out] = v
             return
         a = e.attrs["address"]
         if a in t.values:
-            env[id(e.outs[0])] = t.values[a]
+            env[e.outs[0]] = t.values[a]
         else:
             prefix = a + "/"
-            env[id(e.outs[0])] = TraceDV({k[len(prefix):]: v for k, v in t.values.items()
+            env[e.outs[0]] = TraceDV({k[len(prefix):]: v for k, v in t.values.items()
                                           if k.startswith(prefix)}, [])
 
     def pure(self, e: Eqn, env: dict, lead: tuple) -> None:
@@ -347,12 +347,12 @@ class ADEV:
         dummy_key = jax.random.PRNGKey(0)
 
         def f(*prims):
-            closure = {id(v): p for v, p in zip(free, prims[n_args:])}
+            closure = {v: p for v, p in zip(free, prims[n_args:])}
             return tuple(RULES[e.op](std, e, list(prims[:n_args]), dummy_key, closure))
 
         outs = self.apply(f, inputs)
         for v, o in zip(e.outs, outs):
-            env[id(v)] = o
+            env[v] = o
 
     def as_dv(self, x, lead: tuple):
         if isinstance(x, DV):

@@ -23,7 +23,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from ..ir import Eqn, Function, Lit, Program, Region
+from ..ir import Eqn, Function, Lit, Program, Region, Var
 from ..types import ArrayType, TraceType
 
 
@@ -39,10 +39,10 @@ class Interpreter:
 
     # ---------------------------------------------------------- regions
 
-    def run(self, region: Region, args: list, key, env: dict[int, Any] | None = None) -> list:
+    def run(self, region: Region, args: list, key, env: dict[Var, Any] | None = None) -> list:
         env = dict(env) if env else {}
         for p, a in zip(region.params, args):
-            env[id(p)] = a
+            env[p] = a
         for j, eqn in enumerate(region.eqns):
             self.eval_eqn(eqn, env, key, j)
         return [self.read(env, o) for o in region.outs]
@@ -56,13 +56,13 @@ class Interpreter:
         sub_key = jax.random.fold_in(key, j) if key is not None else None
         outs = rule(self, eqn, args, sub_key, env)
         for v, x in zip(eqn.outs, outs):
-            env[id(v)] = x
+            env[v] = x
 
     @staticmethod
     def read(env: dict, a):
         if isinstance(a, Lit):
             return a.value
-        return env[id(a)]
+        return env[a]
 
     # ---------------------------------------------------------- parameters
 

@@ -46,15 +46,15 @@ class Source:
 
 def expand(program: Program) -> Program:
     entry = program.functions[program.entry]
-    subst: dict[int, Atom] = {}
+    subst: dict[Var, Atom] = {}
     eqns, _, _ = _rewrite(entry.body.eqns, "plain", subst, None, dict(program.data_scale))
     body = Region(entry.body.params, eqns, [_sub(o, subst) for o in entry.body.outs])
     return Program({entry.name: Function(entry.name, body, entry.kind, entry.span)},
                    program.entry, program.params, program.data_scale)
 
 
-def _sub(a: Atom, subst: dict[int, Atom]) -> Atom:
-    return a if isinstance(a, Lit) else subst.get(id(a), a)
+def _sub(a: Atom, subst: dict[Var, Atom]) -> Atom:
+    return a if isinstance(a, Lit) else subst.get(a, a)
 
 
 def _sum_terms(terms: list[Atom], eqns: list[Eqn]) -> Atom:
@@ -68,8 +68,8 @@ def _sum_terms(terms: list[Atom], eqns: list[Eqn]) -> Atom:
     return total
 
 
-def _rewrite(eqns_in: list[Eqn], mode: str, subst: dict[int, Atom],
-             source: Source | None, scales: dict[int, float]
+def _rewrite(eqns_in: list[Eqn], mode: str, subst: dict[Var, Atom],
+             source: Source | None, scales: dict[Var, float]
              ) -> tuple[list[Eqn], list[Atom], dict[str, Atom]]:
     """Rewrite equations under a mode: plain, expect, sim or density.
 
@@ -93,7 +93,7 @@ def _rewrite(eqns_in: list[Eqn], mode: str, subst: dict[int, Atom],
                 values[e.attrs["address"]] = x
             else:
                 value = source(e.attrs["address"], out)
-                subst[id(x)] = value
+                subst[x] = value
             if mode in ("sim", "density", "generate"):
                 lp = Var(REAL, "lp")
                 out.append(Eqn("logpdf", [lp], [value] + args[:len(e.attrs["form"])],
@@ -134,15 +134,15 @@ def _rewrite(eqns_in: list[Eqn], mode: str, subst: dict[int, Atom],
     return out, terms, values
 
 
-def _expand_call(e: Eqn, args: list[Atom], subst: dict[int, Atom],
-                 scales: dict[int, float]) -> list[Eqn]:
+def _expand_call(e: Eqn, args: list[Atom], subst: dict[Var, Atom],
+                 scales: dict[Var, float]) -> list[Eqn]:
     """Replace a ``sim``, ``density`` or ``generate`` equation by its model's rewritten body."""
     body = e.regions[0]
     out: list[Eqn] = []
     if e.op == "generate":
         given = args[0]
         for p, a in zip(body.params, args[1:]):
-            subst[id(p)] = a
+            subst[p] = a
 
         def get(address: str, emit: list[Eqn]) -> Atom:
             v = Var(given.type.field(address), address.replace("/", "_"))
@@ -162,7 +162,7 @@ def _expand_call(e: Eqn, args: list[Atom], subst: dict[int, Atom],
         return out
     if e.op == "sim":
         for p, a in zip(body.params, args):
-            subst[id(p)] = a
+            subst[p] = a
         inner, terms, values = _rewrite(body.eqns, "sim", subst, None, scales)
         out.extend(inner)
         trace, lp = e.outs
@@ -177,7 +177,7 @@ def _expand_call(e: Eqn, args: list[Atom], subst: dict[int, Atom],
     trace = args[0]
     obs = dict(zip(observed, args[1:1 + len(observed)]))
     for p, a in zip(body.params, args[1 + len(observed):]):
-        subst[id(p)] = a
+        subst[p] = a
     trace_type = trace.type
 
     site_types = {a: t for a, t, _ in sites(body, {})}
@@ -190,8 +190,8 @@ def _expand_call(e: Eqn, args: list[Atom], subst: dict[int, Atom],
                 cast = Var(ArrayType(want.dtype, value.type.shape), address.replace("/", "_"))
                 emit.append(Eqn("fn", [cast], [value],
                                 {"name": "int" if want.dtype == "int32" else "float"}, [], e.span))
-                if id(value) in scales:
-                    scales[id(cast)] = scales[id(value)]
+                if value in scales:
+                    scales[cast] = scales[value]
                 return cast
             return obs[address]
         v = Var(trace_type.field(address), address.replace("/", "_"))
@@ -212,9 +212,9 @@ def _expand_call(e: Eqn, args: list[Atom], subst: dict[int, Atom],
     return out
 
 
-def _rewrite_loop(e: Eqn, args: list[Atom], mode: str, subst: dict[int, Atom],
+def _rewrite_loop(e: Eqn, args: list[Atom], mode: str, subst: dict[Var, Atom],
                   source: Source | None, terms: list[Atom], values: dict[str, Atom],
-                  scales: dict[int, float]) -> list[Eqn]:
+                  scales: dict[Var, float]) -> list[Eqn]:
     """A plate or scan: thread choices' values and log densities through the region.
 
     A plate that maps a minibatched input (data given ``batch_size`` rows
@@ -258,7 +258,7 @@ def _rewrite_loop(e: Eqn, args: list[Atom], mode: str, subst: dict[int, Atom],
     if scored:
         total = Var(REAL, "lp")
         out.append(Eqn("fn", [total], [lp_stacked], {"name": "sum", "axis": None}, [], e.span))
-        scale = next((scales[id(a)] for a in new_args if isinstance(a, Var) and id(a) in scales
+        scale = next((scales[a] for a in new_args if isinstance(a, Var) and a in scales
                       and e.op == "plate" and a.type.shape[:1] == (n,)), None)
         if scale is not None and scale != 1.0:
             scaled = Var(REAL, "lp")

@@ -17,7 +17,7 @@ from __future__ import annotations
 from ..ir import Atom, Eqn, Function, Lit, Program, Region, Var
 
 
-def copy_region(region: Region, subst: dict[int, Atom], prefix: str = "") -> Region:
+def copy_region(region: Region, subst: dict[Var, Atom], prefix: str = "") -> Region:
     """A copy of ``region`` with fresh variables; ``subst`` maps free variables."""
     params = [_fresh(p, subst) for p in region.params]
     eqns = [_copy_eqn(e, subst, prefix) for e in region.eqns]
@@ -25,19 +25,19 @@ def copy_region(region: Region, subst: dict[int, Atom], prefix: str = "") -> Reg
     return Region(params, eqns, outs)
 
 
-def _fresh(v: Var, subst: dict[int, Atom]) -> Var:
+def _fresh(v: Var, subst: dict[Var, Atom]) -> Var:
     new = Var(v.type, v.hint)
-    subst[id(v)] = new
+    subst[v] = new
     return new
 
 
-def _sub(a: Atom, subst: dict[int, Atom]) -> Atom:
+def _sub(a: Atom, subst: dict[Var, Atom]) -> Atom:
     if isinstance(a, Lit):
         return a
-    return subst.get(id(a), a)
+    return subst.get(a, a)
 
 
-def _copy_eqn(e: Eqn, subst: dict[int, Atom], prefix: str) -> Eqn:
+def _copy_eqn(e: Eqn, subst: dict[Var, Atom], prefix: str) -> Eqn:
     args = [_sub(a, subst) for a in e.args]
     regions = [copy_region(r, subst, prefix) for r in e.regions]
     attrs = dict(e.attrs)
@@ -62,7 +62,7 @@ def inline(program: Program) -> Program:
         for e in region.eqns:
             if e.op == "call":
                 body = inlined_body(e.attrs["callee"])
-                subst: dict[int, Atom] = {id(p): a for p, a in zip(body.params, e.args)}
+                subst: dict[Var, Atom] = {p: a for p, a in zip(body.params, e.args)}
                 copied = copy_region(Region([], body.eqns, body.outs), subst,
                                      e.attrs["address"] + "/")
                 eqns.extend(copied.eqns)

@@ -18,43 +18,43 @@ from ..ir import Atom, Eqn, Function, Lit, Program, Region, Var
 def simplify(program: Program) -> Program:
     functions = {}
     for name, fn in program.functions.items():
-        subst: dict[int, Atom] = {}
+        subst: dict[Var, Atom] = {}
         body = _forward(fn.body, subst, {})
         body, _ = _dce(body)
         functions[name] = Function(fn.name, body, fn.kind, fn.span)
     return Program(functions, program.entry, program.params, program.data_scale)
 
 
-def _sub(a: Atom, subst: dict[int, Atom]) -> Atom:
-    return a if isinstance(a, Lit) else subst.get(id(a), a)
+def _sub(a: Atom, subst: dict[Var, Atom]) -> Atom:
+    return a if isinstance(a, Lit) else subst.get(a, a)
 
 
-def _forward(region: Region, subst: dict[int, Atom], traces: dict[int, dict[str, Atom]]) -> Region:
+def _forward(region: Region, subst: dict[Var, Atom], traces: dict[Var, dict[str, Atom]]) -> Region:
     traces = dict(traces)
     eqns = []
     for e in region.eqns:
         args = [_sub(a, subst) for a in e.args]
         if e.op == "fn" and e.attrs.get("name") == "identity" and args[0].type == e.outs[0].type:
-            subst[id(e.outs[0])] = args[0]
+            subst[e.outs[0]] = args[0]
             continue
-        if e.op == "trace_get" and id(args[0]) in traces and e.attrs["address"] in traces[id(args[0])]:
-            subst[id(e.outs[0])] = traces[id(args[0])][e.attrs["address"]]
+        if e.op == "trace_get" and args[0] in traces and e.attrs["address"] in traces[args[0]]:
+            subst[e.outs[0]] = traces[args[0]][e.attrs["address"]]
             continue
         regions = [_forward(r, subst, traces) for r in e.regions]
         new = Eqn(e.op, e.outs, args, e.attrs, regions, e.span)
         if e.op == "make_trace":
-            traces[id(e.outs[0])] = dict(zip(e.attrs["addresses"], args))
+            traces[e.outs[0]] = dict(zip(e.attrs["addresses"], args))
         eqns.append(new)
     return Region(region.params, eqns, [_sub(o, subst) for o in region.outs])
 
 
-def _dce(region: Region, keep: list[bool] | None = None) -> tuple[Region, set[int]]:
+def _dce(region: Region, keep: list[bool] | None = None) -> tuple[Region, set[Var]]:
     """Remove dead equations; ``keep`` masks the region's outputs still needed."""
     outs = region.outs if keep is None else [o for o, k in zip(region.outs, keep) if k]
-    live = {id(o) for o in outs if isinstance(o, Var)}
+    live = {o for o in outs if isinstance(o, Var)}
     eqns: list[Eqn] = []
     for e in reversed(region.eqns):
-        used = [id(o) in live for o in e.outs]
+        used = [o in live for o in e.outs]
         if not any(used) and e.outs:
             continue
         if e.op in ("plate", "cond"):
@@ -70,7 +70,7 @@ def _dce(region: Region, keep: list[bool] | None = None) -> tuple[Region, set[in
             regions.append(new_r)
             live |= free
         new_outs = e.outs if mask is None else [o for o, k in zip(e.outs, mask) if k]
-        live |= {id(a) for a in e.args if isinstance(a, Var)}
+        live |= {a for a in e.args if isinstance(a, Var)}
         eqns.append(Eqn(e.op, new_outs, e.args, e.attrs, regions, e.span))
     eqns.reverse()
     return Region(region.params, eqns, outs), live

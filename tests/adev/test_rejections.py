@@ -18,6 +18,7 @@ those are checked by message substrings below.
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import os
 import re
@@ -168,3 +169,26 @@ def test_all_problems_at_once(module):
     err = _error(module.flip().with_estimators({"b": "reparam", "z": "enum"}))
     assert len(err.diagnostics) == 2
     assert "unsound for the bernoulli" in str(err) and "pattern 'z'" in str(err)
+
+
+def test_many_lowerings_in_one_module_keep_estimates_apart():
+    """Regression: estimated reals were tracked by ``id()`` of IR variables, which Python
+    reuses once a variable is freed, so a later lowering in the same module could take an
+    ordinary value for an expectation and reject it (it did, at random, in CI)."""
+    m = ppl.compile("""
+objective two(n: int) {
+    param theta: real<lower=0, upper=1> = 0.3
+    return expect { b ~ bernoulli(theta); return float(b) } + expect { c ~ bernoulli(theta); return float(c) * float(n) }
+}
+objective flip(n: int) {
+    param theta: real<lower=0, upper=1> = 0.3
+    return expect {
+        b ~ bernoulli(theta)
+        return where(b == 1, 0.0, -theta / float(n))
+    }
+}
+""")
+    for n in range(1, 80):
+        m.two(n).program()
+        gc.collect()
+        m.flip(n).program()  # raised "eq() of an expectation has no unbiased estimator"
