@@ -341,6 +341,9 @@ class _Checker:
             if name in ("sim", "density") and self.decl.kind == "gen":
                 self.err(f"{name}() belongs in objectives; a generative function draws with '~'",
                          e.span)
+            if name == "detach" and self.decl.kind == "gen":
+                self.err("detach() belongs in objectives, where it holds a generative "
+                         "function's parameters constant", e.span)
         elif name in lib.initializers:
             if not param_init:
                 self.err(f"the initialiser {name}() can only initialise a 'param'", e.func.span,

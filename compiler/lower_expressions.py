@@ -14,6 +14,7 @@ so a non-linear function of an expectation is rejected where it is written.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import operator
 from typing import Any, Callable
@@ -26,7 +27,7 @@ from .library import bind_arguments
 from .types import REAL, ArrayType, TraceType, tree_leaves, tree_unflatten
 from .values import DistValue, GenValue, Ref, describe, is_static_number, literal, type_of
 
-SPECIAL_BUILTINS = {"size", "shape", "ndim", "sim", "density", "retval"}
+SPECIAL_BUILTINS = {"size", "shape", "ndim", "sim", "density", "retval", "detach"}
 ESTIMATORS = ("reparam", "reinforce", "enum", "mvd")
 
 _BINARY_FUNCTIONS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "%": "mod", "@": "matmul",
@@ -128,7 +129,7 @@ class ExpressionLowering:
                 raise error(f"address '{addr}' is observed twice", e.observations.span)
             observations[addr] = self.as_array(v, e.observations.span, f"the observation of '{addr}'")
         return GenValue(target.decl, target.static, target.dynamic, tuple(observations.items()),
-                        e.span)
+                        e.span, target.detached)
 
     def expr_TupleLit(self, e: ast.TupleLit, env: dict, b: Builder) -> Any:
         return tuple(self.expr(x, env, b) for x in e.items)
@@ -291,7 +292,8 @@ class ExpressionLowering:
         args = [self.expr(a, env, b) for a in e.args]
         if e.kwargs:
             raise error(f"{name}() takes no keyword arguments", e.kwargs[0].span)
-        want = {"size": 1, "shape": 1, "ndim": 1, "sim": 1, "density": 2, "retval": 1}[name]
+        want = {"size": 1, "shape": 1, "ndim": 1, "sim": 1, "density": 2, "retval": 1,
+                "detach": 1}[name]
         if len(args) != want:
             raise error(f"{name}() takes {want} argument{'s' if want > 1 else ''} but "
                         f"{len(args)} were given", e.span)
@@ -312,6 +314,14 @@ class ExpressionLowering:
             leaves = tree_leaves(t.type.retval)
             outs = b.emit("trace_retval", [Var(lt, "ret") for lt in leaves], [t], {}, span=e.span)
             return tree_unflatten(t.type.retval, outs)
+        if name == "detach":
+            if self.current_decl.kind == "gen":
+                raise error("detach() belongs in objectives, where it holds a generative "
+                            "function's parameters constant", e.span)
+            if not isinstance(args[0], GenValue):
+                raise error(f"detach() needs a generative function, got {describe(args[0])}",
+                            e.args[0].span)
+            return dataclasses.replace(args[0], detached=True)
         if self.current_decl.kind == "gen":
             raise error(f"{name}() belongs in objectives; a generative function draws with '~'",
                         e.span)
@@ -340,7 +350,7 @@ class ExpressionLowering:
         ttype = trace_type(fn, self.functions, span)
         ttype = TraceType(ttype.fields, getattr(fn, "retval_tree", None))
         t, lp = b.emit("sim", [Var(ttype, "trace"), Var(REAL, "logp")],
-                       [v for _, v in g.dynamic], {"callee": fn.name}, span=span)
+                       [v for _, v in g.dynamic], _callee(fn, g), span=span)
         return (t, lp)
 
     def emit_generate(self, g: GenValue, given: Var, b: Builder, span) -> tuple:
@@ -351,7 +361,7 @@ class ExpressionLowering:
         ttype = trace_type(fn, self.functions, span)
         ttype = TraceType(ttype.fields, getattr(fn, "retval_tree", None))
         t, lp = b.emit("generate", [Var(ttype, "trace"), Var(REAL, "logp")],
-                       [given] + [v for _, v in g.dynamic], {"callee": fn.name}, span=span)
+                       [given] + [v for _, v in g.dynamic], _callee(fn, g), span=span)
         return (t, lp)
 
     def emit_density(self, g: GenValue, trace: Var, b: Builder, span) -> Var:
@@ -359,7 +369,7 @@ class ExpressionLowering:
         observed = tuple(a for a, _ in g.observations)
         return b.emit1("density", REAL, [trace] + [v for _, v in g.observations]
                        + [v for _, v in g.dynamic],
-                       {"callee": fn.name, "observed": observed}, span=span, hint="logp")
+                       {**_callee(fn, g), "observed": observed}, span=span, hint="logp")
 
     def trace_get(self, t: Var, address: str, span, b: Builder) -> Var:
         ft = t.type.field(address)
@@ -530,3 +540,8 @@ def _clip_slice(k: int, n: int) -> int:
     if k < 0:
         k += n
     return min(max(k, 0), n)
+
+
+def _callee(fn, g: GenValue) -> dict:
+    """The attributes naming a call's model; ``detached`` when made through ``detach(g)``."""
+    return {"callee": fn.name, "detached": True} if g.detached else {"callee": fn.name}

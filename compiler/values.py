@@ -31,6 +31,7 @@ class GenValue:
     dynamic: tuple[tuple[str, Any], ...]          # name -> atom
     observations: tuple[tuple[str, Any], ...]     # address -> atom
     span: Span | None = field(default=None, compare=False)
+    detached: bool = False  # detach(g): its parameters are held constant (no gradient)
 
     def label(self) -> str:
         inner = ", ".join(f"{k}={_label(v)}" for k, v in self.static)

@@ -31,3 +31,33 @@ def elbo(p, q):
 def iwelbo(p, q, K: int):
     """The importance-weighted bound with ``K`` particles (IWAE; see objectives.ppl)."""
     return _objective("iwelbo", p, q, K=K)
+
+
+def stl(p, q):
+    """The ELBO with the "sticking the landing" gradient (Roeder et al. 2017; see objectives.ppl).
+
+    Same value and expected gradient as :func:`elbo`; ``log q`` is scored with
+    ``q``'s parameters held constant (``detach``), so the gradient's variance
+    vanishes as ``q`` approaches the posterior.
+
+    >>> # obj = ppl.stdlib.stl(m.model(N) | {"y": y}, m.guide())
+    """
+    return _objective("stl", p, q)
+
+
+def renyi(p, q, K: int, alpha: float):
+    """Rényi's α-divergence bound with ``K`` particles (Li & Turner 2016; see objectives.ppl).
+
+    ``alpha=0`` is :func:`iwelbo`; ``alpha`` must not be 1 (the limit there is the ELBO:
+    use :func:`elbo`).
+
+    >>> # obj = ppl.stdlib.renyi(m.model(N) | {"y": y}, m.guide(), K=8, alpha=0.5)
+    """
+    from ..compiler.diagnostics import DataError, Diagnostic
+
+    if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or alpha != alpha:
+        raise DataError(Diagnostic(f"renyi(): alpha must be a number, got {alpha!r}"))
+    if alpha == 1:
+        raise DataError(Diagnostic("renyi(): alpha = 1 divides by 1 − alpha = 0",
+                                   help="the limit alpha → 1 is the ELBO: use ppl.stdlib.elbo"))
+    return _objective("renyi", p, q, K=K, alpha=float(alpha))

@@ -247,6 +247,8 @@ _ROWS = [
     JaxFunction("where", (ParamSpec("cond"), A, B), jnp.where, "a where cond is true, else b, elementwise.",
                 _broadcasting),
     _unary("isfinite", jnp.isfinite, "True where x is neither infinite nor NaN."),
+    _unary("stop_gradient", jax.lax.stop_gradient,
+           "x, with no gradient flowing through it (for surrogate objectives such as dreg)."),
     # reductions (axis: None for all axes, an integer, or a tuple of integers)
     _reduction("sum", jnp.sum, "Sum over axis (all axes by default)."),
     _reduction("mean", jnp.mean, "Mean over axis (all axes by default)."),

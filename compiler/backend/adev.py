@@ -159,18 +159,19 @@ class ADEV:
             value, tangent = self.expect(e.regions[0], env, key)
             env[e.outs[0]] = DV(value, tangent)
         elif e.op == "param":
-            env[e.outs[0]] = self.param(e.attrs["path"])
+            env[e.outs[0]] = self.param(e.attrs["path"], e.attrs.get("stop", False))
         elif e.op == "draw" or has_draws(e):
             raise NotImplementedError("random choices in an objective must be inside 'expect'")
         else:
             self.pure(e, env, 0)
 
-    def param(self, path: str) -> DV:
+    def param(self, path: str, stop: bool = False) -> DV:
+        """A parameter's constrained value; ``stop``: held constant (read under ``detach``)."""
         info = self.program.params[path]
         c = self.library.constraint(info.constraint)
         u = self.params[path]
         u_dot = self.params_dot.get(path) if self.params_dot is not None else None
-        if u_dot is None:
+        if u_dot is None or stop:
             return DV(c.to_constrained(u), None)
         p, t = jax.jvp(c.to_constrained, (u,), (u_dot,))
         return DV(p, t)
@@ -225,7 +226,7 @@ class ADEV:
                 value, tangent = self.expect(e.regions[0], env, key_j)
                 env[e.outs[0]] = DV(value, tangent)
             elif e.op == "param":
-                env[e.outs[0]] = self.param(e.attrs["path"])
+                env[e.outs[0]] = self.param(e.attrs["path"], e.attrs.get("stop", False))
             elif e.op in ("make_trace", "trace_get", "trace_retval"):
                 self.trace_op(e, env)
             else:

@@ -126,7 +126,8 @@ def _index(it, eqn, args, key, env):
 
 
 def _param(it, eqn, args, key, env):
-    return [it.param(eqn.attrs["path"])]
+    value = it.param(eqn.attrs["path"])
+    return [jax.lax.stop_gradient(value) if eqn.attrs.get("stop") else value]
 
 
 def _init(it, eqn, args, key, env):

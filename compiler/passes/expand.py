@@ -15,7 +15,9 @@ A plate or loop around choices gets extra outputs: its per-iteration log
 density (summed after the region) and, for ``sim``, the stacked values; for
 ``density``, the stacked trace values enter it as mapped inputs. Inside
 ``expect``, a direct ``x ~ d`` becomes a ``draw`` (untraced, unscored).
-Each ``draw`` keeps its ``estimator`` attribute for the ADEV backend.
+Each ``draw`` keeps its ``estimator`` attribute for the ADEV backend. The
+body of a call marked ``detached`` (``detach(g)`` in the source) reads its
+parameters with ``stop``: gradients do not reach them through that call.
 
     >>> # (t, lp) = sim[g]()   with g = { x ~ normal(0, 1) }   becomes
     >>> # x = draw[normal](0.0, 1.0); lp = logpdf[normal](x, 0.0, 1.0); t = make_trace[x](x)
@@ -102,7 +104,10 @@ def _rewrite(eqns_in: list[Eqn], mode: str, subst: dict[Var, Atom],
         elif e.op == "factor":
             terms.append(args[0])
         elif e.op in ("sim", "density", "generate"):
-            out.extend(_expand_call(e, args, subst, scales))
+            expanded = _expand_call(e, args, subst, scales)
+            if e.attrs.get("detached"):
+                _hold_params(expanded)
+            out.extend(expanded)
         elif e.op in ("plate", "scan"):
             out.extend(_rewrite_loop(e, args, mode, subst, source, terms, values, scales))
         elif e.op == "cond":
@@ -132,6 +137,15 @@ def _rewrite(eqns_in: list[Eqn], mode: str, subst: dict[Var, Atom],
                 regions.append(Region(r.params, inner, [_sub(o, subst) for o in r.outs]))
             out.append(Eqn(e.op, e.outs, args, e.attrs, regions, e.span))
     return out, terms, values
+
+
+def _hold_params(eqns: list[Eqn]) -> None:
+    """Mark the parameter reads of a ``detach(g)`` call's body: gradients do not reach them."""
+    for e in eqns:
+        if e.op == "param":
+            e.attrs = {**e.attrs, "stop": True}
+        for r in e.regions:
+            _hold_params(r.eqns)
 
 
 def _expand_call(e: Eqn, args: list[Atom], subst: dict[Var, Atom],

@@ -1,4 +1,4 @@
-"""ELBO and IWELBO agree in distribution with numpyro's ``Trace_ELBO`` and ``RenyiELBO(alpha=0)``.
+"""ELBO, IWELBO and Rényi bounds agree in distribution with numpyro's ``Trace_ELBO`` and ``RenyiELBO``.
 
 A shared model, written twice by hand (ppl and numpyro): a 2-D Gaussian
 latent ``z`` with a plate of 2-D observations, and a mean-field Gaussian
@@ -116,13 +116,17 @@ def exact_elbo(loc, log_scale):
     return e_log_prior + e_log_lik + entropy
 
 
-@pytest.mark.parametrize("which", ["elbo", "iwelbo"])
+@pytest.mark.parametrize("which", ["elbo", "iwelbo", "renyi0.5", "renyi-1"])
 def test_agrees_with_numpyro(module, which):
     target = module.model(DATA.shape[0]) | {"x": DATA}
     if which == "elbo":
         obj, elbo = ppl.stdlib.elbo(target, module.guide()), Trace_ELBO()
-    else:
+    elif which == "iwelbo":
         obj, elbo = ppl.stdlib.iwelbo(target, module.guide(), K=K), RenyiELBO(alpha=0, num_particles=K)
+    else:
+        alpha = float(which[len("renyi"):])
+        obj = ppl.stdlib.renyi(target, module.guide(), K=K, alpha=alpha)
+        elbo = RenyiELBO(alpha=alpha, num_particles=K)
     ours_v, ours_g = ppl_estimates(obj, seed=1)
     theirs_v, theirs_g = numpyro_estimates(elbo, seed=2)
     verdicts = [agree_in_distribution(ours_v, theirs_v, f"{which} value")]

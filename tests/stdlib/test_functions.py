@@ -31,7 +31,7 @@ def call(*args, **kwargs):
 
 
 ELEMENTWISE = ("neg exp log log1p expm1 sqrt square abs sign sin cos tan tanh sinh cosh arctan floor ceil round "
-               "sigmoid log_sigmoid softplus relu gelu lgamma digamma logit erf isfinite float int").split()
+               "sigmoid log_sigmoid softplus relu gelu lgamma digamma logit erf isfinite stop_gradient float int").split()
 BINARY = "add sub mul div mod pow eq ne lt le gt ge minimum maximum".split()
 REDUCTIONS = "sum mean prod max min logsumexp std var".split()
 
