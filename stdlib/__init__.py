@@ -48,16 +48,14 @@ def stl(p, q):
 def renyi(p, q, K: int, alpha: float):
     """Rényi's α-divergence bound with ``K`` particles (Li & Turner 2016; see objectives.ppl).
 
-    ``alpha=0`` is :func:`iwelbo`; ``alpha`` must not be 1 (the limit there is the ELBO:
-    use :func:`elbo`).
+    ``alpha=0`` is :func:`iwelbo`; ``alpha=1``, the limit, is the ELBO averaged over the
+    ``K`` particles.
 
     >>> # obj = ppl.stdlib.renyi(m.model(N) | {"y": y}, m.guide(), K=8, alpha=0.5)
     """
     from ..compiler.diagnostics import DataError, Diagnostic
 
-    if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or alpha != alpha:
-        raise DataError(Diagnostic(f"renyi(): alpha must be a number, got {alpha!r}"))
-    if alpha == 1:
-        raise DataError(Diagnostic("renyi(): alpha = 1 divides by 1 − alpha = 0",
-                                   help="the limit alpha → 1 is the ELBO: use ppl.stdlib.elbo"))
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or alpha != alpha:
+        raise DataError(Diagnostic(f"renyi(): alpha must be a number, got {alpha!r}",
+                                   help="e.g. ppl.stdlib.renyi(p, q, K=8, alpha=0.5)"))
     return _objective("renyi", p, q, K=K, alpha=float(alpha))

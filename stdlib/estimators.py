@@ -8,7 +8,10 @@ numbers. At a random choice it calls the site's estimator rule with
   tangent of a pathwise sample), ``score(x)`` (the tangent of
   ``log d(x; θ)`` summed over elements), ``support()``, ``probs()`` (dual
   probabilities of each support value), ``alternatives(x, values)`` (x with
-  one element replaced, per element and value) and ``baseline``;
+  one element replaced, per element and value), ``evaluate_alternatives(k,
+  alts)`` (ℓ at each of them: N·M values from M + 1 runs of ``k`` when the rest
+  of the block is a sum over the plate's elements, see
+  ``ppl.compiler.backend.separable``) and ``baseline``;
 - ``k``: the continuation — the rest of the block — as a function
   ``k(x, x_dot, score=None, shift=None) -> (ℓ, ℓ̇)``. ``score`` is a tangent
   to be multiplied by the block's final value ℓ (the REINFORCE term), added
@@ -64,7 +67,8 @@ def enum(site, k):
     For a choice of several elements (a plate, or array parameters) the joint
     support is exponential, so each element is enumerated with the others at
     their sampled values (local expectation gradients, Titsias & Lázaro-Gredilla
-    2015): ℓ̇ += Σ_i Σ_v ṗ_i(v)·ℓ(x with x_i = v). Unbiased, n·|support| calls of k.
+    2015): ℓ̇ += Σ_i Σ_v ṗ_i(v)·ℓ(x with x_i = v). Unbiased; n·|support| values of ℓ,
+    from |support| + 1 runs of k when the block is a sum over the plate's elements.
     """
     values = site.support()
     p, p_dot = site.probs()

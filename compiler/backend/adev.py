@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..ir import Eqn, Lit, Program, Region, Var, walk
+from .separable import separable_sums
 from .standard import RULES, Interpreter, build_distribution, evaluate
 
 
@@ -135,6 +136,10 @@ class ADEV:
         self.params_dot = params_dot
         self.std = Interpreter(library, params, program)
         self.free_cache: dict = {}
+        self.separable_cache: dict = {}
+        # While a separable continuation is evaluated for its per-element terms: the
+        # weights of its sums over the plate axis (see Site.evaluate_alternatives).
+        self.weights: dict | None = None
 
     # ---------------------------------------------------------- entry
 
@@ -190,34 +195,39 @@ class ADEV:
             tangent = _add(ell.tangent, None if s is None else ell.primal * s)
             return ell.primal, _add(tangent, t)
 
-        value, tangent = self.cps(region.eqns, 0, env, key, (), (None, None), end)
+        value, tangent = self.cps(region, 0, env, key, (), (None, None), end)
         if tangent is None:
             tangent = jnp.zeros_like(jnp.asarray(value, jnp.float32))
         return value, tangent
 
-    def cps(self, eqns: list[Eqn], j: int, env: dict, key, lead: tuple, acc, k_end):
-        """Evaluate ``eqns[j:]``, then ``k_end(env, acc)``; returns (ℓ, ℓ̇).
+    def cps(self, region: Region, j: int, env: dict, key, lead: tuple, acc, k_end,
+            frames: tuple | None = ()):
+        """Evaluate ``region.eqns[j:]``, then ``k_end(env, acc)``; returns (ℓ, ℓ̇).
 
-        ``lead`` holds the sizes of the enclosing plates, outermost first.
+        ``lead`` holds the sizes of the enclosing plates, outermost first;
+        ``frames`` the (region, position) of each plate entered since the
+        ``expect`` region (None inside a ``for`` loop).
         """
+        eqns = region.eqns
         env = dict(env)
         depth = len(lead)
         while j < len(eqns):
             e = eqns[j]
             key_j = jax.random.fold_in(key, j)
             if e.op == "draw":
-                site = Site(self, e, [self.read(env, a) for a in e.args], lead, key_j)
+                site = Site(self, e, [self.read(env, a) for a in e.args], lead, key_j,
+                            (frames, j))
                 rule = self.library.estimators[e.attrs["estimator"]]
 
                 def k(x, x_dot=None, score=None, shift=None, e=e, j=j, env=env):
                     env2 = dict(env)
                     env2[e.outs[0]] = DV(x, x_dot, _full(lead))
                     acc2 = (_add(acc[0], score), _add(acc[1], shift))
-                    return self.cps(eqns, j + 1, env2, key, lead, acc2, k_end)
+                    return self.cps(region, j + 1, env2, key, lead, acc2, k_end, frames)
 
                 return rule(site, k)
             if e.op == "plate" and has_draws(e):
-                return self.enter_plate(e, eqns, j, env, key, key_j, lead, acc, k_end)
+                return self.enter_plate(e, region, j, env, key, key_j, lead, acc, k_end, frames)
             if e.op == "scan" and has_draws(e):
                 acc = self.scan(e, env, key_j, depth, acc)
             elif e.op == "expect":
@@ -234,7 +244,7 @@ class ADEV:
             j += 1
         return k_end(env, acc)
 
-    def enter_plate(self, e: Eqn, eqns, j, env, key, key_j, lead, acc, k_end):
+    def enter_plate(self, e: Eqn, outer: Region, j, env, key, key_j, lead, acc, k_end, frames):
         """Continue inside a plate's body, batched over its axis, then after the plate."""
         region = e.regions[0]
         level = len(lead) + 1
@@ -255,10 +265,11 @@ class ADEV:
                 tan = None if dv.tangent is None else _lift(dv.tangent, dv.axes, to, inner_lead)
                 # Outside, this plate's axis is the value's first own axis.
                 env2[out] = DV(prim, tan, to[:-1])
-            return self.cps(eqns, j + 1, env2, key, lead, acc2, k_end)
+            return self.cps(outer, j + 1, env2, key, lead, acc2, k_end, frames)
 
         # Keys are not batched over plates: a choice in a plate is drawn as one batch.
-        return self.cps(region.eqns, 0, inner, key_j, inner_lead, acc, k_plate)
+        inner_frames = None if frames is None else frames + ((outer, j),)
+        return self.cps(region, 0, inner, key_j, inner_lead, acc, k_plate, inner_frames)
 
     def scan(self, e: Eqn, env: dict, key, depth: int, acc):
         """A ``for`` loop with draws: straight-line evaluation inside ``lax.scan``."""
@@ -293,7 +304,7 @@ class ADEV:
                 box["env"], box["acc"] = env_end, acc_end
                 return None, None
 
-            self.cps(region.eqns, 0, inner, k, (), (s, t), end)
+            self.cps(region, 0, inner, k, (), (s, t), end, None)
             outs = [self.read(box["env"], o) for o in region.outs]
             new_state = tuple((o.primal, (o.tangent if o.tangent is not None else
                                           jnp.zeros_like(o.primal)) if st[1] is not None else None)
@@ -340,6 +351,9 @@ class ADEV:
                                           if k.startswith(prefix)}, [])
 
     def pure(self, e: Eqn, env: dict, lead: tuple) -> None:
+        if self.weights and e in self.weights:
+            self.weighted_sum(e, env, self.weights[e])
+            return
         free = [v for r in e.regions for v in free_vars(r, self.free_cache)]
         inputs = [self.read(env, a) for a in e.args] + [self.read(env, v) for v in free]
         inputs = [self.as_dv(x, lead) for x in inputs]
@@ -354,6 +368,16 @@ class ADEV:
         outs = self.apply(f, inputs)
         for v, o in zip(e.outs, outs):
             env[v] = o
+
+    def weighted_sum(self, e: Eqn, env: dict, w) -> None:
+        """Σ_i w_i·v_i over a value's plate axis (axis 0) and the sum of the rest."""
+        v = self.read(env, e.args[0])
+
+        def weigh(x):
+            x = jnp.asarray(x)
+            return jnp.sum(x * jnp.reshape(w, w.shape + (1,) * (x.ndim - 1)).astype(x.dtype))
+
+        env[e.outs[0]] = DV(weigh(v.primal), None if v.tangent is None else weigh(v.tangent))
 
     def as_dv(self, x, lead: tuple):
         if isinstance(x, DV):
@@ -417,9 +441,14 @@ class Site:
     it is drawn with one key, as numpyro draws a batch.
     """
 
-    def __init__(self, adev: ADEV, eqn: Eqn, args: list[DV], lead: tuple, key):
+    # Evaluate the alternatives of a choice whose continuation is separable in O(N·M)
+    # rather than O(N²·M) (see separable.py). Tests switch it off to compare the two.
+    fast_alternatives = True
+
+    def __init__(self, adev: ADEV, eqn: Eqn, args: list[DV], lead: tuple, key, where=(None, 0)):
         self.adev = adev
         self.eqn = eqn
+        self.frames, self.position = where
         self.dist_name = eqn.attrs["dist"]
         self.form = eqn.attrs["form"]
         self.depth = depth = len(lead)
@@ -526,27 +555,78 @@ class Site:
             return jax.nn.sigmoid(value), None
         return jax.jvp(jax.nn.sigmoid, (value,), (tangent,))
 
-    def alternatives(self, x, values=None, shift=None, add=None, set_to=None):
-        """Copies of x with one element changed: shape [size, M, *shape]."""
+    def alternatives(self, x, values=None, shift=None, add=None, set_to=None) -> "Alternatives":
+        """x with one element changed, for each element i and each of M new values of it:
+        the support's ``values``, x_i + ``shift``, x_i + ``add``_i, or ``set_to``_i."""
         flat = jnp.reshape(x, (-1,))
-        eye = jnp.arange(flat.shape[0])
         if values is not None:
             vals = jnp.asarray(values, flat.dtype)
-            alts = jnp.where(eye[:, None, None] == eye[None, None, :],
-                             vals[None, :, None], flat[None, None, :])
+            new = jnp.broadcast_to(vals[None, :], (flat.shape[0], vals.shape[0]))
+        elif shift is not None:
+            new = (flat + jnp.asarray(shift, flat.dtype))[:, None]
+        elif add is not None:
+            new = (flat + jnp.reshape(add, (-1,)).astype(flat.dtype))[:, None]
         else:
-            if shift is not None:
-                new = flat + jnp.asarray(shift, flat.dtype)
-            elif add is not None:
-                new = flat + jnp.reshape(add, (-1,)).astype(flat.dtype)
-            else:
-                new = jnp.reshape(jnp.broadcast_to(set_to, self.shape), (-1,)).astype(flat.dtype)
-            alts = jnp.where(eye[:, None] == eye[None, :], new[:, None], flat[None, :])[:, None, :]
-        return jnp.reshape(alts, alts.shape[:2] + self.shape)
+            new = jnp.reshape(jnp.broadcast_to(set_to, self.shape), (-1,)).astype(flat.dtype)[:, None]
+        return Alternatives(x, new, self.shape)
 
-    def evaluate_alternatives(self, k, alts):
-        """ℓ (primal) of the continuation at each alternative value: shape [size, M]."""
-        return jax.vmap(jax.vmap(lambda xa: k(xa, None)[0]))(alts)
+    def separable_sums(self):
+        """The continuation's sums over this choice's plate axis, if it is separable."""
+        frames = self.frames
+        if not (self.depth == 1 and frames is not None and len(frames) == 1
+                and self.value_type.shape == ()):
+            return None
+        cache = self.adev.separable_cache
+        if self.eqn not in cache:
+            outer, plate_j = frames[0]
+            cache[self.eqn] = separable_sums(outer, plate_j, self.position)
+        return cache[self.eqn]
+
+    def evaluate_alternatives(self, k, alts: "Alternatives"):
+        """ℓ (primal) of the continuation at each alternative: shape [size, M].
+
+        Separable continuations (ℓ = Σ_i c_i(x_i) + r) need M + 1 evaluations:
+        ℓ(x with x_i = v) = ℓ(x) − c_i(x_i) + c_i(v), where the per-element terms
+        c(y) are the gradient of ℓ(y) with its plate sums weighted, at weights 1.
+        Otherwise each of the size·M alternatives is evaluated in full.
+        """
+        sums = self.separable_sums() if Site.fast_alternatives else None
+        if sums is None:
+            return jax.vmap(jax.vmap(lambda xa: k(xa, None)[0]))(alts.materialise())
+        adev = self.adev
+
+        def terms(y):
+            def weighted(w):
+                saved, adev.weights = adev.weights, {e: w for e in sums}
+                try:
+                    return jnp.asarray(k(y, None)[0], jnp.float32)
+                finally:
+                    adev.weights = saved
+
+            return jax.value_and_grad(weighted)(jnp.ones((self.size,), jnp.float32))
+
+        ell, c_x = terms(alts.x)
+        ys = jnp.reshape(jnp.swapaxes(alts.values, 0, 1), (-1,) + self.shape)  # [M, *shape]
+        _, c_alt = jax.vmap(terms)(ys)  # [M, size]
+        return ell + jnp.swapaxes(c_alt, 0, 1) - c_x[:, None]
+
+
+@dataclass
+class Alternatives:
+    """Copies of a batched choice ``x`` (shape ``shape``), each with one element changed:
+    element i takes each of ``values[i]`` (shape [size, M])."""
+
+    x: Any
+    values: Any
+    shape: tuple
+
+    def materialise(self):
+        """The copies themselves: shape [size, M, *shape]."""
+        flat = jnp.reshape(self.x, (-1,))
+        eye = jnp.arange(flat.shape[0])
+        copies = jnp.where(eye[:, None, None] == eye[None, None, :],
+                           self.values[:, :, None], flat[None, None, :])
+        return jnp.reshape(copies, copies.shape[:2] + tuple(self.shape))
 
 
 def objective_function(program: Program, library) -> Callable:

@@ -1,4 +1,4 @@
-"""``detach(g)``, ``stop_gradient(x)`` and the objectives built on them (``stl``).
+"""``detach(g)``, ``stop_gradient(x)`` and the objectives built on them (``stl``), and ``renyi``'s limit.
 
 ``detach(g)`` is ``g`` with its parameters held constant: its ``sim`` and
 ``density`` have the same values, and gradients do not reach its parameters
@@ -130,6 +130,11 @@ def test_stop_gradient_keeps_the_value(module):
     assert all(np.all(g == 0) for g in grads.values())
 
 
-def test_renyi_rejects_alpha_one(module):
-    with pytest.raises(ppl.DataError, match="alpha = 1"):
-        ppl.stdlib.renyi(module.model(4) | {"x": DATA}, module.guide(), K=4, alpha=1.0)
+def test_renyi_at_alpha_one_is_the_elbo(module):
+    obj = ppl.stdlib.renyi(module.model(4) | {"x": DATA}, module.guide(), K=3, alpha=1.0)
+    assert_unbiased(obj, exact_elbo, n=20_000)
+
+
+def test_renyi_rejects_a_non_number_alpha(module):
+    with pytest.raises(ppl.DataError, match="alpha must be a number"):
+        ppl.stdlib.renyi(module.model(4) | {"x": DATA}, module.guide(), K=4, alpha="half")
