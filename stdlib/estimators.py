@@ -6,7 +6,9 @@ numbers. At a random choice it calls the site's estimator rule with
 - ``site``: the distribution at its dual arguments (see
   ``ppl.compiler.backend.adev.Site``): ``sample()``, ``rsample()`` (value and
   tangent of a pathwise sample), ``score(x)`` (the tangent of
-  ``log d(x; θ)`` summed over elements), ``support()``, ``probs()`` (dual
+  ``log d(x; θ)`` summed over elements; ``element_scores(x)`` per element),
+  ``element_terms(k, x)`` (the per-element terms of a separable block),
+  ``support()``, ``probs()`` (dual
   probabilities of each support value), ``alternatives(x, values)`` (x with
   one element replaced, per element and value), ``evaluate_alternatives(k,
   alts)`` (ℓ at each of them: N·M values from M + 1 runs of ``k`` when the rest
@@ -51,10 +53,21 @@ def reinforce(site, k):
     A learned baseline b is fitted by the same step: its own tangent ḃ
     enters as (ℓ − b)·ḃ, the gradient of −(ℓ − b)²/2, which moves b
     towards E[ℓ] without touching other parameters' gradients.
+
+    In a plate whose block is a sum over the elements, ℓ = Σ_i c_i(x_i) + r
+    (an ELBO over a data plate), and with no baseline, each element's score
+    is multiplied by its own term only: ℓ̇ += Σ_i c_i(x_i)·∂log d(x_i; θ)·θ̇.
+    The rest of ℓ is independent of x_i, so its product with x_i's score has
+    mean zero (Rao-Blackwellisation over the plate, as TraceGraph_ELBO does).
     """
     x = site.sample()
-    s = site.score(x)
     b, b_dot = site.baseline
+    if b is None and b_dot is None:
+        terms = site.element_terms(k, x)
+        if terms is not None:
+            s = site.element_scores(x)
+            return k(x, None, shift=None if s is None else jnp.sum(terms * s))
+    s = site.score(x)
     score = _plus(s, b_dot)
     if b is None or score is None:
         return k(x, None, score=score)

@@ -441,9 +441,9 @@ class Site:
     it is drawn with one key, as numpyro draws a batch.
     """
 
-    # Evaluate the alternatives of a choice whose continuation is separable in O(N·M)
-    # rather than O(N²·M) (see separable.py). Tests switch it off to compare the two.
-    fast_alternatives = True
+    # Use the separability of a continuation (separable.py): alternatives of a choice in
+    # O(N·M) rather than O(N²·M), and per-element REINFORCE. Tests switch it off to compare.
+    use_separability = True
 
     def __init__(self, adev: ADEV, eqn: Eqn, args: list[DV], lead: tuple, key, where=(None, 0)):
         self.adev = adev
@@ -516,6 +516,11 @@ class Site:
         """Σ over elements of the tangent of log d(x; θ) (None if θ has no tangent)."""
         return self._jvp(lambda *a: jnp.sum(self._dist(a).log_prob(x)))[1]
 
+    def element_scores(self, x):
+        """The tangent of log d(x_i; θ) per element, flat (None if θ has no tangent)."""
+        return self._jvp(lambda *a: jnp.reshape(
+            jnp.broadcast_to(self._dist(a).log_prob(x), self.shape), (-1,)))[1]
+
     def support(self):
         d = self.dist_name
         if d == "bernoulli":
@@ -582,6 +587,25 @@ class Site:
             cache[self.eqn] = separable_sums(outer, plate_j, self.position)
         return cache[self.eqn]
 
+    def element_terms(self, k, x):
+        """The continuation's per-element terms c_i(x_i), flat, when it is separable
+        (ℓ = Σ_i c_i(x_i) + r); None otherwise, without running ``k``."""
+        sums = self.separable_sums() if Site.use_separability else None
+        return None if sums is None else self._terms(k, x, sums)[1]
+
+    def _terms(self, k, y, sums):
+        """(ℓ(y), c(y)): ℓ, and its gradient by the weights of its plate sums at 1."""
+        adev = self.adev
+
+        def weighted(w):
+            saved, adev.weights = adev.weights, {e: w for e in sums}
+            try:
+                return jnp.asarray(k(y, None)[0], jnp.float32)
+            finally:
+                adev.weights = saved
+
+        return jax.value_and_grad(weighted)(jnp.ones((self.size,), jnp.float32))
+
     def evaluate_alternatives(self, k, alts: "Alternatives"):
         """ℓ (primal) of the continuation at each alternative: shape [size, M].
 
@@ -590,24 +614,12 @@ class Site:
         c(y) are the gradient of ℓ(y) with its plate sums weighted, at weights 1.
         Otherwise each of the size·M alternatives is evaluated in full.
         """
-        sums = self.separable_sums() if Site.fast_alternatives else None
+        sums = self.separable_sums() if Site.use_separability else None
         if sums is None:
             return jax.vmap(jax.vmap(lambda xa: k(xa, None)[0]))(alts.materialise())
-        adev = self.adev
-
-        def terms(y):
-            def weighted(w):
-                saved, adev.weights = adev.weights, {e: w for e in sums}
-                try:
-                    return jnp.asarray(k(y, None)[0], jnp.float32)
-                finally:
-                    adev.weights = saved
-
-            return jax.value_and_grad(weighted)(jnp.ones((self.size,), jnp.float32))
-
-        ell, c_x = terms(alts.x)
+        ell, c_x = self._terms(k, alts.x, sums)
         ys = jnp.reshape(jnp.swapaxes(alts.values, 0, 1), (-1,) + self.shape)  # [M, *shape]
-        _, c_alt = jax.vmap(terms)(ys)  # [M, size]
+        _, c_alt = jax.vmap(lambda y: self._terms(k, y, sums))(ys)  # [M, size]
         return ell + jnp.swapaxes(c_alt, 0, 1) - c_x[:, None]
 
 

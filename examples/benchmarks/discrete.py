@@ -13,13 +13,14 @@ and the first-call (compile) time.
 
 What each implementation computes, per estimator:
 
-- ``reinforce``: ppl's rule (the sampled ELBO plus ℓ times the score of the
-  whole batched choice); hand-written JAX, the same score-function surrogate;
-  NumPyro ``TraceGraph_ELBO``, which Rao-Blackwellises over the plate (each
-  point's score is multiplied by its own cost only). Same cost, lower variance.
+- ``reinforce``: ppl's rule, which here (the ELBO is a sum over the points)
+  multiplies each point's score by that point's own terms only; NumPyro
+  ``TraceGraph_ELBO``, which Rao-Blackwellises over the plate the same way;
+  hand-written JAX, the plain score-function surrogate (ℓ times the score of
+  the whole batched choice): same cost, much higher variance.
 - ``enum``: ppl's rule in a plate is the local expectation gradient (each
   point enumerated with the others at their sampled values: unbiased, the
-  value is sampled); hand-written JAX enumerates every point's categorical
+  value is sampled), from K + 1 runs of the separable ELBO; hand-written JAX enumerates every point's categorical
   exactly (an N x K table: the exact ELBO and gradient); NumPyro
   ``TraceEnum_ELBO`` with the guide's site enumerated
   (``infer={"enumerate": "parallel"}``), also exact. It needs the optional

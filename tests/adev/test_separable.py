@@ -1,12 +1,15 @@
-"""The fast path of enum and mvd in plates: separable continuations (compiler/backend/separable.py).
+"""Separable continuations in plates (compiler/backend/separable.py): enum, mvd and reinforce.
 
-When the rest of the expectation is a sum of one term per plate element, the
-alternatives of every element come from M + 1 evaluations instead of N·M.
-Checked here: the analysis says "separable" exactly where it should; the fast
-path gives the same estimates as evaluating every alternative in full (same
-keys, up to float rounding); and its estimates are unbiased for exact
-gradients (a Gaussian mixture's ELBO by enumeration, and moments of
-poisson, geometric and normal choices), as every estimator must be.
+When the rest of the expectation is a sum of one term per plate element,
+the alternatives of every element (enum, mvd) come from M + 1 evaluations
+instead of N·M, and reinforce multiplies each element's score by its own
+term only (Rao-Blackwellisation). Checked here: the analysis says
+"separable" exactly where it should; the fast path gives the same enum and
+mvd estimates as evaluating every alternative in full (same keys, up to
+float rounding); every estimator through it is unbiased for exact gradients
+(a Gaussian mixture's ELBO by enumeration, and moments of poisson,
+geometric and normal choices); and per-element reinforce has far lower
+variance than the whole-batch score.
 """
 
 from __future__ import annotations
@@ -189,17 +192,18 @@ def test_what_is_not_a_sum_over_elements_is_not_separable(module, name):
 
 
 def estimates(make, fast: bool, n: int = 64):
-    Site.fast_alternatives = fast
+    Site.use_separability = fast
     try:
         obj = make(ppl.compile(SOURCE))  # a new module: its own compiled programs
         params = obj.init(jax.random.PRNGKey(0))
         keys = jax.random.split(jax.random.PRNGKey(7), n)
         return jax.vmap(lambda k: obj.value_and_grad(k, params))(keys)
     finally:
-        Site.fast_alternatives = True
+        Site.use_separability = True
 
 
 CASES = {
+    "reinforce": lambda m: elbo(m, "reinforce"),
     "enum": lambda m: elbo(m, "enum"),
     "mvd": lambda m: elbo(m, "mvd"),
     "mvd_poisson": lambda m: m.moments_poisson(C),
@@ -208,7 +212,7 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("case", sorted(set(CASES) - {"reinforce"}))
 def test_the_fast_path_computes_the_same_estimates(case):
     (v1, g1), (v2, g2) = estimates(CASES[case], True), estimates(CASES[case], False)
     np.testing.assert_allclose(v1, v2, rtol=1e-5, atol=1e-4)
@@ -229,7 +233,7 @@ def exact_mixture_elbo(params):
     return jnp.sum(jnp.exp(log_q) * (log_prior + log_lik - log_q))
 
 
-@pytest.mark.parametrize("estimator", ["enum", "mvd"])
+@pytest.mark.parametrize("estimator", ["enum", "mvd", "reinforce"])
 def test_mixture_elbo_is_unbiased(module, estimator):
     assert_unbiased(elbo(module, estimator), exact_mixture_elbo, n=20_000)
 
@@ -259,3 +263,21 @@ EXACT = {
 @pytest.mark.parametrize("name", sorted(EXACT))
 def test_mvd_through_the_fast_path_is_unbiased(module, name):
     assert_unbiased(getattr(module, name)(C), EXACT[name], n=20_000)
+
+
+@pytest.mark.parametrize("name", sorted(EXACT))
+def test_reinforce_through_the_separable_path_is_unbiased(module, name):
+    assert_unbiased(getattr(module, name)(C).with_estimators({"x": "reinforce"}), EXACT[name],
+                    n=20_000)
+
+
+def test_per_element_reinforce_has_lower_variance():
+    """Per-element scores (TraceGraph_ELBO's Rao-Blackwellisation) against ℓ times the
+    whole batch's score, on the mixture's ELBO: the same mean, far less noise."""
+    make = CASES["reinforce"]
+    (_, per_element), (_, whole) = estimates(make, True, 2_000), estimates(make, False, 2_000)
+    path = "assignments.logits"
+    a, b = np.asarray(per_element[path], np.float64), np.asarray(whole[path], np.float64)
+    se = np.sqrt(a.var(0) / len(a) + b.var(0) / len(b))
+    assert np.all(np.abs(a.mean(0) - b.mean(0)) < 5 * se + 1e-6)
+    assert a.var(0).mean() < 0.5 * b.var(0).mean(), (a.var(0).mean(), b.var(0).mean())
