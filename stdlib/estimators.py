@@ -8,6 +8,8 @@ numbers. At a random choice it calls the site's estimator rule with
   tangent of a pathwise sample), ``score(x)`` (the tangent of
   ``log d(x; θ)`` summed over elements; ``element_scores(x)`` per element),
   ``element_terms(k, x)`` (the per-element terms of a separable block),
+  ``enumerate_separable(k, x)`` (the exact expectation over a plate's choice
+  when its block is separable),
   ``support()``, ``probs()`` (dual
   probabilities of each support value), ``alternatives(x, values)`` (x with
   one element replaced, per element and value), ``evaluate_alternatives(k,
@@ -78,10 +80,12 @@ def enum(site, k):
     """Exact sum over the support: Σ_v p_v ℓ_v, tangent Σ_v (ṗ_v ℓ_v + p_v ℓ̇_v).
 
     For a choice of several elements (a plate, or array parameters) the joint
-    support is exponential, so each element is enumerated with the others at
-    their sampled values (local expectation gradients, Titsias & Lázaro-Gredilla
-    2015): ℓ̇ += Σ_i Σ_v ṗ_i(v)·ℓ(x with x_i = v). Unbiased; n·|support| values of ℓ,
-    from |support| + 1 runs of k when the block is a sum over the plate's elements.
+    support is exponential. When the block is a sum over the plate's elements
+    (ℓ = Σ_i c_i(x_i) + r), the sum over the joint support is still exact, from
+    |support| + 1 runs of k (``site.enumerate_separable``). Otherwise each
+    element is enumerated with the others at their sampled values (local
+    expectation gradients, Titsias & Lázaro-Gredilla 2015):
+    ℓ̇ += Σ_i Σ_v ṗ_i(v)·ℓ(x with x_i = v), unbiased, n·|support| runs of k.
     """
     values = site.support()
     p, p_dot = site.probs()
@@ -92,6 +96,9 @@ def enum(site, k):
         l_dot = None if l_dots is None else jnp.sum(p * l_dots)
         return jnp.sum(p * ls), l_dot if p_dot is None else _plus(l_dot, jnp.sum(p_dot * ls))
     x = site.sample()
+    exact = site.enumerate_separable(k, x)
+    if exact is not None:
+        return exact
     ell, ell_dot = k(x, None)
     if p_dot is None:
         return ell, ell_dot

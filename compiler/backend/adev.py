@@ -606,6 +606,49 @@ class Site:
 
         return jax.value_and_grad(weighted)(jnp.ones((self.size,), jnp.float32))
 
+    def enumerate_separable(self, k, x):
+        """E[ℓ] over this choice, exactly, and its tangent, when the block is separable
+        (ℓ = Σ_i c_i(x_i) + r); None otherwise, without running ``k``.
+
+        E[ℓ] = Σ_i Σ_v p_i(v)·c_i(v) + r, from one run of the block per support value
+        v (all elements at v) and one at x for r = ℓ(x) − Σ_i c_i(x_i); the tangent is
+        Σ ṗ·c + Σ p·ċ + ṙ, with ċ the per-element terms of ℓ̇ (affine in the weights too).
+        """
+        sums = self.separable_sums() if Site.use_separability else None
+        if sums is None:
+            return None
+        adev = self.adev
+
+        def per_element(y, which: int):
+            """(ℓ or ℓ̇ at y, its per-element terms): the primal and the tangent are taken
+            apart so that the value does not depend on tangents (custom_jvp needs that)."""
+            def weighted(w):
+                saved, adev.weights = adev.weights, {e: w for e in sums}
+                try:
+                    out = k(y, None)[which]
+                finally:
+                    adev.weights = saved
+                return jnp.zeros((), jnp.float32) if out is None else jnp.asarray(out, jnp.float32)
+
+            return jax.value_and_grad(weighted)(jnp.ones((self.size,), jnp.float32))
+
+        def both(y):
+            (ell, c), (ell_dot, c_dot) = per_element(y, 0), per_element(y, 1)
+            return ell, ell_dot, c, c_dot
+
+        values = self.support()
+        p, p_dot = self.probs()  # shape + [V]
+        p = jnp.reshape(p, (self.size, -1))
+        ell, ell_dot, c_x, c_dot_x = both(x)
+        ys = jnp.stack([jnp.full(self.shape, v, self.dtype) for v in values])
+        _, _, c, c_dot = jax.vmap(both)(ys)  # [V, size]
+        c, c_dot = jnp.swapaxes(c, 0, 1), jnp.swapaxes(c_dot, 0, 1)  # [size, V]
+        value = ell - jnp.sum(c_x) + jnp.sum(p * c)
+        tangent = ell_dot - jnp.sum(c_dot_x) + jnp.sum(p * c_dot)
+        if p_dot is not None:
+            tangent = tangent + jnp.sum(jnp.reshape(p_dot, (self.size, -1)) * c)
+        return value, tangent
+
     def evaluate_alternatives(self, k, alts: "Alternatives"):
         """ℓ (primal) of the continuation at each alternative: shape [size, M].
 

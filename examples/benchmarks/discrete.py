@@ -18,9 +18,9 @@ What each implementation computes, per estimator:
   ``TraceGraph_ELBO``, which Rao-Blackwellises over the plate the same way;
   hand-written JAX, the plain score-function surrogate (ℓ times the score of
   the whole batched choice): same cost, much higher variance.
-- ``enum``: ppl's rule in a plate is the local expectation gradient (each
-  point enumerated with the others at their sampled values: unbiased, the
-  value is sampled), from K + 1 runs of the separable ELBO; hand-written JAX enumerates every point's categorical
+- ``enum``: ppl sums over the joint support exactly (the ELBO is a sum over
+  the points, so K + 1 runs of it give every point's term at every value);
+  hand-written JAX enumerates every point's categorical
   exactly (an N x K table: the exact ELBO and gradient); NumPyro
   ``TraceEnum_ELBO`` with the guide's site enumerated
   (``infer={"enumerate": "parallel"}``), also exact. It needs the optional

@@ -57,7 +57,7 @@ def test_discrete_benchmark_quick_run():
 def test_ppl_and_handwritten_jax_estimate_the_same_elbo_and_gradient(estimator):
     """For each estimator of the discrete choice, the means of ppl's and the hand-written
     estimates (the ELBO and every gradient element) agree within 5 standard errors. For
-    enum the hand-written ELBO and gradient are exact; ppl's are unbiased estimates."""
+    enum both are exact (ppl sums over the joint support of a separable block)."""
     bench = load_script("discrete")
     m = ppl.load(BENCH / "discrete.ppl")
     x = bench.make_data(np.random.default_rng(0), 6, 3)
