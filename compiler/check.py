@@ -338,7 +338,7 @@ class _Checker:
             elif len(e.args) != want:
                 self.err(f"{name}() takes {want} argument{'s' if want > 1 else ''} but "
                          f"{len(e.args)} {'was' if len(e.args) == 1 else 'were'} given", e.span)
-            if name in ("sim", "density") and self.decl.kind == "gen":
+            if name in ("sim", "rsim", "density") and self.decl.kind == "gen":
                 self.err(f"{name}() belongs in objectives; a generative function draws with '~'",
                          e.span)
             if name == "detach" and self.decl.kind == "gen":

@@ -27,7 +27,7 @@ from .library import bind_arguments
 from .types import REAL, ArrayType, TraceType, tree_leaves, tree_unflatten
 from .values import DistValue, GenValue, Ref, describe, is_static_number, literal, type_of
 
-SPECIAL_BUILTINS = {"size", "shape", "ndim", "sim", "density", "retval", "detach"}
+SPECIAL_BUILTINS = {"size", "shape", "ndim", "sim", "rsim", "density", "retval", "detach"}
 ESTIMATORS = ("reparam", "reinforce", "enum", "mvd")
 
 _BINARY_FUNCTIONS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "%": "mod", "@": "matmul",
@@ -292,7 +292,7 @@ class ExpressionLowering:
         args = [self.expr(a, env, b) for a in e.args]
         if e.kwargs:
             raise error(f"{name}() takes no keyword arguments", e.kwargs[0].span)
-        want = {"size": 1, "shape": 1, "ndim": 1, "sim": 1, "density": 2, "retval": 1,
+        want = {"size": 1, "shape": 1, "ndim": 1, "sim": 1, "rsim": 1, "density": 2, "retval": 1,
                 "detach": 1}[name]
         if len(args) != want:
             raise error(f"{name}() takes {want} argument{'s' if want > 1 else ''} but "
@@ -331,26 +331,27 @@ class ExpressionLowering:
         g = args[0]
         if not isinstance(g, GenValue):
             raise error(f"{name}() needs a generative function, got {describe(g)}", e.args[0].span)
-        if name == "sim":
+        if name in ("sim", "rsim"):
             if g.observations:
-                raise error("sim() of a conditioned program: there is no sampler for a posterior",
-                            e.span, help="simulate the unconditioned model, or use the "
-                                         "conditioned one as a target in density()")
-            return self.emit_sim(g, b, e.span)
+                raise error(f"{name}() of a conditioned program: there is no sampler for a "
+                            "posterior", e.span, help="simulate the unconditioned model, or use "
+                                                      "the conditioned one as a target in density()")
+            return self.emit_sim(g, b, e.span, reparam_only=name == "rsim")
         trace = args[1]
         if not (isinstance(trace, Var) and isinstance(trace.type, TraceType)):
             raise error(f"density() needs a trace as its second argument, got {describe(trace)}",
                         e.args[1].span)
         return self.emit_density(g, trace, b, e.span)
 
-    def emit_sim(self, g: GenValue, b: Builder, span) -> tuple:
+    def emit_sim(self, g: GenValue, b: Builder, span, reparam_only: bool = False) -> tuple:
         from .passes.addresses import trace_type  # a pure IR analysis
 
         fn = self.specialise(g)
         ttype = trace_type(fn, self.functions, span)
         ttype = TraceType(ttype.fields, getattr(fn, "retval_tree", None))
+        attrs = {**_callee(fn, g), "require": "reparam"} if reparam_only else _callee(fn, g)
         t, lp = b.emit("sim", [Var(ttype, "trace"), Var(REAL, "logp")],
-                       [v for _, v in g.dynamic], _callee(fn, g), span=span)
+                       [v for _, v in g.dynamic], attrs, span=span)
         return (t, lp)
 
     def emit_generate(self, g: GenValue, given: Var, b: Builder, span) -> tuple:

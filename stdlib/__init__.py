@@ -45,6 +45,18 @@ def stl(p, q):
     return _objective("stl", p, q)
 
 
+def dreg(p, q, K: int):
+    """The IWAE bound with doubly reparameterised gradients (Tucker et al. 2019; see objectives.ppl).
+
+    Same value and expected gradient as :func:`iwelbo`; the family's gradient has
+    far lower variance. ``q``'s choices must be reparameterisable (a compile error
+    names any that is not).
+
+    >>> # obj = ppl.stdlib.dreg(m.model(N) | {"y": y}, m.guide(), K=16)
+    """
+    return _objective("dreg", p, q, K=K)
+
+
 def renyi(p, q, K: int, alpha: float):
     """Rényi's α-divergence bound with ``K`` particles (Li & Turner 2016; see objectives.ppl).
 

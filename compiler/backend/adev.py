@@ -593,16 +593,19 @@ class Site:
         sums = self.separable_sums() if Site.use_separability else None
         return None if sums is None else self._terms(k, x, sums)[1]
 
-    def _terms(self, k, y, sums):
-        """(ℓ(y), c(y)): ℓ, and its gradient by the weights of its plate sums at 1."""
+    def _terms(self, k, y, sums, which: int = 0):
+        """(ℓ(y), c(y)): ℓ, and its gradient by the weights of its plate sums at 1, the
+        per-element terms; ``which=1`` the same for the tangent ℓ̇ (taken apart from the
+        primal, so that a value never depends on tangents, as custom_jvp needs)."""
         adev = self.adev
 
         def weighted(w):
             saved, adev.weights = adev.weights, {e: w for e in sums}
             try:
-                return jnp.asarray(k(y, None)[0], jnp.float32)
+                out = k(y, None)[which]
             finally:
                 adev.weights = saved
+            return jnp.zeros((), jnp.float32) if out is None else jnp.asarray(out, jnp.float32)
 
         return jax.value_and_grad(weighted)(jnp.ones((self.size,), jnp.float32))
 
@@ -617,23 +620,8 @@ class Site:
         sums = self.separable_sums() if Site.use_separability else None
         if sums is None:
             return None
-        adev = self.adev
-
-        def per_element(y, which: int):
-            """(ℓ or ℓ̇ at y, its per-element terms): the primal and the tangent are taken
-            apart so that the value does not depend on tangents (custom_jvp needs that)."""
-            def weighted(w):
-                saved, adev.weights = adev.weights, {e: w for e in sums}
-                try:
-                    out = k(y, None)[which]
-                finally:
-                    adev.weights = saved
-                return jnp.zeros((), jnp.float32) if out is None else jnp.asarray(out, jnp.float32)
-
-            return jax.value_and_grad(weighted)(jnp.ones((self.size,), jnp.float32))
-
         def both(y):
-            (ell, c), (ell_dot, c_dot) = per_element(y, 0), per_element(y, 1)
+            (ell, c), (ell_dot, c_dot) = self._terms(k, y, sums, 0), self._terms(k, y, sums, 1)
             return ell, ell_dot, c, c_dot
 
         values = self.support()

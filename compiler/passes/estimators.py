@@ -12,6 +12,8 @@ replaces it. Checks, all reported together:
 - estimators that evaluate the continuation more than once (enum, mvd) are
   not used inside a ``for`` loop, where the continuation is not available;
 - an enumerated binomial has a constant ``total_count`` (its support is static);
+- a choice drawn by ``rsim(g)`` is reparameterised (it must not be overridden,
+  and its distribution must have a reparameterisation);
 - no choice is drawn outside ``expect`` (a ``fn`` that simulates, called
   from an objective outside ``expect``, would have no estimator).
 
@@ -86,11 +88,23 @@ def _region(region: Region, library, overrides, matched, addresses, errors, in_e
                     matched.add(pattern)
                     name = override
                     chosen_by = f" (chosen by the override {{{pattern!r}: {override!r}}})"
+            required = attrs.get("require")
+            if required and name != required:
+                if chosen_by:
+                    errors.append(Diagnostic(
+                        f"the choice at address '{address}' is drawn by rsim(), which needs "
+                        f"estimator '{required}', not '{name}'{chosen_by}", e.span,
+                        help="leave this address out of the override, or use an objective "
+                             "written with sim()"))
+                chosen_by, name = " (required by rsim())", required
             dist = library.distributions[attrs["dist"]]
             if name not in dist.estimators:
                 errors.append(Diagnostic(unsound_estimator_message(name, attrs["dist"], address, dist)
-                                         + chosen_by, e.span, help="sound estimators here: "
-                                         + ", ".join(sorted(dist.estimators))))
+                                         + chosen_by, e.span, help=(
+                                             "rsim() draws only reparameterisable choices: use an "
+                                             "objective written with sim() (iwelbo, not dreg)"
+                                             if required else "sound estimators here: "
+                                             + ", ".join(sorted(dist.estimators)))))
             elif in_loop and name not in library.estimator_tail:
                 errors.append(Diagnostic(
                     f"estimator '{name}' at address '{address}'{chosen_by} evaluates the rest of "

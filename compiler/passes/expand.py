@@ -18,6 +18,8 @@ density (summed after the region) and, for ``sim``, the stacked values; for
 Each ``draw`` keeps its ``estimator`` attribute for the ADEV backend. The
 body of a call marked ``detached`` (``detach(g)`` in the source) reads its
 parameters with ``stop``: gradients do not reach them through that call.
+The choices of a call marked ``require`` (``rsim(g)``) carry it to the
+``adev`` pass, which makes them reparameterised or reports why they cannot be.
 
     >>> # (t, lp) = sim[g]()   with g = { x ~ normal(0, 1) }   becomes
     >>> # x = draw[normal](0.0, 1.0); lp = logpdf[normal](x, 0.0, 1.0); t = make_trace[x](x)
@@ -107,6 +109,8 @@ def _rewrite(eqns_in: list[Eqn], mode: str, subst: dict[Var, Atom],
             expanded = _expand_call(e, args, subst, scales)
             if e.attrs.get("detached"):
                 _hold_params(expanded)
+            if e.attrs.get("require"):
+                _require(expanded, e.attrs["require"])
             out.extend(expanded)
         elif e.op in ("plate", "scan"):
             out.extend(_rewrite_loop(e, args, mode, subst, source, terms, values, scales))
@@ -146,6 +150,16 @@ def _hold_params(eqns: list[Eqn]) -> None:
             e.attrs = {**e.attrs, "stop": True}
         for r in e.regions:
             _hold_params(r.eqns)
+
+
+def _require(eqns: list[Eqn], estimator: str) -> None:
+    """Mark the choices of an ``rsim(g)`` call's body: they must use ``estimator``
+    (the ``adev`` pass sets it, and rejects a choice that cannot)."""
+    for e in eqns:
+        if e.op == "draw":
+            e.attrs = {**e.attrs, "require": estimator}
+        for r in e.regions:
+            _require(r.eqns, estimator)
 
 
 def _expand_call(e: Eqn, args: list[Atom], subst: dict[Var, Atom],

@@ -41,8 +41,7 @@ import argparse
 import functools
 import importlib.util
 import os
-import statistics
-import time
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -52,6 +51,9 @@ import numpyro.distributions as dist
 from numpyro.infer import TraceEnum_ELBO, TraceGraph_ELBO
 
 import ppl
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from timing import time_steps  # noqa: E402  (the helper beside this script)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 COMPONENTS = 5
@@ -156,28 +158,7 @@ def numpyro_objective(estimator: str):
     return f
 
 
-# ------------------------------------------------------------------ timing
-
-
-def time_steps(steps: dict, params, keys, x, reps: int) -> dict:
-    """Median seconds per step and first-call seconds, for each step, interleaved.
-
-    As in vae.py: each repetition runs every implementation once, in turn, so
-    that the machine's noise (other processes, frequency changes) hits them alike.
-    """
-    compile_s, times = {}, {name: [] for name in steps}
-    for name, step in steps.items():
-        t0 = time.perf_counter()
-        jax.block_until_ready(step(params, keys[0], x))
-        compile_s[name] = time.perf_counter() - t0
-        for k in keys[1:4]:
-            jax.block_until_ready(step(params, k, x))
-    for r in range(reps):
-        for name, step in steps.items():
-            t0 = time.perf_counter()
-            jax.block_until_ready(step(params, keys[4 + r], x))
-            times[name].append(time.perf_counter() - t0)
-    return {name: (statistics.median(times[name]), compile_s[name]) for name in steps}
+# ------------------------------------------------------------------ ppl and the table
 
 
 def ppl_objective(m, x, k: int, estimator: str):

@@ -1,11 +1,15 @@
-"""``detach(g)``, ``stop_gradient(x)`` and the objectives built on them (``stl``), and ``renyi``'s limit.
+"""``detach(g)``, ``stop_gradient(x)``, ``rsim(g)`` and the objectives built on them (``stl``,
+``dreg``), and ``renyi``'s limit.
 
 ``detach(g)`` is ``g`` with its parameters held constant: its ``sim`` and
 ``density`` have the same values, and gradients do not reach its parameters
 through them (they still flow through the trace it scores). ``stl`` (sticking
 the landing) scores ``log q`` with ``detach(q)``; its gradient is unbiased for
 the ELBO's — checked against the closed form — and is exactly zero when ``q``
-is the posterior, where the ordinary ELBO gradient is still noisy.
+is the posterior, where the ordinary ELBO gradient is still noisy. ``dreg``
+(doubly reparameterised IWAE) has iwelbo's value and expected gradient,
+checked in distribution against iwelbo's own estimates, with a much less
+noisy family gradient.
 """
 
 from __future__ import annotations
@@ -23,6 +27,14 @@ DATA = np.array([[0.9, -0.4], [1.4, 0.2], [0.3, -1.1], [1.1, 0.5]], np.float32)
 SOURCE = """
 gen model(n: int) {
     z ~ normal([0.0, 0.0], 1.0)
+    plate i in n {
+        x ~ normal(z, 1.0)
+    }
+}
+
+gen model_p(n: int) {
+    param m0: real = 0.2
+    z ~ normal([m0, m0], 1.0)
     plate i in n {
         x ~ normal(z, 1.0)
     }
@@ -138,3 +150,33 @@ def test_renyi_at_alpha_one_is_the_elbo(module):
 def test_renyi_rejects_a_non_number_alpha(module):
     with pytest.raises(ppl.DataError, match="alpha must be a number"):
         ppl.stdlib.renyi(module.model(4) | {"x": DATA}, module.guide(), K=4, alpha="half")
+
+
+def two_sample(a, b, z: float = 5.0) -> bool:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    se = np.sqrt(a.var(0, ddof=1) / len(a) + b.var(0, ddof=1) / len(b))
+    return bool(np.all(np.abs(a.mean(0) - b.mean(0)) < z * se + 1e-6))
+
+
+DREG_PARAMS = {"guide.loc": jnp.asarray([0.3, -0.2]),
+               "guide.scale": jnp.log(jnp.asarray([0.8, 1.2])), "model_p.m0": jnp.asarray(0.2)}
+
+
+def test_dreg_has_iwelbos_value_and_gradient(module):
+    """Both unbiased for the IWAE bound's gradient: the family's (pathwise, squared
+    weights) and the model's (m0: the same estimator as iwelbo's)."""
+    target, guide = module.model_p(4) | {"x": DATA}, module.guide()
+    v1, g1 = sample_estimates(ppl.stdlib.dreg(target, guide, K=5), DREG_PARAMS, n=20_000, seed=1)
+    v2, g2 = sample_estimates(ppl.stdlib.iwelbo(target, guide, K=5), DREG_PARAMS, n=20_000, seed=2)
+    assert two_sample(v1, v2), (v1.mean(), v2.mean())
+    for path in DREG_PARAMS:
+        assert two_sample(g1[path], g2[path]), (path, g1[path].mean(0), g2[path].mean(0))
+
+
+def test_dreg_family_gradient_is_less_noisy(module):
+    """At K = 16 the family's gradient variance is 20–50 times lower than iwelbo's."""
+    target, guide = module.model_p(4) | {"x": DATA}, module.guide()
+    _, dreg = sample_estimates(ppl.stdlib.dreg(target, guide, K=16), DREG_PARAMS, n=2_000)
+    _, iwae = sample_estimates(ppl.stdlib.iwelbo(target, guide, K=16), DREG_PARAMS, n=2_000)
+    for path in ("guide.loc", "guide.scale"):
+        assert dreg[path].var(0).mean() < 0.2 * iwae[path].var(0).mean(), path

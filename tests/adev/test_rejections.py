@@ -192,3 +192,15 @@ objective flip(n: int) {
         m.two(n).program()
         gc.collect()
         m.flip(n).program()  # raised "eq() of an expectation has no unbiased estimator"
+
+
+def test_override_of_a_choice_that_rsim_draws():
+    m = ppl.compile("""
+gen model() { z ~ normal(0.0, 1.0); y ~ normal(z, 1.0) }
+gen family() { param mu: real = 0.0; z ~ normal(mu, 1.0) }
+""")
+    obj = ppl.stdlib.dreg(m.model() | {"y": 1.0}, m.family(), K=4).with_estimators({"z": "reinforce"})
+    err = _error(obj)
+    assert ("the choice at address 'z' is drawn by rsim(), which needs estimator 'reparam', "
+            "not 'reinforce' (chosen by the override {'z': 'reinforce'})") in str(err)
+    assert err.line == 3  # the family's choice
