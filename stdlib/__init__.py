@@ -57,6 +57,22 @@ def dreg(p, q, K: int):
     return _objective("dreg", p, q, K=K)
 
 
+def vimco(p, q, K: int):
+    """The IWAE bound with VIMCO's leave-one-out gradient (Mnih & Rezende 2016; see objectives.ppl).
+
+    For families with discrete choices: iwelbo's value and expected gradient, each
+    particle's score weighted by its own learning signal. ``K`` must be at least 2.
+
+    >>> # obj = ppl.stdlib.vimco(m.model(N) | {"y": y}, m.guide(), K=8)
+    """
+    from ..compiler.diagnostics import DataError, Diagnostic
+
+    if isinstance(K, bool) or not isinstance(K, int) or K < 2:
+        raise DataError(Diagnostic(f"vimco(): K must be an integer of at least 2 (its "
+                                   f"leave-one-out baseline needs other particles), got {K!r}"))
+    return _objective("vimco", p, q, K=K)
+
+
 def renyi(p, q, K: int, alpha: float):
     """Rényi's α-divergence bound with ``K`` particles (Li & Turner 2016; see objectives.ppl).
 
