@@ -87,3 +87,53 @@ def renyi(p, q, K: int, alpha: float):
         raise DataError(Diagnostic(f"renyi(): alpha must be a number, got {alpha!r}",
                                    help="e.g. ppl.stdlib.renyi(p, q, K=8, alpha=0.5)"))
     return _objective("renyi", p, q, K=K, alpha=float(alpha))
+
+
+def _particles(name: str, K, least: int = 1):
+    """Check a particle count ``K`` (an integer of at least ``least``)."""
+    from ..compiler.diagnostics import DataError, Diagnostic
+
+    if isinstance(K, bool) or not isinstance(K, int) or K < least:
+        raise DataError(Diagnostic(f"{name}(): K must be an integer of at least {least}, got {K!r}",
+                                   help=f"e.g. ppl.stdlib.{name}(p, q, K=8)"))
+
+
+def cubo(p, q, K: int, n: float = 2.0):
+    """The χ upper bound CUBO_n with ``K`` particles, negated so it is maximised (Dieng et
+    al. 2017; see objectives.ppl): ``−(1/n)·log((1/K) Σ_k w_k^n)``, ``n ≥ 1``.
+
+    Maximising it tightens an upper bound on log p(x); it is ``renyi`` with α = 1 − n.
+
+    >>> # obj = ppl.stdlib.cubo(m.model(N) | {"y": y}, m.guide(), K=8, n=2.0)
+    """
+    from ..compiler.diagnostics import DataError, Diagnostic
+
+    _particles("cubo", K)
+    if isinstance(n, bool) or not isinstance(n, (int, float)) or not n >= 1:
+        raise DataError(Diagnostic(f"cubo(): n must be a number of at least 1 (CUBO_n bounds "
+                                   f"log p(x) from above only then), got {n!r}",
+                                   help="e.g. ppl.stdlib.cubo(p, q, K=8, n=2.0)"))
+    return _objective("cubo", p, q, K=K, n=float(n))
+
+
+def rws(p, q, K: int):
+    """Reweighted wake-sleep's wake phases with ``K`` particles (Bornschein & Bengio 2015;
+    see objectives.ppl): the model's gradient Σ_k w̃_k ∇log p(z_k, x), the family's
+    Σ_k w̃_k ∇log q(z_k); the value is iwelbo's. Works for discrete and continuous
+    families alike.
+
+    >>> # obj = ppl.stdlib.rws(m.model(N) | {"y": y}, m.guide(), K=8)
+    """
+    _particles("rws", K)
+    return _objective("rws", p, q, K=K)
+
+
+def forward_kl(p, q, K: int):
+    """The inclusive KL(p(z|x) ‖ q) through sampling-importance resampling from ``q`` with
+    ``K`` particles (see objectives.ppl): value Σ_k w̃_k log q(z_k), gradient for the
+    family's parameters only, Σ_k w̃_k ∇log q(z_k).
+
+    >>> # obj = ppl.stdlib.forward_kl(m.model(N) | {"y": y}, m.guide(), K=16)
+    """
+    _particles("forward_kl", K)
+    return _objective("forward_kl", p, q, K=K)
