@@ -8,7 +8,7 @@ numbers. At a random choice it calls the site's estimator rule with
   tangent of a pathwise sample), ``score(x)`` (the tangent of
   ``log d(x; θ)`` summed over elements; ``element_scores(x)`` per element),
   ``element_terms(k, x)`` (the per-element terms of a separable block),
-  ``enumerate_separable(k, x)`` (the exact expectation over a plate's choice
+  ``enumerate_separable(k)`` (the exact expectation over a plate's choice
   when its block is separable),
   ``support()``, ``probs()`` (dual
   probabilities of each support value), ``alternatives(x, values)`` (x with
@@ -82,7 +82,7 @@ def enum(site, k):
     For a choice of several elements (a plate, or array parameters) the joint
     support is exponential. When the block is a sum over the plate's elements
     (ℓ = Σ_i c_i(x_i) + r), the sum over the joint support is still exact, from
-    |support| + 1 runs of k (``site.enumerate_separable``). Otherwise each
+    |support| runs of k, vectorised (``site.enumerate_separable``). Otherwise each
     element is enumerated with the others at their sampled values (local
     expectation gradients, Titsias & Lázaro-Gredilla 2015):
     ℓ̇ += Σ_i Σ_v ṗ_i(v)·ℓ(x with x_i = v), unbiased, n·|support| runs of k.
@@ -95,10 +95,10 @@ def enum(site, k):
         p, p_dot = p.reshape(-1), None if p_dot is None else p_dot.reshape(-1)
         l_dot = None if l_dots is None else jnp.sum(p * l_dots)
         return jnp.sum(p * ls), l_dot if p_dot is None else _plus(l_dot, jnp.sum(p_dot * ls))
-    x = site.sample()
-    exact = site.enumerate_separable(k, x)
+    exact = site.enumerate_separable(k)
     if exact is not None:
         return exact
+    x = site.sample()
     ell, ell_dot = k(x, None)
     if p_dot is None:
         return ell, ell_dot

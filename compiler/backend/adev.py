@@ -609,17 +609,19 @@ class Site:
 
         return jax.value_and_grad(weighted)(jnp.ones((self.size,), jnp.float32))
 
-    def enumerate_separable(self, k, x):
+    def enumerate_separable(self, k):
         """E[ℓ] over this choice, exactly, and its tangent, when the block is separable
         (ℓ = Σ_i c_i(x_i) + r); None otherwise, without running ``k``.
 
         E[ℓ] = Σ_i Σ_v p_i(v)·c_i(v) + r, from one run of the block per support value
-        v (all elements at v) and one at x for r = ℓ(x) − Σ_i c_i(x_i); the tangent is
+        v (all elements at v), vectorised over v; r = ℓ(y) − Σ_i c_i(y_i) is the same
+        for every y, so the first value's run gives it. The tangent is
         Σ ṗ·c + Σ p·ċ + ṙ, with ċ the per-element terms of ℓ̇ (affine in the weights too).
         """
         sums = self.separable_sums() if Site.use_separability else None
         if sums is None:
             return None
+
         def both(y):
             (ell, c), (ell_dot, c_dot) = self._terms(k, y, sums, 0), self._terms(k, y, sums, 1)
             return ell, ell_dot, c, c_dot
@@ -627,12 +629,12 @@ class Site:
         values = self.support()
         p, p_dot = self.probs()  # shape + [V]
         p = jnp.reshape(p, (self.size, -1))
-        ell, ell_dot, c_x, c_dot_x = both(x)
         ys = jnp.stack([jnp.full(self.shape, v, self.dtype) for v in values])
-        _, _, c, c_dot = jax.vmap(both)(ys)  # [V, size]
+        ell, ell_dot, c, c_dot = jax.vmap(both)(ys)  # [V], [V], [V, size], [V, size]
+        rest, rest_dot = ell[0] - jnp.sum(c[0]), ell_dot[0] - jnp.sum(c_dot[0])
         c, c_dot = jnp.swapaxes(c, 0, 1), jnp.swapaxes(c_dot, 0, 1)  # [size, V]
-        value = ell - jnp.sum(c_x) + jnp.sum(p * c)
-        tangent = ell_dot - jnp.sum(c_dot_x) + jnp.sum(p * c_dot)
+        value = rest + jnp.sum(p * c)
+        tangent = rest_dot + jnp.sum(p * c_dot)
         if p_dot is not None:
             tangent = tangent + jnp.sum(jnp.reshape(p_dot, (self.size, -1)) * c)
         return value, tangent
