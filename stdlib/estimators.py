@@ -7,7 +7,8 @@ numbers. At a random choice it calls the site's estimator rule with
   ``ppl.compiler.backend.adev.Site``): ``sample()``, ``rsample()`` (value and
   tangent of a pathwise sample), ``score(x)`` (the tangent of
   ``log d(x; θ)`` summed over elements; ``element_scores(x)`` per element),
-  ``element_terms(k, x)`` (the per-element terms of a separable block),
+  ``with_terms_along(k, x, d)`` ((ℓ, ℓ̇ + Σ_i d_i·c_i(x_i)) with c_i the
+  per-element terms of a separable block),
   ``enumerate_separable(k)`` (the exact expectation over a plate's choice
   when its block is separable),
   ``support()``, ``probs()`` (dual
@@ -65,10 +66,9 @@ def reinforce(site, k):
     x = site.sample()
     b, b_dot = site.baseline
     if b is None and b_dot is None:
-        terms = site.element_terms(k, x)
-        if terms is not None:
-            s = site.element_scores(x)
-            return k(x, None, shift=None if s is None else jnp.sum(terms * s))
+        rao_blackwellised = site.with_terms_along(k, x, site.element_scores(x))
+        if rao_blackwellised is not None:
+            return rao_blackwellised
     s = site.score(x)
     score = _plus(s, b_dot)
     if b is None or score is None:
@@ -82,14 +82,14 @@ def enum(site, k):
     For a choice of several elements (a plate, or array parameters) the joint
     support is exponential. When the block is a sum over the plate's elements
     (ℓ = Σ_i c_i(x_i) + r), the sum over the joint support is still exact, from
-    |support| runs of k, vectorised (``site.enumerate_separable``). Otherwise each
+    |support| + 1 forward runs of k, vectorised (``site.enumerate_separable``). Otherwise each
     element is enumerated with the others at their sampled values (local
     expectation gradients, Titsias & Lázaro-Gredilla 2015):
     ℓ̇ += Σ_i Σ_v ṗ_i(v)·ℓ(x with x_i = v), unbiased, n·|support| runs of k.
     """
     values = site.support()
-    p, p_dot = site.probs()
     if site.size == 1:
+        p, p_dot = site.probs()
         x_of = lambda v: jnp.full(site.shape, v, site.dtype)  # noqa: E731
         ls, l_dots = jax.vmap(lambda v: k(x_of(v), None))(values)
         p, p_dot = p.reshape(-1), None if p_dot is None else p_dot.reshape(-1)
@@ -98,6 +98,7 @@ def enum(site, k):
     exact = site.enumerate_separable(k)
     if exact is not None:
         return exact
+    p, p_dot = site.probs()
     x = site.sample()
     ell, ell_dot = k(x, None)
     if p_dot is None:

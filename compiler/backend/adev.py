@@ -536,12 +536,13 @@ class Site:
 
     def probs(self):
         """Dual probabilities of each support value, shape ``shape + [V]``."""
-        values = [int(v) for v in self.support()]
+        values = jnp.asarray(self.support(), jnp.int32)
 
         def pmf(*args):
             d = self._dist(args)
-            return jnp.stack([jnp.broadcast_to(jnp.exp(d.log_prob(jnp.full(self.shape, v, jnp.int32))),
-                                               self.shape) for v in values], axis=-1)
+            return jax.vmap(lambda v: jnp.broadcast_to(
+                jnp.exp(d.log_prob(jnp.full(self.shape, v, jnp.int32))), self.shape),
+                out_axes=-1)(values)
 
         return self._jvp(pmf)
 
@@ -587,56 +588,80 @@ class Site:
             cache[self.eqn] = separable_sums(outer, plate_j, self.position)
         return cache[self.eqn]
 
-    def element_terms(self, k, x):
-        """The continuation's per-element terms c_i(x_i), flat, when it is separable
-        (ℓ = Σ_i c_i(x_i) + r); None otherwise, without running ``k``."""
+    def with_terms_along(self, k, y, direction):
+        """(ℓ(y), ℓ̇(y) + Σ_i d_i·c_i(y_i)) when the block is separable (ℓ = Σ_i c_i(y_i) + r),
+        for a direction d (flat, linear in tangents, or None); None otherwise, without
+        running ``k``. One run of the block with its plate sums weighted by w, and its
+        derivative along w = d at w = 1: the per-element terms are never materialised."""
         sums = self.separable_sums() if Site.use_separability else None
-        return None if sums is None else self._terms(k, x, sums)[1]
+        if sums is None:
+            return None
+        ones = jnp.ones((self.size,), jnp.float32)
+        if direction is None:
+            return self._weighted(k, y, ones, sums)
+        (ell, ell_dot), (along, _) = jax.jvp(lambda w: self._weighted(k, y, w, sums),
+                                             (ones,), (jnp.asarray(direction, jnp.float32),))
+        return ell, ell_dot + along
 
-    def _terms(self, k, y, sums, which: int = 0):
-        """(ℓ(y), c(y)): ℓ, and its gradient by the weights of its plate sums at 1, the
-        per-element terms; ``which=1`` the same for the tangent ℓ̇ (taken apart from the
-        primal, so that a value never depends on tangents, as custom_jvp needs)."""
+    def _weighted(self, k, y, w, sums):
+        """(ℓ, ℓ̇) of the block at y with its plate sums weighted by w (zeros for None)."""
         adev = self.adev
+        saved, adev.weights = adev.weights, {e: w for e in sums}
+        try:
+            ell, ell_dot = k(y, None)
+        finally:
+            adev.weights = saved
+        zero = jnp.zeros((), jnp.float32)
+        return (zero if ell is None else jnp.asarray(ell, jnp.float32),
+                zero if ell_dot is None else jnp.asarray(ell_dot, jnp.float32))
 
-        def weighted(w):
-            saved, adev.weights = adev.weights, {e: w for e in sums}
-            try:
-                out = k(y, None)[which]
-            finally:
-                adev.weights = saved
-            return jnp.zeros((), jnp.float32) if out is None else jnp.asarray(out, jnp.float32)
-
-        return jax.value_and_grad(weighted)(jnp.ones((self.size,), jnp.float32))
+    def _terms(self, k, y, sums):
+        """(ℓ(y), c(y)): ℓ, and its gradient by the weights of its plate sums at 1, the
+        per-element terms (of the primal only, so that a value never depends on
+        tangents, as custom_jvp needs)."""
+        return jax.value_and_grad(lambda w: self._weighted(k, y, w, sums)[0])(
+            jnp.ones((self.size,), jnp.float32))
 
     def enumerate_separable(self, k):
         """E[ℓ] over this choice, exactly, and its tangent, when the block is separable
         (ℓ = Σ_i c_i(x_i) + r); None otherwise, without running ``k``.
 
-        E[ℓ] = Σ_i Σ_v p_i(v)·c_i(v) + r, from one run of the block per support value
-        v (all elements at v), vectorised over v; r = ℓ(y) − Σ_i c_i(y_i) is the same
-        for every y, so the first value's run gives it. The tangent is
-        Σ ṗ·c + Σ p·ċ + ṙ, with ċ the per-element terms of ℓ̇ (affine in the weights too).
+        With the block's plate sums weighted by w, ℓ(y; w) = Σ_i w_i·c_i(y_i) + r, so
+        running it at y = v (every element at v) with w = p(v), the probabilities of v,
+        gives Σ_i p_i(v)·c_i(v) + r, and at w = 0 gives r:
+
+            E[ℓ] = Σ_v ℓ(v; p(v)) − (V − 1)·ℓ(v_0; 0),
+
+        and the same for the tangent ℓ̇ (affine in w too), plus Σ_i Σ_v ṗ_i(v)·c_i(v),
+        the derivative of ℓ(v; w) along w = ṗ(v). One forward run per support value
+        and one for r, vectorised: the per-element terms are never materialised.
         """
         sums = self.separable_sums() if Site.use_separability else None
         if sums is None:
             return None
 
-        def both(y):
-            (ell, c), (ell_dot, c_dot) = self._terms(k, y, sums, 0), self._terms(k, y, sums, 1)
-            return ell, ell_dot, c, c_dot
+        def run(y, w):
+            return self._weighted(k, y, w, sums)
 
         values = self.support()
         p, p_dot = self.probs()  # shape + [V]
-        p = jnp.reshape(p, (self.size, -1))
-        ys = jnp.stack([jnp.full(self.shape, v, self.dtype) for v in values])
-        ell, ell_dot, c, c_dot = jax.vmap(both)(ys)  # [V], [V], [V, size], [V, size]
-        rest, rest_dot = ell[0] - jnp.sum(c[0]), ell_dot[0] - jnp.sum(c_dot[0])
-        c, c_dot = jnp.swapaxes(c, 0, 1), jnp.swapaxes(c_dot, 0, 1)  # [size, V]
-        value = rest + jnp.sum(p * c)
-        tangent = rest_dot + jnp.sum(p * c_dot)
-        if p_dot is not None:
-            tangent = tangent + jnp.sum(jnp.reshape(p_dot, (self.size, -1)) * c)
+        n_values = len(values)
+        ys = jnp.stack([jnp.full(self.shape, v, self.dtype) for v in values] + [
+            jnp.full(self.shape, values[0], self.dtype)])  # [V + 1, *shape]
+        w = jnp.concatenate([jnp.reshape(jnp.moveaxis(p, -1, 0), (n_values, -1)),
+                             jnp.zeros((1, self.size), jnp.float32)])  # [V + 1, size]
+        if p_dot is None:
+            ell, ell_dot = jax.vmap(run)(ys, w)
+            along = None
+        else:
+            w_dot = jnp.concatenate([jnp.reshape(jnp.moveaxis(p_dot, -1, 0), (n_values, -1)),
+                                     jnp.zeros((1, self.size), jnp.float32)])
+            (ell, ell_dot), (along, _) = jax.vmap(
+                lambda y, w, w_dot: jax.jvp(lambda w: run(y, w), (w,), (w_dot,)))(ys, w, w_dot)
+        value = jnp.sum(ell[:-1]) - (n_values - 1) * ell[-1]
+        tangent = jnp.sum(ell_dot[:-1]) - (n_values - 1) * ell_dot[-1]
+        if along is not None:
+            tangent = tangent + jnp.sum(along)
         return value, tangent
 
     def evaluate_alternatives(self, k, alts: "Alternatives"):
