@@ -15,7 +15,8 @@ numbers. At a random choice it calls the site's estimator rule with
   probabilities of each support value), ``alternatives(x, values)`` (x with
   one element replaced, per element and value), ``evaluate_alternatives(k,
   alts)`` (ℓ at each of them: N·M values from M + 1 runs of ``k`` when the rest
-  of the block is a sum over the plate's elements, see
+  of the block is a sum over the plate's elements), ``contract_alternatives(k,
+  alts, coef)`` (Σ coef·ℓ over them, from M + 1 forward runs in that case, see
   ``ppl.compiler.backend.separable``) and ``baseline``;
 - ``k``: the continuation — the rest of the block — as a function
   ``k(x, x_dot, score=None, shift=None) -> (ℓ, ℓ̇)``. ``score`` is a tangent
@@ -130,8 +131,8 @@ def _finite_support_weak_derivative(site, x, k):
     p, p_dot = site.probs()
     if p_dot is None:
         return None
-    l_alt = site.evaluate_alternatives(k, site.alternatives(x, site.support()))
-    return jnp.sum(p_dot.reshape(l_alt.shape) * l_alt)
+    alts = site.alternatives(x, site.support())
+    return site.contract_alternatives(k, alts, p_dot.reshape(alts.values.shape))
 
 
 def _poisson_weak_derivative(site, x, k):
@@ -139,9 +140,9 @@ def _poisson_weak_derivative(site, x, k):
     (rate, rate_dot), = site.args_dual(("rate",))
     if rate_dot is None:
         return None
-    ell = site.evaluate_alternatives(k, site.alternatives(x, None, shift=1))[:, 0]
-    base = site.evaluate_alternatives(k, site.alternatives(x, None, shift=0))[:, 0]
-    return jnp.sum(site.per_element(rate_dot).reshape(-1) * (ell - base))
+    c = site.per_element(rate_dot).reshape(-1, 1)
+    return (site.contract_alternatives(k, site.alternatives(x, None, shift=1), c)
+            - site.contract_alternatives(k, site.alternatives(x, None, shift=0), c))
 
 
 def _geometric_weak_derivative(site, x, k):
@@ -151,10 +152,10 @@ def _geometric_weak_derivative(site, x, k):
     if p_dot is None:
         return None
     extra = site.sample(salt=1)
-    ell_plus = site.evaluate_alternatives(k, site.alternatives(x, None, add=extra))[:, 0]
-    base = site.evaluate_alternatives(k, site.alternatives(x, None, shift=0))[:, 0]
-    pe, pde = site.per_element(p).reshape(-1), site.per_element(p_dot).reshape(-1)
-    return jnp.sum(pde / (pe * (1 - pe)) * (base - ell_plus))
+    pe, pde = site.per_element(p).reshape(-1, 1), site.per_element(p_dot).reshape(-1, 1)
+    c = pde / (pe * (1 - pe))
+    return (site.contract_alternatives(k, site.alternatives(x, None, shift=0), c)
+            - site.contract_alternatives(k, site.alternatives(x, None, add=extra), c))
 
 
 def _normal_weak_derivative(site, x, k):
@@ -168,15 +169,15 @@ def _normal_weak_derivative(site, x, k):
     sign = jnp.where(jax.random.bernoulli(site.key_for(3), 0.5, loc_e.shape), 1.0, -1.0)
     total = None
     if loc_dot is not None:
-        up = site.evaluate_alternatives(k, site.alternatives(x, None, set_to=loc_e + scale_e * rayleigh))
-        down = site.evaluate_alternatives(k, site.alternatives(x, None, set_to=loc_e - scale_e * rayleigh))
-        c = (site.per_element(loc_dot) / (scale_e * math.sqrt(2 * math.pi))).reshape(-1)
-        total = jnp.sum(c * (up[:, 0] - down[:, 0]))
+        c = (site.per_element(loc_dot) / (scale_e * math.sqrt(2 * math.pi))).reshape(-1, 1)
+        up = site.alternatives(x, None, set_to=loc_e + scale_e * rayleigh)
+        down = site.alternatives(x, None, set_to=loc_e - scale_e * rayleigh)
+        total = site.contract_alternatives(k, up, c) - site.contract_alternatives(k, down, c)
     if scale_dot is not None:
-        plus = site.evaluate_alternatives(k, site.alternatives(x, None, set_to=loc_e + scale_e * sign * chi3))
-        base = site.evaluate_alternatives(k, site.alternatives(x, None, shift=0))
-        c = (site.per_element(scale_dot) / scale_e).reshape(-1)  # alternatives are flat
-        term = jnp.sum(c * (plus[:, 0] - base[:, 0]))
+        c = (site.per_element(scale_dot) / scale_e).reshape(-1, 1)  # alternatives are flat
+        plus = site.alternatives(x, None, set_to=loc_e + scale_e * sign * chi3)
+        term = (site.contract_alternatives(k, plus, c)
+                - site.contract_alternatives(k, site.alternatives(x, None, shift=0), c))
         total = term if total is None else total + term
     return total
 

@@ -681,6 +681,33 @@ class Site:
         return ell + jnp.swapaxes(c_alt, 0, 1) - c_x[:, None]
 
 
+    def contract_alternatives(self, k, alts: "Alternatives", coef):
+        """Σ_i Σ_m coef[i, m]·ℓ(x with x_i = values[i, m]), for coefficients ``coef``
+        ([size, M], linear in tangents): what a weak derivative needs of the alternatives.
+
+        Separable continuations (ℓ(y; w) = Σ_i w_i·c_i(y_i) + r with the plate sums
+        weighted by w) need M + 1 forward runs, vectorised: with Dₘ the derivative of
+        ℓ(yₘ; w) along w = coef[:, m] at w = 1 (yₘ has element i at values[i, m]),
+        the sum is Σ_m Dₘ − D_x(Σ_m coef[:, m]) + ℓ(x)·Σ coef. Otherwise each of the
+        size·M alternatives is evaluated in full.
+        """
+        sums = self.separable_sums() if Site.use_separability else None
+        if sums is None:
+            return jnp.sum(coef * self.evaluate_alternatives(k, alts))
+        ones = jnp.ones((self.size,), jnp.float32)
+
+        def along(y, d):
+            (ell, _), (derivative, _) = jax.jvp(lambda w: self._weighted(k, y, w, sums),
+                                                (ones,), (d,))
+            return ell, derivative
+
+        coef = jnp.asarray(coef, jnp.float32)
+        ys = jnp.reshape(jnp.swapaxes(alts.values, 0, 1), (-1,) + self.shape)  # [M, *shape]
+        _, d_alt = jax.vmap(along)(ys, jnp.swapaxes(coef, 0, 1))
+        ell_x, d_x = along(alts.x, jnp.sum(coef, 1))
+        return jnp.sum(d_alt) - d_x + ell_x * jnp.sum(coef)
+
+
 @dataclass
 class Alternatives:
     """Copies of a batched choice ``x`` (shape ``shape``), each with one element changed:
