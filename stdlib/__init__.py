@@ -1,5 +1,7 @@
 """The standard library: distributions, builtin functions, initialisers, constraints and objectives."""
 
+import math
+
 
 def _objective(name: str, p, q, **kwargs):
     """Apply the standard objective ``name`` to a target and a family from one program."""
@@ -20,6 +22,17 @@ def _objective(name: str, p, q, **kwargs):
     return p.module.objective(name, (p, q), kwargs)
 
 
+def _particles(name: str, K, least: int = 1, why: str = "") -> None:
+    """Check a particle count ``K``: an integer of at least ``least`` (a plate of no
+    particles would make the bound's log-mean-exp NaN, not an error)."""
+    from ..compiler.diagnostics import DataError, Diagnostic
+
+    if isinstance(K, bool) or not isinstance(K, int) or K < least:
+        raise DataError(Diagnostic(
+            f"{name}(): K must be an integer of at least {least}{why}, got {K!r}",
+            help=f"e.g. ppl.stdlib.{name}(p, q, K=8, ...)"))
+
+
 def elbo(p, q):
     """The evidence lower bound E_q[log p(z, x) − log q(z)] (see objectives.ppl).
 
@@ -30,6 +43,7 @@ def elbo(p, q):
 
 def iwelbo(p, q, K: int):
     """The importance-weighted bound with ``K`` particles (IWAE; see objectives.ppl)."""
+    _particles("iwelbo", K)
     return _objective("iwelbo", p, q, K=K)
 
 
@@ -54,6 +68,7 @@ def dreg(p, q, K: int):
 
     >>> # obj = ppl.stdlib.dreg(m.model(N) | {"y": y}, m.guide(), K=16)
     """
+    _particles("dreg", K)
     return _objective("dreg", p, q, K=K)
 
 
@@ -65,11 +80,7 @@ def vimco(p, q, K: int):
 
     >>> # obj = ppl.stdlib.vimco(m.model(N) | {"y": y}, m.guide(), K=8)
     """
-    from ..compiler.diagnostics import DataError, Diagnostic
-
-    if isinstance(K, bool) or not isinstance(K, int) or K < 2:
-        raise DataError(Diagnostic(f"vimco(): K must be an integer of at least 2 (its "
-                                   f"leave-one-out baseline needs other particles), got {K!r}"))
+    _particles("vimco", K, 2, " (its leave-one-out baseline needs other particles)")
     return _objective("vimco", p, q, K=K)
 
 
@@ -83,19 +94,11 @@ def renyi(p, q, K: int, alpha: float):
     """
     from ..compiler.diagnostics import DataError, Diagnostic
 
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or alpha != alpha:
-        raise DataError(Diagnostic(f"renyi(): alpha must be a number, got {alpha!r}",
+    _particles("renyi", K)
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha):
+        raise DataError(Diagnostic(f"renyi(): alpha must be a finite number, got {alpha!r}",
                                    help="e.g. ppl.stdlib.renyi(p, q, K=8, alpha=0.5)"))
     return _objective("renyi", p, q, K=K, alpha=float(alpha))
-
-
-def _particles(name: str, K, least: int = 1):
-    """Check a particle count ``K`` (an integer of at least ``least``)."""
-    from ..compiler.diagnostics import DataError, Diagnostic
-
-    if isinstance(K, bool) or not isinstance(K, int) or K < least:
-        raise DataError(Diagnostic(f"{name}(): K must be an integer of at least {least}, got {K!r}",
-                                   help=f"e.g. ppl.stdlib.{name}(p, q, K=8)"))
 
 
 def cubo(p, q, K: int, n: float = 2.0):
@@ -109,7 +112,7 @@ def cubo(p, q, K: int, n: float = 2.0):
     from ..compiler.diagnostics import DataError, Diagnostic
 
     _particles("cubo", K)
-    if isinstance(n, bool) or not isinstance(n, (int, float)) or not n >= 1:
+    if isinstance(n, bool) or not isinstance(n, (int, float)) or not (math.isfinite(n) and n >= 1):
         raise DataError(Diagnostic(f"cubo(): n must be a number of at least 1 (CUBO_n bounds "
                                    f"log p(x) from above only then), got {n!r}",
                                    help="e.g. ppl.stdlib.cubo(p, q, K=8, n=2.0)"))

@@ -13,11 +13,11 @@ numbers. At a random choice it calls the site's estimator rule with
   when its block is separable),
   ``support()``, ``probs()`` (dual
   probabilities of each support value), ``alternatives(x, values)`` (x with
-  one element replaced, per element and value), ``evaluate_alternatives(k,
-  alts)`` (ℓ at each of them: N·M values from M + 1 runs of ``k`` when the rest
-  of the block is a sum over the plate's elements), ``contract_alternatives(k,
-  alts, coef)`` (Σ coef·ℓ over them, from M + 1 forward runs in that case, see
-  ``ppl.compiler.backend.separable``) and ``baseline``;
+  one element replaced, per element and value), ``contract_alternatives(k,
+  alts, coef)`` (Σ coef·ℓ over them: M + 1 runs of ``k`` when the rest of the
+  block is a sum over the plate's elements, see
+  ``ppl.compiler.backend.separable``), ``evaluate_alternatives(k, alts)`` (ℓ at
+  each of them, in full) and ``baseline``;
 - ``k``: the continuation — the rest of the block — as a function
   ``k(x, x_dot, score=None, shift=None) -> (ℓ, ℓ̇)``. ``score`` is a tangent
   to be multiplied by the block's final value ℓ (the REINFORCE term), added
@@ -104,8 +104,8 @@ def enum(site, k):
     ell, ell_dot = k(x, None)
     if p_dot is None:
         return ell, ell_dot
-    l_alt = site.evaluate_alternatives(k, site.alternatives(x, values))
-    return ell, _plus(ell_dot, jnp.sum(p_dot.reshape(l_alt.shape) * l_alt))
+    alts = site.alternatives(x, values)
+    return ell, _plus(ell_dot, site.contract_alternatives(k, alts, p_dot.reshape(alts.values.shape)))
 
 
 def mvd(site, k):

@@ -137,8 +137,8 @@ class ADEV:
         self.std = Interpreter(library, params, program)
         self.free_cache: dict = {}
         self.separable_cache: dict = {}
-        # While a separable continuation is evaluated for its per-element terms: the
-        # weights of its sums over the plate axis (see Site.evaluate_alternatives).
+        # While a separable continuation is run weighted: the weights of its sums over
+        # the plate axis (see Site._weighted).
         self.weights: dict | None = None
 
     # ---------------------------------------------------------- entry
@@ -577,10 +577,11 @@ class Site:
         return Alternatives(x, new, self.shape)
 
     def separable_sums(self):
-        """The continuation's sums over this choice's plate axis, if it is separable."""
+        """The continuation's sums over this choice's plate axis, if it is separable
+        (ℓ = Σ_i c_i(x_i) + r); None otherwise, or when ``use_separability`` is off."""
         frames = self.frames
-        if not (self.depth == 1 and frames is not None and len(frames) == 1
-                and self.value_type.shape == ()):
+        if not (Site.use_separability and self.depth == 1 and frames is not None
+                and len(frames) == 1 and self.value_type.shape == ()):
             return None
         cache = self.adev.separable_cache
         if self.eqn not in cache:
@@ -588,23 +589,13 @@ class Site:
             cache[self.eqn] = separable_sums(outer, plate_j, self.position)
         return cache[self.eqn]
 
-    def with_terms_along(self, k, y, direction):
-        """(ℓ(y), ℓ̇(y) + Σ_i d_i·c_i(y_i)) when the block is separable (ℓ = Σ_i c_i(y_i) + r),
-        for a direction d (flat, linear in tangents, or None); None otherwise, without
-        running ``k``. One run of the block with its plate sums weighted by w, and its
-        derivative along w = d at w = 1: the per-element terms are never materialised."""
-        sums = self.separable_sums() if Site.use_separability else None
-        if sums is None:
-            return None
-        ones = jnp.ones((self.size,), jnp.float32)
-        if direction is None:
-            return self._weighted(k, y, ones, sums)
-        (ell, ell_dot), (along, _) = jax.jvp(lambda w: self._weighted(k, y, w, sums),
-                                             (ones,), (jnp.asarray(direction, jnp.float32),))
-        return ell, ell_dot + along
-
     def _weighted(self, k, y, w, sums):
-        """(ℓ, ℓ̇) of the block at y with its plate sums weighted by w (zeros for None)."""
+        """(ℓ, ℓ̇) of the block at y with its plate sums weighted by w (zeros for None).
+
+        A separable block is affine in the weights, ℓ(y; w) = Σ_i w_i·c_i(y_i) + r, so
+        weighted runs, and their derivatives along w (``_along``), give sums of the
+        per-element terms c_i without materialising them.
+        """
         adev = self.adev
         saved, adev.weights = adev.weights, {e: w for e in sums}
         try:
@@ -615,96 +606,90 @@ class Site:
         return (zero if ell is None else jnp.asarray(ell, jnp.float32),
                 zero if ell_dot is None else jnp.asarray(ell_dot, jnp.float32))
 
-    def _terms(self, k, y, sums):
-        """(ℓ(y), c(y)): ℓ, and its gradient by the weights of its plate sums at 1, the
-        per-element terms (of the primal only, so that a value never depends on
-        tangents, as custom_jvp needs)."""
-        return jax.value_and_grad(lambda w: self._weighted(k, y, w, sums)[0])(
-            jnp.ones((self.size,), jnp.float32))
+    def _along(self, k, y, w, d, sums):
+        """(ℓ(y; w), ℓ̇(y; w), Σ_i d_i·c_i(y_i)): a weighted run and its derivative along
+        w = d (d linear in tangents; the derivative of ℓ̇ along d is dropped)."""
+        (ell, ell_dot), (derivative, _) = jax.jvp(lambda w: self._weighted(k, y, w, sums),
+                                                  (w,), (jnp.asarray(d, jnp.float32),))
+        return ell, ell_dot, derivative
+
+    def with_terms_along(self, k, y, direction):
+        """(ℓ(y), ℓ̇(y) + Σ_i d_i·c_i(y_i)) when the block is separable, for a direction d
+        (flat, linear in tangents, or None); None otherwise, without running ``k``. One
+        run of the block: the per-element terms are never materialised."""
+        sums = self.separable_sums()
+        if sums is None:
+            return None
+        ones = jnp.ones((self.size,), jnp.float32)
+        if direction is None:
+            return self._weighted(k, y, ones, sums)
+        ell, ell_dot, along = self._along(k, y, ones, direction, sums)
+        return ell, ell_dot + along
 
     def enumerate_separable(self, k):
         """E[ℓ] over this choice, exactly, and its tangent, when the block is separable
         (ℓ = Σ_i c_i(x_i) + r); None otherwise, without running ``k``.
 
-        With the block's plate sums weighted by w, ℓ(y; w) = Σ_i w_i·c_i(y_i) + r, so
-        running it at y = v (every element at v) with w = p(v), the probabilities of v,
-        gives Σ_i p_i(v)·c_i(v) + r, and at w = 0 gives r:
+        Running the block at y = v (every element at v) with its plate sums weighted by
+        w = p(v), the probabilities of v, gives Σ_i p_i(v)·c_i(v) + r, and at w = 0
+        gives r:
 
             E[ℓ] = Σ_v ℓ(v; p(v)) − (V − 1)·ℓ(v_0; 0),
 
         and the same for the tangent ℓ̇ (affine in w too), plus Σ_i Σ_v ṗ_i(v)·c_i(v),
         the derivative of ℓ(v; w) along w = ṗ(v). One forward run per support value
-        and one for r, vectorised: the per-element terms are never materialised.
+        and one for r, vectorised.
         """
-        sums = self.separable_sums() if Site.use_separability else None
+        sums = self.separable_sums()
         if sums is None:
             return None
-
-        def run(y, w):
-            return self._weighted(k, y, w, sums)
-
         values = self.support()
-        p, p_dot = self.probs()  # shape + [V]
         n_values = len(values)
-        ys = jnp.stack([jnp.full(self.shape, v, self.dtype) for v in values] + [
-            jnp.full(self.shape, values[0], self.dtype)])  # [V + 1, *shape]
-        w = jnp.concatenate([jnp.reshape(jnp.moveaxis(p, -1, 0), (n_values, -1)),
-                             jnp.zeros((1, self.size), jnp.float32)])  # [V + 1, size]
+        p, p_dot = self.probs()  # shape + [V]
+        ys = jnp.stack([jnp.full(self.shape, v, self.dtype)
+                        for v in list(values) + [values[0]]])  # [V + 1, *shape]
+        # The weights of each run: p(v) for every v, then 0 for r.
+        per_value = lambda a: jnp.concatenate([  # noqa: E731
+            jnp.reshape(jnp.moveaxis(a, -1, 0), (n_values, -1)),
+            jnp.zeros((1, self.size), jnp.float32)])
         if p_dot is None:
-            ell, ell_dot = jax.vmap(run)(ys, w)
-            along = None
+            ell, ell_dot = jax.vmap(lambda y, w: self._weighted(k, y, w, sums))(ys, per_value(p))
+            along = jnp.zeros(())
         else:
-            w_dot = jnp.concatenate([jnp.reshape(jnp.moveaxis(p_dot, -1, 0), (n_values, -1)),
-                                     jnp.zeros((1, self.size), jnp.float32)])
-            (ell, ell_dot), (along, _) = jax.vmap(
-                lambda y, w, w_dot: jax.jvp(lambda w: run(y, w), (w,), (w_dot,)))(ys, w, w_dot)
+            ell, ell_dot, along = jax.vmap(lambda y, w, d: self._along(k, y, w, d, sums))(
+                ys, per_value(p), per_value(p_dot))
         value = jnp.sum(ell[:-1]) - (n_values - 1) * ell[-1]
-        tangent = jnp.sum(ell_dot[:-1]) - (n_values - 1) * ell_dot[-1]
-        if along is not None:
-            tangent = tangent + jnp.sum(along)
+        tangent = jnp.sum(ell_dot[:-1]) - (n_values - 1) * ell_dot[-1] + jnp.sum(along)
         return value, tangent
 
     def evaluate_alternatives(self, k, alts: "Alternatives"):
-        """ℓ (primal) of the continuation at each alternative: shape [size, M].
+        """ℓ (primal) of the continuation at each alternative, in full: shape [size, M].
 
-        Separable continuations (ℓ = Σ_i c_i(x_i) + r) need M + 1 evaluations:
-        ℓ(x with x_i = v) = ℓ(x) − c_i(x_i) + c_i(v), where the per-element terms
-        c(y) are the gradient of ℓ(y) with its plate sums weighted, at weights 1.
-        Otherwise each of the size·M alternatives is evaluated in full.
+        size·M runs of the block; a rule that needs only Σ coef·ℓ over the
+        alternatives (every weak derivative) uses ``contract_alternatives``, which
+        takes M + 1 runs when the block is separable.
         """
-        sums = self.separable_sums() if Site.use_separability else None
-        if sums is None:
-            return jax.vmap(jax.vmap(lambda xa: k(xa, None)[0]))(alts.materialise())
-        ell, c_x = self._terms(k, alts.x, sums)
-        ys = jnp.reshape(jnp.swapaxes(alts.values, 0, 1), (-1,) + self.shape)  # [M, *shape]
-        _, c_alt = jax.vmap(lambda y: self._terms(k, y, sums))(ys)  # [M, size]
-        return ell + jnp.swapaxes(c_alt, 0, 1) - c_x[:, None]
-
+        return jax.vmap(jax.vmap(lambda xa: k(xa, None)[0]))(alts.materialise())
 
     def contract_alternatives(self, k, alts: "Alternatives", coef):
         """Σ_i Σ_m coef[i, m]·ℓ(x with x_i = values[i, m]), for coefficients ``coef``
         ([size, M], linear in tangents): what a weak derivative needs of the alternatives.
 
-        Separable continuations (ℓ(y; w) = Σ_i w_i·c_i(y_i) + r with the plate sums
-        weighted by w) need M + 1 forward runs, vectorised: with Dₘ the derivative of
-        ℓ(yₘ; w) along w = coef[:, m] at w = 1 (yₘ has element i at values[i, m]),
-        the sum is Σ_m Dₘ − D_x(Σ_m coef[:, m]) + ℓ(x)·Σ coef. Otherwise each of the
-        size·M alternatives is evaluated in full.
+        When the block is separable, ℓ(x with x_i = a) = ℓ(x) − c_i(x_i) + c_i(a), so
+        with Dₘ the derivative of ℓ(yₘ; w) along w = coef[:, m] at w = 1 (yₘ has
+        element i at values[i, m]) the sum is Σ_m Dₘ − D_x(Σ_m coef[:, m]) +
+        ℓ(x)·Σ coef: M + 1 forward runs, vectorised. Otherwise each of the size·M
+        alternatives is evaluated in full (``evaluate_alternatives``).
         """
-        sums = self.separable_sums() if Site.use_separability else None
+        sums = self.separable_sums()
         if sums is None:
             return jnp.sum(coef * self.evaluate_alternatives(k, alts))
         ones = jnp.ones((self.size,), jnp.float32)
-
-        def along(y, d):
-            (ell, _), (derivative, _) = jax.jvp(lambda w: self._weighted(k, y, w, sums),
-                                                (ones,), (d,))
-            return ell, derivative
-
         coef = jnp.asarray(coef, jnp.float32)
         ys = jnp.reshape(jnp.swapaxes(alts.values, 0, 1), (-1,) + self.shape)  # [M, *shape]
-        _, d_alt = jax.vmap(along)(ys, jnp.swapaxes(coef, 0, 1))
-        ell_x, d_x = along(alts.x, jnp.sum(coef, 1))
+        _, _, d_alt = jax.vmap(lambda y, d: self._along(k, y, ones, d, sums))(
+            ys, jnp.swapaxes(coef, 0, 1))
+        ell_x, _, d_x = self._along(k, alts.x, ones, jnp.sum(coef, 1), sums)
         return jnp.sum(d_alt) - d_x + ell_x * jnp.sum(coef)
 
 

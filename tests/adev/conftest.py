@@ -1,4 +1,5 @@
-"""Make the statistical helpers (``adev_stats``) importable by the tests beside them.
+"""Make the statistical helpers (``adev_stats``) and shared programs (``programs``)
+importable by the tests beside them.
 
 The suite runs with ``--import-mode=importlib``, which does not put test
 directories on ``sys.path``.
