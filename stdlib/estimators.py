@@ -4,7 +4,7 @@ ADEV (Lew et al., POPL 2023) evaluates an ``expect`` block forward on dual
 numbers. At a random choice it calls the site's estimator rule with
 
 - ``site``: the distribution at its dual arguments (see
-  ``ppl.compiler.backend.adev.Site``): ``sample()``, ``rsample()`` (value and
+  ``ppl.compiler.backend.site.Site``): ``sample()``, ``rsample()`` (value and
   tangent of a pathwise sample), ``score(x)`` (the tangent of
   ``log d(x; θ)`` summed over elements; ``element_scores(x)`` per element),
   ``with_terms_along(k, x, d)`` ((ℓ, ℓ̇ + Σ_i d_i·c_i(x_i)) with c_i the

@@ -22,7 +22,7 @@ import pytest
 
 import ppl
 from adev_stats import assert_unbiased
-from ppl.compiler.backend.adev import Site
+from ppl.compiler.backend.site import Site
 from ppl.compiler.backend.separable import separable_sums
 
 N, K = 6, 3
