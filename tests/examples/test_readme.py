@@ -59,7 +59,9 @@ def test_ci_runs_the_readme_test_command():
     assert text.startswith("#!/usr/bin/env bash\n") and "set -euo pipefail" in text
     commands = [line for line in text.splitlines() if line.strip() and not line.startswith("#")
                 and not line.startswith("set ") and not line.startswith("cd ")]
-    assert commands == [INSTALL_AND_TEST]
+    # The README's test command, then the wheel built and used outside the checkout.
+    assert commands == [INSTALL_AND_TEST, "bash .ci/wheel-smoke"]
+    assert (ROOT / ".ci" / "wheel-smoke").exists()
     assert script.stat().st_mode & stat.S_IXUSR
 
 
