@@ -7,8 +7,11 @@ declarations, builtin functions and distributions), unknown distributions,
 keywords and estimators, estimators unsound for their distribution, an
 address drawn twice, statements in the wrong kind of declaration (``factor``
 outside ``gen``, ``param`` in ``fn``, ``expect`` in ``gen``), and a
-``return`` that is not last. Problems that need types and static values
-(shapes, sizes) are found by the lowering.
+``return`` that is not last; and the estimated-real typing of every
+objective and ``fn`` (lower_estimates.py: ``log(expect ...)``, a product of
+dependent estimates), so a program that passes cannot fail it when first
+used. Problems that need types and static values (shapes, sizes) are found
+by the lowering.
 
     >>> from ppl.compiler.parser import parse
     >>> check_program(parse("gen f() { x ~ normall(0.0, 1.0) }"), LIBRARY)  # doctest: +SKIP
@@ -21,7 +24,8 @@ from __future__ import annotations
 from . import ast
 from .diagnostics import CheckError, Diagnostic, Note, did_you_mean
 from .library import Library, bind_arguments
-from .lower import ESTIMATORS, SPECIAL_BUILTINS, _assigned_names, unsound_estimator_message
+from .lower import SPECIAL_BUILTINS, _assigned_names, estimator_names, unsound_estimator_message
+from .lower_estimates import EstimateTyping
 
 CONSTANTS = {"pi", "inf"}
 KEYWORD_TYPES = {"real", "int", "bool", "gen", "simplex"}
@@ -33,6 +37,7 @@ def check_program(program: ast.Program, library: Library, extra_decls: tuple[ast
     checker = _Checker(program, library, extra_decls)
     try:
         checker.run()
+        checker.estimates()
     except RecursionError:
         first = program.decls[0].span if program.decls else None
         checker.errors.append(Diagnostic("the program nests too deeply to check", first,
@@ -80,6 +85,14 @@ class _Checker:
                          help="end its body with 'return ...'" + (
                              "; an objective returns the estimate to maximise"
                              if d.kind == "objective" else ""))
+
+    def estimates(self) -> None:
+        """The estimated-real typing of every objective and fn (with calls walked inline)."""
+        typing = EstimateTyping(self.decls, self.library, frozenset(SPECIAL_BUILTINS))
+        for d in self.program.decls:
+            if d.kind in ("objective", "fn"):
+                typing.check(d)
+        self.errors.extend(typing.diagnostics())
 
     def check_type(self, t: ast.TypeAnn) -> None:
         if t.name not in KEYWORD_TYPES:
@@ -188,9 +201,10 @@ class _Checker:
         est = s.estimator
         if est is None:
             return
-        if est.name not in ESTIMATORS:
+        names = estimator_names(self.library)
+        if est.name not in names:
             self.err(f"unknown estimator '{est.name}'", est.span,
-                     help=did_you_mean(est.name, ESTIMATORS) or "estimators: " + ", ".join(ESTIMATORS))
+                     help=did_you_mean(est.name, names) or "estimators: " + ", ".join(names))
             return
         if est.args or (est.kwargs and est.name != "reinforce"):
             if est.name == "reinforce":

@@ -24,11 +24,11 @@ from .builder import Builder
 from .diagnostics import did_you_mean, error
 from .ir import Lit, Region, Var
 from .library import bind_arguments
+from .lower_estimates import EMPTY, NotUnbiased, combine
 from .types import REAL, ArrayType, TraceType, tree_leaves, tree_unflatten
 from .values import DistValue, GenValue, Ref, describe, is_static_number, literal, type_of
 
 SPECIAL_BUILTINS = {"size", "shape", "ndim", "sim", "rsim", "density", "retval", "detach"}
-ESTIMATORS = ("reparam", "reinforce", "enum", "mvd")
 
 _BINARY_FUNCTIONS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "%": "mod", "@": "matmul",
                      "**": "pow", "==": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt",
@@ -188,6 +188,7 @@ class ExpressionLowering:
                     p = Var(ArrayType(base.type.dtype, base.type.shape[1:]), base.hint)
                     b.mapped[base] = (base, p)
                     b.defined.add(p)
+                    self.mark(p, self.sources(base))
                 return b.mapped[base][1]
         spec, args, shape = [], [base], list(base.type.shape)
         out_shape: list[int] = []
@@ -220,8 +221,9 @@ class ExpressionLowering:
                     out_shape.extend(ka.type.shape)
             dim += 1
         out_shape.extend(shape[dim:])
-        return b.emit1("index", ArrayType(base.type.dtype, tuple(out_shape)), args,
-                       {"spec": tuple(spec)}, span=e.span)
+        sources = self.estimate_sources("index", args, e.span)
+        return self.mark(b.emit1("index", ArrayType(base.type.dtype, tuple(out_shape)), args,
+                                 {"spec": tuple(spec)}, span=e.span), sources)
 
     def static_int(self, e, env, b, default: int) -> int:
         if e is None:
@@ -243,15 +245,16 @@ class ExpressionLowering:
             raise error("an 'expect' block must end with 'return' of the quantity to average",
                         e.span)
         value = self.as_array(result, e.span, "the value of 'expect'")
-        if value.type.shape != () or value.type.dtype != "float32":
-            if value.type.dtype != "float32" or value.type.shape:
-                raise error(f"'expect' averages a real scalar, but its block returns "
-                            f"{value.type!r}", e.body.stmts[-1].span,
-                            help="sum or average the values first")
+        if value.type.shape != ():
+            raise error(f"'expect' averages a real scalar, but its block returns "
+                        f"{value.type!r}", e.body.stmts[-1].span,
+                        help="sum or average the values first")
+        if value.type.dtype != "float32":  # E[k²] of an int k is a real, as numpy's mean
+            value = inner.emit1("fn", REAL, [value], {"name": "float"}, span=e.body.stmts[-1].span)
         out = b.emit1("expect", REAL, [], {}, span=e.span,
                       regions=[Region([], inner.eqns, [value])])
-        self.estimated[out] = frozenset({out})
-        return out
+        self.expect_count += 1
+        return self.mark(out, frozenset({self.expect_count}) | self.sources(value))
 
     def expr_Call(self, e: ast.Call, env: dict, b: Builder) -> Any:
         f = self.expr(e.func, env, b)
@@ -411,40 +414,46 @@ class ExpressionLowering:
             raise error(str(ex), span) from None
         return DistValue(name, form, tuple(atoms), vt, span)
 
-    def estimate_sources(self, name: str, args: list, span) -> frozenset:
-        """The ``expect`` s an estimated real computed by ``name(args)`` depends on.
+    def sources(self, v) -> frozenset:
+        """The ``expect`` s a lowered value's estimate depends on (lower_estimates.py)."""
+        if isinstance(v, Var):
+            return self.estimated.get(v, EMPTY)
+        if isinstance(v, (tuple, list)):
+            return EMPTY.union(*(self.sources(x) for x in v))
+        if isinstance(v, dict):
+            return EMPTY.union(*(self.sources(x) for x in v.values()))
+        return EMPTY
 
-        Estimated reals (values of ``expect``) stay unbiased under sums,
-        differences, scaling by values that are not estimates, and products of
-        independent estimates. Anything else is rejected: E[f(X)] ≠ f(E[X]).
-        """
-        sources = [self.estimated.get(a, frozenset()) if isinstance(a, Var) else frozenset()
-                   for a in args]
-        if not any(sources):
-            return frozenset()
-        union = frozenset().union(*sources)
-        if name in ("add", "sub", "neg"):
-            return union
-        if name == "mul":
-            if all(sources) and sources[0] & sources[1]:
-                raise error("this multiplies an estimate of an expectation by itself, which is "
-                            "biased: E[X]·E[X] is not E[X·X]", span,
-                            help="multiply two separate expect { ... } blocks (independent "
-                                 "estimates), or move the product inside one expect")
-            return union
-        if name == "div" and not sources[1]:
-            return union
-        what = {"div": "dividing by an expectation"}.get(name, f"{name}() of an expectation")
-        raise error(f"{what} has no unbiased estimator: {name}(E[X]) is not E[{name}(X)]", span,
-                    help="objectives may add, subtract and scale expectations, and multiply "
-                         f"independent ones; put {name}(...) inside the expect block instead")
-
-    def call_function(self, name: str, args: list, kwargs: dict, span, b: Builder) -> Any:
-        sources = self.estimate_sources(name, args, span)
-        out = self._call_function(name, args, kwargs, span, b)
+    def mark(self, out, sources: frozenset):
+        """Record that ``out`` (a Var) estimates ``sources``; return it."""
         if sources and isinstance(out, Var):
             self.estimated[out] = sources
         return out
+
+    def estimate_sources(self, name: str, bound: list, span) -> frozenset:
+        """The sources of ``name(bound)`` (the arguments in parameter order), or a caret error.
+
+        Estimated reals (values of ``expect``) stay unbiased under sums,
+        differences, scaling by values that are not estimates, and products of
+        independent estimates (lower_estimates.RULES). Anything else is
+        rejected: E[f(X)] ≠ f(E[X]).
+        """
+        try:
+            return combine(name, [self.sources(a) for a in bound])
+        except NotUnbiased as ex:
+            raise error(ex.message, span, help=ex.help) from None
+
+    def call_function(self, name: str, args: list, kwargs: dict, span, b: Builder) -> Any:
+        f = self.library.functions.get(name) or self.externs.get(name)
+        sources = EMPTY
+        if any(self.sources(a) for a in [*args, *kwargs.values()]):
+            try:
+                bound = bind_arguments(name, f.params, args, kwargs)
+            except ValueError:  # _call_function reports it
+                bound = None
+            if bound is not None:
+                sources = self.estimate_sources(name, [bound[p.name] for p in f.params], span)
+        return self.mark(self._call_function(name, args, kwargs, span, b), sources)
 
     def _call_function(self, name: str, args: list, kwargs: dict, span, b: Builder) -> Any:
         f = self.library.functions.get(name) or self.externs.get(name)
