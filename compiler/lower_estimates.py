@@ -151,7 +151,7 @@ class EstimateTyping:
         except NotUnbiased as ex:
             key = (ex.message, span.start if span else None, span.source.name if span else None)
             self.errors.setdefault(key, Diagnostic(ex.message, span, ex.help))
-            return EMPTY.union(*sources)
+            return EMPTY  # reported once, not again by each use of the result
 
     # ------------------------------------------------------------ statements
 
