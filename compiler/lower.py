@@ -65,6 +65,8 @@ class Lowerer(ExpressionLowering):
         self.stack: list[str] = []
         self.estimated: dict[Var, frozenset] = {}  # var -> the expects it estimates
         self.expect_count = 0  # numbers the expects, the sources of estimates
+        # plate and loop indices (and static shifts of them) -> (lo, hi, name, size span, kind, size)
+        self.index_ranges: dict[Var, tuple] = {}
 
     # ------------------------------------------------------------ entry points
 
@@ -234,7 +236,7 @@ class Lowerer(ExpressionLowering):
         raise error(f"cannot unpack {got} into {n} names", s.span)
 
     def sample(self, s: ast.Sample, env: dict, b: Builder, decl: ast.Decl) -> None:
-        if decl.kind == "fn":
+        if decl.kind == "fn" and not b.inside(("expect",)):
             raise error("a 'fn' is deterministic: random choices belong in a 'gen' declaration "
                         "or inside 'expect'", s.span)
         if decl.kind == "objective" and not b.inside(("expect",)):
@@ -440,6 +442,7 @@ class Lowerer(ExpressionLowering):
     def plate(self, s: ast.Plate, env: dict, b: Builder, decl: ast.Decl) -> None:
         n = self.static_size(self.expr(s.size, env, b), s.size.span, "a plate")
         inner = Builder("plate", b, Var(INT, s.index), n)
+        self.index_ranges[inner.index] = (0, n - 1, s.index, s.size.span, "plate", n)
         inner_env = dict(env)
         inner_env[s.index] = inner.index
         result = self.block(s.body, inner_env, inner, decl)
@@ -490,7 +493,7 @@ class Lowerer(ExpressionLowering):
         start = self.expect_count
         for _ in range(64):
             self.expect_count = start
-            inner, inner_env, carry_params = self.loop_body(s, env, b, decl, carried, inits,
+            inner, inner_env, carry_params = self.loop_body(s, n, env, b, decl, carried, inits,
                                                             assumed)
             after = [a | self.sources(inner_env[k]) for k, a in zip(carried, assumed)]
             if after == assumed:
@@ -522,10 +525,11 @@ class Lowerer(ExpressionLowering):
         for k, out, src in zip(carried + [k for k, _ in exported], outs, sources):
             env[k] = self.mark(out, src)
 
-    def loop_body(self, s: ast.For, env: dict, b: Builder, decl: ast.Decl, carried: list,
-                  inits: list, assumed: list) -> tuple[Builder, dict, list]:
+    def loop_body(self, s: ast.For, n: int, env: dict, b: Builder, decl: ast.Decl,
+                  carried: list, inits: list, assumed: list) -> tuple[Builder, dict, list]:
         """Lower a for loop's body once, its carried values estimating ``assumed``."""
         inner = Builder("scan", b, Var(INT, s.index))
+        self.index_ranges[inner.index] = (0, n - 1, s.index, s.size.span, "for loop", n)
         carry_params = [self.mark(Var(v.type, k), a) for k, v, a in zip(carried, inits, assumed)]
         inner.params += carry_params
         inner.defined.update(p for p in carry_params)

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from . import ast
 from .builder import Builder
-from .diagnostics import did_you_mean, error
+from .diagnostics import Note, did_you_mean, error
 from .ir import Lit, Region, Var
 from .library import bind_arguments
 from .lower_estimates import EMPTY, NotUnbiased, combine
@@ -214,6 +214,7 @@ class ExpressionLowering:
                     ka = self.as_array(k, idx.span, "an index")
                     if ka.type.dtype != "int32":
                         raise error(f"an index must be an int, got {ka.type!r}", idx.span)
+                    self.check_index_range(ka, n, idx.span)
                     if ka.type.shape and len(e.indices) > 1:
                         raise error("an array of indices must be the only index", idx.span)
                     spec.append(("d",))
@@ -224,6 +225,22 @@ class ExpressionLowering:
         sources = self.estimate_sources("index", args, e.span)
         return self.mark(b.emit1("index", ArrayType(base.type.dtype, tuple(out_shape)), args,
                                  {"spec": tuple(spec)}, span=e.span), sources)
+
+    def check_index_range(self, k, n: int, span) -> None:
+        """A traced index whose range is known (a plate's or loop's index, shifted by a
+        static int) must stay inside the dimension: at run time it would be clamped."""
+        known = self.index_ranges.get(k) if isinstance(k, Var) else None
+        if known is None:
+            return
+        lo, hi, index, size_span, kind, size = known
+        if hi < lo or (lo >= -n and hi < n):
+            return
+        bad = hi if hi >= n else lo
+        raise error(f"this index reaches {bad}, out of bounds for a dimension of size {n}",
+                    span, notes=[Note(f"'{index}' runs from 0 to {size - 1}: the {kind} has size {size}",
+                                      size_span)],
+                    help=f"make the {kind} as long as the dimension (size(...) of the array), "
+                         "or the array longer")
 
     def static_int(self, e, env, b, default: int) -> int:
         if e is None:
@@ -236,9 +253,14 @@ class ExpressionLowering:
 
     def expr_Expect(self, e: ast.Expect, env: dict, b: Builder) -> Any:
         decl = self.current_decl
-        if decl.kind == "gen":
+        if decl.kind == "gen" or any(self.decls[n].kind == "gen" for n in self.stack
+                                     if n in self.decls):
             raise error("'expect' belongs in an objective (or a fn it calls), not in a "
                         "generative function", e.span)
+        if b.inside(("cond",)):
+            raise error("an 'expect' under a condition known only at run time is not supported",
+                        e.span, help="compute each expectation outside the if, and select "
+                                     "between them with where(cond, a, b)")
         inner = Builder("expect", b)
         result = self.block(e.body, dict(env), inner, decl)
         if result is None:
@@ -453,7 +475,22 @@ class ExpressionLowering:
                 bound = None
             if bound is not None:
                 sources = self.estimate_sources(name, [bound[p.name] for p in f.params], span)
-        return self.mark(self._call_function(name, args, kwargs, span, b), sources)
+        out = self._call_function(name, args, kwargs, span, b)
+        if name in ("add", "sub") and len(args) == 2 and isinstance(out, Var):
+            self.shift_range(out, name, args)
+        return self.mark(out, sources)
+
+    def shift_range(self, out: Var, name: str, args: list) -> None:
+        """``i + c``, ``c + i`` and ``i - c`` of a known index range and a static int."""
+        a, c = args
+        if name == "add" and not isinstance(a, Var):
+            a, c = c, a
+        known = self.index_ranges.get(a) if isinstance(a, Var) else None
+        if known is None or isinstance(c, bool) or not isinstance(c, int):
+            return
+        lo, hi, *where = known
+        shift = c if name == "add" else -c
+        self.index_ranges[out] = (lo + shift, hi + shift, *where)
 
     def _call_function(self, name: str, args: list, kwargs: dict, span, b: Builder) -> Any:
         f = self.library.functions.get(name) or self.externs.get(name)

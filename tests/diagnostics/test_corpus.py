@@ -11,7 +11,8 @@ catch the problem:
 - ``lower_*``: the lowering, when the program is specialised
   (:class:`ppl.CompileError`). Their first line names the entry point,
   ``# entry: model(3)``; the test loads the file, then runs
-  ``m.model(3).simulate(key)`` (for a ``fn``, just ``m.helper(...)``). The
+  ``m.model(3).simulate(key)`` (for an objective ``init(key)``, which
+  compiles it; for a ``fn``, just ``m.helper(...)``). The
   arguments are Python literals (``ast.literal_eval``).
 
 ``good/*.ppl`` must load without error. Their ``*.expected`` holds a stable
@@ -93,6 +94,8 @@ def raise_error(name: str) -> ppl.PPLError:
             target = getattr(m, entry[0])(*entry[1])
             if hasattr(target, "simulate"):
                 target.simulate(jax.random.PRNGKey(0))
+            elif hasattr(target, "init"):  # an objective: compile it
+                target.init(jax.random.PRNGKey(0))
     except ppl.PPLError as err:
         return err
     pytest.fail(f"{rel} raised no error")
