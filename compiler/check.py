@@ -26,6 +26,7 @@ from .diagnostics import CheckError, Diagnostic, Note, did_you_mean
 from .library import Library, bind_arguments
 from .lower import SPECIAL_BUILTINS, _assigned_names, estimator_names, unsound_estimator_message
 from .lower_estimates import EstimateTyping
+from .lower_expressions import literal_problem
 
 CONSTANTS = {"pi", "inf"}
 KEYWORD_TYPES = {"real", "int", "bool", "gen", "simplex"}
@@ -189,6 +190,15 @@ class _Checker:
         self.err(f"{what} {v.id} must be called with its arguments after '~'", v.span,
                  help=f"write '{s.target} ~ {v.id}({', '.join(params)})'")
 
+    def literal_arguments(self, dist, form: tuple, e: ast.Call) -> None:
+        """Literal parameters outside their domain (``normal(m, 0.0)``), by the row's rule."""
+        given = list(zip(form, e.args)) + [(k.name, k.value) for k in e.kwargs]
+        for name, arg in given:
+            value = _literal_number(arg)
+            problem = literal_problem(dist, form, name, value) if value is not None else None
+            if problem is not None:
+                self.err(problem, arg.span)
+
     def _addresses_in(self, s: ast.If):
         out = []
         for blk in (s.then, s.orelse):
@@ -328,6 +338,8 @@ class _Checker:
             dist = lib.distributions[name]
             n = len(e.args) + len(e.kwargs)
             fits = [f for f in dist.forms if len(f) == n and set(kwnames) == set(f[len(e.args):])]
+            if fits:
+                self.literal_arguments(dist, fits[0], e)
             if not fits:
                 names = {p for f in dist.forms for p in f}
                 bad = [k for k in e.kwargs if k.name not in names]
@@ -373,3 +385,13 @@ class _Checker:
                         else "function")
                 self.err(f"unknown {what} '{name}'", e.func.span,
                          help=did_you_mean(name, candidates))
+
+
+def _literal_number(e) -> int | float | bool | None:
+    """The number a literal argument writes (``2.0``, ``-1``), or None."""
+    if isinstance(e, ast.Unary) and e.op == "neg":
+        inner = _literal_number(e.operand)
+        return -inner if isinstance(inner, (int, float)) and not isinstance(inner, bool) else None
+    if isinstance(e, ast.Literal) and isinstance(e.value, (int, float, bool)):
+        return e.value
+    return None

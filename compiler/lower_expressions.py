@@ -292,7 +292,8 @@ class ExpressionLowering:
             if f.kind == "function":
                 return self.call_function(f.name, args, kwargs, e.span, b)
             if f.kind == "distribution":
-                return self.distribution(f.name, args, kwargs, e.span)
+                spans = [a.span for a in e.args] + [k.value.span for k in e.kwargs]
+                return self.distribution(f.name, args, kwargs, e.span, spans)
             if f.kind == "gen":
                 return self.gen_value(f.name, args, kwargs, e.span)
             if f.kind in ("fn", "objective"):
@@ -410,7 +411,8 @@ class ExpressionLowering:
         return b.emit1("trace_get", ft, [t], {"address": address}, span=span,
                        hint=address.replace("/", "_"))
 
-    def distribution(self, name: str, args: list, kwargs: dict, span) -> DistValue:
+    def distribution(self, name: str, args: list, kwargs: dict, span,
+                     spans: list | None = None) -> DistValue:
         dist = self.library.distributions[name]
         form = _choose_form(dist, args, kwargs)
         if form is None:
@@ -423,6 +425,13 @@ class ExpressionLowering:
             help_ = (did_you_mean(bad[0], names) if bad else None) or f"use {forms}"
             raise error(msg, span, help=help_)
         values = list(args) + [kwargs[k] for k in form[len(args):]]
+        if spans is not None:  # in the order of the form, like values
+            by_keyword = dict(zip(kwargs, spans[len(args):]))
+            spans = spans[:len(args)] + [by_keyword[k] for k in form[len(args):]]
+        for i, (pname, v) in enumerate(zip(form, values)):
+            problem = literal_problem(dist, form, pname, v)
+            if problem is not None:
+                raise error(problem, spans[i] if spans else span)
         atoms = []
         for pname, v in zip(form, values):
             if is_static_number(v):
@@ -565,6 +574,15 @@ class ExpressionLowering:
         if v < 0:
             raise error(f"the size of {what} must not be negative, got {v}", span)
         return v
+
+
+def literal_problem(dist, form: tuple, name: str, value) -> str | None:
+    """What is wrong with a distribution's parameter known at compile time (``normal``'s
+    scale 0.0), from the row's ``check_literal``; None when fine or not a number."""
+    check = getattr(dist, "check_literal", None)
+    if check is None or not is_static_number(value):
+        return None
+    return check(form, name, value)
 
 
 def _choose_form(dist, args: list, kwargs: dict):
