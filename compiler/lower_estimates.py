@@ -102,6 +102,16 @@ def combine(name: str, sources: Sequence[Sources]) -> Sources:
     return RULES.get(name, _nonlinear)(name, list(sources))
 
 
+def as_input(what: str, sources: Sources) -> None:
+    """An estimate may not parameterise a random choice (``normal(e, 1.0)``, ``model(e)``,
+    ``g | {y: e}``): the expectation over that choice is non-linear in it."""
+    if sources:
+        raise NotUnbiased(f"an estimate of an expectation cannot be {what}: a random "
+                          "choice's distribution is not linear in it, so what is computed "
+                          "from the choice would be biased",
+                          "compute what the choice needs inside the same expect block")
+
+
 def flat(value: Any) -> Sources:
     """All the sources of an abstract value (a set, or a tuple or record of them)."""
     if isinstance(value, frozenset):
@@ -152,6 +162,13 @@ class EstimateTyping:
             key = (ex.message, span.start if span else None, span.source.name if span else None)
             self.errors.setdefault(key, Diagnostic(ex.message, span, ex.help))
             return EMPTY  # reported once, not again by each use of the result
+
+    def input(self, what: str, value: Any, span) -> None:
+        try:
+            as_input(what, flat(value))
+        except NotUnbiased as ex:
+            key = (ex.message, span.start if span else None, span.source.name if span else None)
+            self.errors.setdefault(key, Diagnostic(ex.message, span, ex.help))
 
     # ------------------------------------------------------------ statements
 
@@ -240,7 +257,7 @@ class EstimateTyping:
             return self.apply(_BINARY_FUNCTIONS[e.op], [flat(left), flat(right)], e.span)
         if isinstance(e, ast.Condition):
             self.expr(e.target, env)
-            self.expr(e.observations, env)
+            self.input("an observation", self.expr(e.observations, env), e.observations.span)
             return EMPTY
         if isinstance(e, ast.Call):
             return self.call(e, env)
@@ -282,13 +299,17 @@ class EstimateTyping:
             self.expr(e.func, env)
             return EMPTY
         name = e.func.id
-        if name in env or name in self.special or name in self.library.distributions:
-            if name == "sim" or name == "rsim":
-                return (EMPTY, EMPTY)
-            return EMPTY
+        if name in env or name in self.special:
+            return (EMPTY, EMPTY) if name in ("sim", "rsim") else EMPTY
         decl = self.decls.get(name)
+        if name in self.library.distributions or (decl is not None and decl.kind == "gen"):
+            what = ("a distribution's parameter" if decl is None
+                    else "an argument of a generative function")
+            for a, node in zip([*args, *kwargs.values()], [*e.args, *(k.value for k in e.kwargs)]):
+                self.input(what, a, node.span)
+            return EMPTY
         if decl is not None:
-            if decl.kind == "gen" or name in self.stack:
+            if name in self.stack:
                 return EMPTY
             inner = {a.name: EMPTY for a in decl.args}
             inner.update(zip([a.name for a in decl.args], args))

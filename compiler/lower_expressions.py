@@ -6,8 +6,11 @@ at compile time), or an IR atom emitted into the current region. Calls
 resolve to library functions, distributions (a :class:`DistValue`, drawn
 later by ``~``), generative functions (a :class:`GenValue`), inlined
 ``fn`` s and objectives, and the builtins ``size``, ``shape``, ``sim``,
-``density`` and ``retval``. Objectives' estimated reals are tracked here,
-so a non-linear function of an expectation is rejected where it is written.
+``density`` and ``retval``. Objectives' estimated reals are tracked here
+with the rules of lower_estimates.py (the checker applies the same rules to
+the syntax tree), so a non-linear function of an expectation is rejected
+where it is written; a plate's or loop's index carries its static range, so
+an index that would run past a dimension is rejected rather than clamped.
 
     >>> # lowering "x @ w + b" with x, w, b atoms emits fn[matmul] then fn[add]
 """
@@ -24,7 +27,7 @@ from .builder import Builder
 from .diagnostics import Note, did_you_mean, error
 from .ir import Lit, Region, Var
 from .library import bind_arguments
-from .lower_estimates import EMPTY, NotUnbiased, combine
+from .lower_estimates import EMPTY, NotUnbiased, as_input, combine
 from .types import REAL, ArrayType, TraceType, tree_leaves, tree_unflatten
 from .values import DistValue, GenValue, Ref, describe, is_static_number, literal, type_of
 
@@ -120,6 +123,7 @@ class ExpressionLowering:
             raise error(f"'|' conditions a generative function on observations, but the left "
                         f"side is {describe(target)}", e.target.span)
         obs = self.expr(e.observations, env, b)
+        self.estimate_input("an observation", obs, e.observations.span)
         if not isinstance(obs, dict):
             raise error(f"the right of '|' must be a record of observations like {{y: data}}, "
                         f"got {describe(obs)}", e.observations.span)
@@ -295,6 +299,9 @@ class ExpressionLowering:
                 spans = [a.span for a in e.args] + [k.value.span for k in e.kwargs]
                 return self.distribution(f.name, args, kwargs, e.span, spans)
             if f.kind == "gen":
+                spans = [a.span for a in e.args] + [k.value.span for k in e.kwargs]
+                for v, sp in zip([*args, *kwargs.values()], spans):
+                    self.estimate_input("an argument of a generative function", v, sp)
                 return self.gen_value(f.name, args, kwargs, e.span)
             if f.kind in ("fn", "objective"):
                 return self.inline_call(f.name, args, kwargs, e.span, b)
@@ -432,6 +439,7 @@ class ExpressionLowering:
             problem = literal_problem(dist, form, pname, v)
             if problem is not None:
                 raise error(problem, spans[i] if spans else span)
+            self.estimate_input("a distribution's parameter", v, spans[i] if spans else span)
         atoms = []
         for pname, v in zip(form, values):
             if is_static_number(v):
@@ -471,6 +479,13 @@ class ExpressionLowering:
         """
         try:
             return combine(name, [self.sources(a) for a in bound])
+        except NotUnbiased as ex:
+            raise error(ex.message, span, help=ex.help) from None
+
+    def estimate_input(self, what: str, value, span) -> None:
+        """Reject an estimate where a random choice would depend on it (lower_estimates)."""
+        try:
+            as_input(what, self.sources(value))
         except NotUnbiased as ex:
             raise error(ex.message, span, help=ex.help) from None
 

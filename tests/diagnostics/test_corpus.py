@@ -253,3 +253,17 @@ def expr(e, indent: str = "") -> str:
     if isinstance(e, ast.Expect):
         return "\n".join(["expect {", *outline(e.body, indent + "    "), indent + "  }"])
     return f"<{type(e).__name__}>"
+
+
+# ---------------------------------------------------------------- ppl check
+
+
+@pytest.mark.parametrize("name", [n for n in BAD if n.startswith("check_estimate_")])
+def test_ppl_check_rejects_every_estimated_real_misuse(name, capsys):
+    """``ppl check`` reports each estimated-real rejection exactly as its golden, and fails."""
+    from ppl.cli import main
+
+    status = main(["check", f"bad/{name}"])
+    captured = capsys.readouterr()
+    assert status == 1 and captured.out == ""
+    assert captured.err == (HERE / "bad" / name).with_suffix(".expected").read_text()

@@ -20,7 +20,8 @@ from ppl.compiler.diagnostics import CheckError, CompileError
 
 BAD = Path(__file__).parent.parent / "diagnostics" / "bad"
 PROGRAMS = sorted(p.name for p in BAD.glob("check_estimate_*.ppl"))
-MODELS = "\ngen model() { z ~ normal(0.0, 1.0) }\ngen family() { param mu: real = 0.0; z ~ normal(mu, 1.0) }\n"
+MODELS = ("\ngen any_model() { z ~ normal(0.0, 1.0) }"
+          "\ngen any_family() { param mu: real = 0.0; z ~ normal(mu, 1.0) }\n")
 ARGUMENTS = {"branchy": (1.0,)}
 
 
@@ -34,7 +35,7 @@ def unchecked(source: str, name: str, monkeypatch) -> ppl.module.Module:
 def objective_of(m):
     decl = [d for d in m.program.decls if d.kind == "objective"][-1]
     if decl.args and decl.args[0].type is not None and decl.args[0].type.name == "gen":
-        return getattr(m, decl.name)(m.model(), m.family())
+        return getattr(m, decl.name)(m.any_model(), m.any_family())
     return getattr(m, decl.name)(*ARGUMENTS.get(decl.name, ()))
 
 
