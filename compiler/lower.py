@@ -499,6 +499,8 @@ class Lowerer(ExpressionLowering):
             if after == assumed:
                 break
             assumed = after
+        else:  # each repeat adds an expect to a carried value's sources: cannot happen
+            raise error("what this loop's carried values estimate does not settle", s.span)
         new_carry = []
         for k, init, p in zip(carried, inits, carry_params):
             v = inner_env[k]

@@ -242,6 +242,9 @@ class EstimateTyping:
                     grown = True
             if not grown:
                 break
+        else:  # each repeat adds an expect to a carried value's sources: cannot happen
+            self.errors.setdefault(("settle", id(s)), Diagnostic(
+                "what this loop's carried values estimate does not settle", s.span))
         self.export(env, inner, s.index, assumed)
 
     # ------------------------------------------------------------ expressions

@@ -85,6 +85,15 @@ objective through_calls() {
     param m: real = 0.0
     return twice(expect { z ~ normal(m, 1.0); return z }) * expect { w ~ normal(m, 1.0); return w }
 }
+objective nested_loops(n: int) {
+    param m: real = 0.0
+    e = expect { z ~ normal(m, 1.0); return z }
+    f = expect { w ~ normal(m, 1.0); return w }
+    acc = 0.0
+    other = 1.0
+    for t in n { for u in n { acc = acc + e; other = other * 2.0 } }
+    return acc * f + log(other)
+}
 objective counted() {
     return expect { k ~ poisson(3.0); return k * k }
 }
@@ -93,7 +102,7 @@ objective counted() {
 
 @pytest.mark.parametrize("call", [
     lambda m: m.independent(), lambda m: m.summed(3), lambda m: m.selected(0.5),
-    lambda m: m.through_calls(), lambda m: m.counted(),
+    lambda m: m.through_calls(), lambda m: m.counted(), lambda m: m.nested_loops(2),
     lambda m: ppl.stdlib.elbo(m.model() | {"x": 1.0}, m.family()),
     lambda m: ppl.stdlib.cubo(m.model() | {"x": 1.0}, m.family(), 3, 2.0),
 ])
