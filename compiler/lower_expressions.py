@@ -257,10 +257,12 @@ class ExpressionLowering:
 
     def expr_Expect(self, e: ast.Expect, env: dict, b: Builder) -> Any:
         decl = self.current_decl
-        if decl.kind == "gen" or any(self.decls[n].kind == "gen" for n in self.stack
-                                     if n in self.decls):
+        gens = [n for n in self.stack if n in self.decls and self.decls[n].kind == "gen"]
+        if decl.kind == "gen" or gens:
+            through = (f" ('{decl.name}' is called from the generative function '{gens[-1]}')"
+                       if decl.kind != "gen" else "")
             raise error("'expect' belongs in an objective (or a fn it calls), not in a "
-                        "generative function", e.span)
+                        "generative function" + through, e.span)
         if b.inside(("cond",)):
             raise error("an 'expect' under a condition known only at run time is not supported",
                         e.span, help="compute each expectation outside the if, and select "
