@@ -30,7 +30,7 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 from . import ast
-from .diagnostics import Diagnostic
+from .diagnostics import Diagnostic, Note
 from .library import Library, bind_arguments
 
 Sources = frozenset
@@ -147,6 +147,7 @@ class EstimateTyping:
         self.errors: dict[tuple, Diagnostic] = {}
         self.count = 0
         self.stack: list[str] = []
+        self.calls: list[tuple[str, Any, int]] = []  # (callee, call span, last source before)
 
     def check(self, decl: ast.Decl) -> None:
         self.stack = [decl.name]
@@ -160,16 +161,25 @@ class EstimateTyping:
         try:
             return combine(name, sources)
         except NotUnbiased as ex:
-            key = (ex.message, span.start if span else None, span.source.name if span else None)
-            self.errors.setdefault(key, Diagnostic(ex.message, span, ex.help))
+            self.report(ex, span, EMPTY.union(*sources))
             return EMPTY  # reported once, not again by each use of the result
 
     def input(self, what: str, value: Any, span) -> None:
         try:
             as_input(what, flat(value))
         except NotUnbiased as ex:
-            key = (ex.message, span.start if span else None, span.source.name if span else None)
-            self.errors.setdefault(key, Diagnostic(ex.message, span, ex.help))
+            self.report(ex, span, flat(value))
+
+    def report(self, ex: NotUnbiased, span, sources: Sources) -> None:
+        """Record a rejection once; inside a call, note where the estimate came in."""
+        notes = []
+        for callee, call_span, first in reversed(self.calls):
+            if any(t <= first for t in sources):  # an estimate made before this call
+                notes.append(Note(f"the estimate is passed to {callee}() here", call_span))
+            else:
+                break
+        key = (ex.message, span.start if span else None, span.source.name if span else None)
+        self.errors.setdefault(key, Diagnostic(ex.message, span, ex.help, tuple(notes)))
 
     # ------------------------------------------------------------ statements
 
@@ -319,10 +329,12 @@ class EstimateTyping:
             inner.update(zip([a.name for a in decl.args], args))
             inner.update({k: v for k, v in kwargs.items() if k in inner})
             self.stack.append(name)
+            self.calls.append((name, e.span, self.count))
             try:
                 return self.block(decl.body, inner)
             finally:
                 self.stack.pop()
+                self.calls.pop()
         f = self.library.functions.get(name)
         if f is None:
             return self.apply(name, [flat(a) for a in [*args, *kwargs.values()]], e.span)
