@@ -507,16 +507,21 @@ class ExpressionLowering:
         return self.mark(out, sources)
 
     def shift_range(self, out: Var, name: str, args: list) -> None:
-        """``i + c``, ``c + i`` and ``i - c`` of a known index range and a static int."""
+        """``i + c``, ``c + i``, ``i - c`` and ``c - i`` of a known index range and a static int."""
         a, c = args
-        if name == "add" and not isinstance(a, Var):
+        flipped = not isinstance(a, Var)
+        if flipped:
             a, c = c, a
         known = self.index_ranges.get(a) if isinstance(a, Var) else None
         if known is None or isinstance(c, bool) or not isinstance(c, int):
             return
         lo, hi, *where = known
-        shift = c if name == "add" else -c
-        self.index_ranges[out] = (lo + shift, hi + shift, *where)
+        if name == "add":
+            self.index_ranges[out] = (lo + c, hi + c, *where)
+        elif flipped:  # c - i
+            self.index_ranges[out] = (c - hi, c - lo, *where)
+        else:
+            self.index_ranges[out] = (lo - c, hi - c, *where)
 
     def _call_function(self, name: str, args: list, kwargs: dict, span, b: Builder) -> Any:
         f = self.library.functions.get(name) or self.externs.get(name)
