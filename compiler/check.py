@@ -7,8 +7,11 @@ declarations, builtin functions and distributions), unknown distributions,
 keywords and estimators, estimators unsound for their distribution, an
 address drawn twice, statements in the wrong kind of declaration (``factor``
 outside ``gen``, ``param`` in ``fn``, ``expect`` in ``gen``), and a
-``return`` that is not last. Problems that need types and static values
-(shapes, sizes) are found by the lowering.
+``return`` that is not last; and the estimated-real typing of every
+objective and ``fn`` (lower_estimates.py: ``log(expect ...)``, a product of
+dependent estimates), so a program that passes cannot fail it when first
+used. Problems that need types and static values (shapes, sizes) are found
+by the lowering.
 
     >>> from ppl.compiler.parser import parse
     >>> check_program(parse("gen f() { x ~ normall(0.0, 1.0) }"), LIBRARY)  # doctest: +SKIP
@@ -21,7 +24,9 @@ from __future__ import annotations
 from . import ast
 from .diagnostics import CheckError, Diagnostic, Note, did_you_mean
 from .library import Library, bind_arguments
-from .lower import ESTIMATORS, SPECIAL_BUILTINS, _assigned_names, unsound_estimator_message
+from .lower import SPECIAL_BUILTINS, _assigned_names, estimator_names, unsound_estimator_message
+from .lower_estimates import EstimateTyping
+from .lower_expressions import literal_problem
 
 CONSTANTS = {"pi", "inf"}
 KEYWORD_TYPES = {"real", "int", "bool", "gen", "simplex"}
@@ -33,6 +38,7 @@ def check_program(program: ast.Program, library: Library, extra_decls: tuple[ast
     checker = _Checker(program, library, extra_decls)
     try:
         checker.run()
+        checker.estimates()
     except RecursionError:
         first = program.decls[0].span if program.decls else None
         checker.errors.append(Diagnostic("the program nests too deeply to check", first,
@@ -80,6 +86,14 @@ class _Checker:
                          help="end its body with 'return ...'" + (
                              "; an objective returns the estimate to maximise"
                              if d.kind == "objective" else ""))
+
+    def estimates(self) -> None:
+        """The estimated-real typing of every objective and fn (with calls walked inline)."""
+        typing = EstimateTyping(self.decls, self.library, frozenset(SPECIAL_BUILTINS))
+        for d in self.program.decls:
+            if d.kind in ("objective", "fn"):
+                typing.check(d)
+        self.errors.extend(typing.diagnostics())
 
     def check_type(self, t: ast.TypeAnn) -> None:
         if t.name not in KEYWORD_TYPES:
@@ -176,6 +190,15 @@ class _Checker:
         self.err(f"{what} {v.id} must be called with its arguments after '~'", v.span,
                  help=f"write '{s.target} ~ {v.id}({', '.join(params)})'")
 
+    def literal_arguments(self, dist, form: tuple, e: ast.Call) -> None:
+        """Literal parameters outside their domain (``normal(m, 0.0)``), by the row's rule."""
+        given = list(zip(form, e.args)) + [(k.name, k.value) for k in e.kwargs]
+        for name, arg in given:
+            value = _literal_number(arg)
+            problem = literal_problem(dist, form, name, value) if value is not None else None
+            if problem is not None:
+                self.err(problem, arg.span)
+
     def _addresses_in(self, s: ast.If):
         out = []
         for blk in (s.then, s.orelse):
@@ -188,9 +211,10 @@ class _Checker:
         est = s.estimator
         if est is None:
             return
-        if est.name not in ESTIMATORS:
+        names = estimator_names(self.library)
+        if est.name not in names:
             self.err(f"unknown estimator '{est.name}'", est.span,
-                     help=did_you_mean(est.name, ESTIMATORS) or "estimators: " + ", ".join(ESTIMATORS))
+                     help=did_you_mean(est.name, names) or "estimators: " + ", ".join(names))
             return
         if est.args or (est.kwargs and est.name != "reinforce"):
             if est.name == "reinforce":
@@ -314,6 +338,8 @@ class _Checker:
             dist = lib.distributions[name]
             n = len(e.args) + len(e.kwargs)
             fits = [f for f in dist.forms if len(f) == n and set(kwnames) == set(f[len(e.args):])]
+            if fits:
+                self.literal_arguments(dist, fits[0], e)
             if not fits:
                 names = {p for f in dist.forms for p in f}
                 bad = [k for k in e.kwargs if k.name not in names]
@@ -359,3 +385,13 @@ class _Checker:
                         else "function")
                 self.err(f"unknown {what} '{name}'", e.func.span,
                          help=did_you_mean(name, candidates))
+
+
+def _literal_number(e) -> int | float | bool | None:
+    """The number a literal argument writes (``2.0``, ``-1``), or None."""
+    if isinstance(e, ast.Unary) and e.op == "neg":
+        inner = _literal_number(e.operand)
+        return -inner if isinstance(inner, (int, float)) and not isinstance(inner, bool) else None
+    if isinstance(e, ast.Literal) and isinstance(e.value, (int, float, bool)):
+        return e.value
+    return None

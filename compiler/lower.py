@@ -39,6 +39,15 @@ from .values import DistValue, GenValue, Ref, describe, is_static_number, litera
 from .builder import Builder
 from .lower_expressions import SPECIAL_BUILTINS, ExpressionLowering  # noqa: F401 (re-exported)
 
+
+
+def estimator_names(library: Library) -> tuple[str, ...]:
+    """The estimators a ``with`` may name: the library's estimator registry, in its order."""
+    return tuple(library.estimators)
+
+
+# Kept for compiler/passes/estimators.py until it calls estimator_names(library);
+# everything here takes the names from the library.
 ESTIMATORS = ("reparam", "reinforce", "enum", "mvd")
 
 
@@ -55,6 +64,9 @@ class Lowerer(ExpressionLowering):
         self.params: dict[str, ParamInfo] = {}
         self.stack: list[str] = []
         self.estimated: dict[Var, frozenset] = {}  # var -> the expects it estimates
+        self.expect_count = 0  # numbers the expects, the sources of estimates
+        # plate and loop indices (and static shifts of them) -> (lo, hi, name, size span, kind, size)
+        self.index_ranges: dict[Var, tuple] = {}
 
     # ------------------------------------------------------------ entry points
 
@@ -224,7 +236,7 @@ class Lowerer(ExpressionLowering):
         raise error(f"cannot unpack {got} into {n} names", s.span)
 
     def sample(self, s: ast.Sample, env: dict, b: Builder, decl: ast.Decl) -> None:
-        if decl.kind == "fn":
+        if decl.kind == "fn" and not b.inside(("expect",)):
             raise error("a 'fn' is deterministic: random choices belong in a 'gen' declaration "
                         "or inside 'expect'", s.span)
         if decl.kind == "objective" and not b.inside(("expect",)):
@@ -280,9 +292,10 @@ class Lowerer(ExpressionLowering):
         if s.estimator is None:
             return dist.default_estimator
         name = s.estimator.name
-        if name not in ESTIMATORS:
+        names = estimator_names(self.library)
+        if name not in names:
             raise error(f"unknown estimator '{name}'", s.estimator.span,
-                        help=did_you_mean(name, ESTIMATORS) or "estimators: " + ", ".join(ESTIMATORS))
+                        help=did_you_mean(name, names) or "estimators: " + ", ".join(names))
         if name not in dist.estimators:
             raise error(unsound_estimator_message(name, d.name, s.address or s.target, dist),
                         s.estimator.span,
@@ -429,6 +442,7 @@ class Lowerer(ExpressionLowering):
     def plate(self, s: ast.Plate, env: dict, b: Builder, decl: ast.Decl) -> None:
         n = self.static_size(self.expr(s.size, env, b), s.size.span, "a plate")
         inner = Builder("plate", b, Var(INT, s.index), n)
+        self.index_ranges[inner.index] = (0, n - 1, s.index, s.size.span, "plate", n)
         inner_env = dict(env)
         inner_env[s.index] = inner.index
         result = self.block(s.body, inner_env, inner, decl)
@@ -440,8 +454,8 @@ class Lowerer(ExpressionLowering):
         region = Region(inner.params + [p for _, p in inner.mapped.values()], inner.eqns,
                         [v for _, v in exported])
         b.emit("plate", outs, mapped_outer, {"size": n}, [region], s.span)
-        for (name, _), out in zip(exported, outs):
-            env[name] = out
+        for (name, v), out in zip(exported, outs):
+            env[name] = self.mark(out, self.sources(v))
 
     def exported(self, before: dict, after: dict, inner: Builder, index: str) -> list[tuple[str, Var]]:
         """Names (re)bound inside a plate or loop body to values defined there."""
@@ -473,16 +487,20 @@ class Lowerer(ExpressionLowering):
                 raise error(f"'{k}' is carried by the loop, so it must be an array, "
                             f"not {describe(v)}", s.span)
             inits.append(v)
-        inner = Builder("scan", b, Var(INT, s.index))
-        carry_params = [Var(v.type, k) for k, v in zip(carried, inits)]
-        inner.params += carry_params
-        inner.defined.update(p for p in carry_params)
-        inner_env = dict(env)
-        inner_env[s.index] = inner.index
-        inner_env.update(zip(carried, carry_params))
-        result = self.block(s.body, inner_env, inner, decl)
-        if result is not None:
-            raise error("'return' cannot be used inside a for loop", s.span)
+        # What the carried values' estimates depend on grows to a fixed point: the
+        # body is lowered again (its expects numbered alike) while it grows.
+        assumed = [self.sources(v) for v in inits]
+        start = self.expect_count
+        for _ in range(64):
+            self.expect_count = start
+            inner, inner_env, carry_params = self.loop_body(s, n, env, b, decl, carried, inits,
+                                                            assumed)
+            after = [a | self.sources(inner_env[k]) for k, a in zip(carried, assumed)]
+            if after == assumed:
+                break
+            assumed = after
+        else:  # each repeat adds an expect to a carried value's sources: cannot happen
+            raise error("what this loop's carried values estimate does not settle", s.span)
         new_carry = []
         for k, init, p in zip(carried, inits, carry_params):
             v = inner_env[k]
@@ -505,8 +523,25 @@ class Lowerer(ExpressionLowering):
         outs += [Var(stacked(v.type, n), k) for k, v in exported]
         b.emit("scan", outs, inits + mapped_outer, {"length": n, "carries": len(inits)},
                [region], s.span)
-        for k, out in zip(carried + [k for k, _ in exported], outs):
-            env[k] = out
+        sources = assumed + [self.sources(v) for _, v in exported]
+        for k, out, src in zip(carried + [k for k, _ in exported], outs, sources):
+            env[k] = self.mark(out, src)
+
+    def loop_body(self, s: ast.For, n: int, env: dict, b: Builder, decl: ast.Decl,
+                  carried: list, inits: list, assumed: list) -> tuple[Builder, dict, list]:
+        """Lower a for loop's body once, its carried values estimating ``assumed``."""
+        inner = Builder("scan", b, Var(INT, s.index))
+        self.index_ranges[inner.index] = (0, n - 1, s.index, s.size.span, "for loop", n)
+        carry_params = [self.mark(Var(v.type, k), a) for k, v, a in zip(carried, inits, assumed)]
+        inner.params += carry_params
+        inner.defined.update(p for p in carry_params)
+        inner_env = dict(env)
+        inner_env[s.index] = inner.index
+        inner_env.update(zip(carried, carry_params))
+        result = self.block(s.body, inner_env, inner, decl)
+        if result is not None:
+            raise error("'return' cannot be used inside a for loop", s.span)
+        return inner, inner_env, carry_params
 
     def conditional(self, s: ast.If, env: dict, b: Builder, decl: ast.Decl) -> None:
         cond = self.expr(s.cond, env, b)
@@ -554,8 +589,8 @@ class Lowerer(ExpressionLowering):
         regions = [Region([], br.eqns, outs) for br, outs in zip(branches, outs_by_branch)]
         outs = [Var(t, k) for k, t in kept]
         b.emit("cond", outs, [c], {}, regions, s.span)
-        for (k, _), out in zip(kept, outs):
-            env[k] = out
+        for (k, _), out, a, b_ in zip(kept, outs, *outs_by_branch):
+            env[k] = self.mark(out, self.sources(a) | self.sources(b_))
 
 
 def unsound_estimator_message(name: str, dist_name: str, address: str, dist) -> str:
@@ -637,4 +672,4 @@ def _assigned_names(block: ast.Block) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-__all__ = ["Lowerer", "Builder", "ESTIMATORS", "SPECIAL_BUILTINS", "unsound_estimator_message"]
+__all__ = ["Lowerer", "Builder", "estimator_names", "SPECIAL_BUILTINS", "unsound_estimator_message"]

@@ -6,8 +6,11 @@ at compile time), or an IR atom emitted into the current region. Calls
 resolve to library functions, distributions (a :class:`DistValue`, drawn
 later by ``~``), generative functions (a :class:`GenValue`), inlined
 ``fn`` s and objectives, and the builtins ``size``, ``shape``, ``sim``,
-``density`` and ``retval``. Objectives' estimated reals are tracked here,
-so a non-linear function of an expectation is rejected where it is written.
+``density`` and ``retval``. Objectives' estimated reals are tracked here
+with the rules of lower_estimates.py (the checker applies the same rules to
+the syntax tree), so a non-linear function of an expectation is rejected
+where it is written; a plate's or loop's index carries its static range, so
+an index that would run past a dimension is rejected rather than clamped.
 
     >>> # lowering "x @ w + b" with x, w, b atoms emits fn[matmul] then fn[add]
 """
@@ -21,14 +24,14 @@ from typing import Any, Callable
 
 from . import ast
 from .builder import Builder
-from .diagnostics import did_you_mean, error
+from .diagnostics import Note, did_you_mean, error
 from .ir import Lit, Region, Var
 from .library import bind_arguments
+from .lower_estimates import EMPTY, NotUnbiased, as_input, combine
 from .types import REAL, ArrayType, TraceType, tree_leaves, tree_unflatten
 from .values import DistValue, GenValue, Ref, describe, is_static_number, literal, type_of
 
 SPECIAL_BUILTINS = {"size", "shape", "ndim", "sim", "rsim", "density", "retval", "detach"}
-ESTIMATORS = ("reparam", "reinforce", "enum", "mvd")
 
 _BINARY_FUNCTIONS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "%": "mod", "@": "matmul",
                      "**": "pow", "==": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt",
@@ -120,6 +123,7 @@ class ExpressionLowering:
             raise error(f"'|' conditions a generative function on observations, but the left "
                         f"side is {describe(target)}", e.target.span)
         obs = self.expr(e.observations, env, b)
+        self.estimate_input("an observation", obs, e.observations.span)
         if not isinstance(obs, dict):
             raise error(f"the right of '|' must be a record of observations like {{y: data}}, "
                         f"got {describe(obs)}", e.observations.span)
@@ -188,6 +192,7 @@ class ExpressionLowering:
                     p = Var(ArrayType(base.type.dtype, base.type.shape[1:]), base.hint)
                     b.mapped[base] = (base, p)
                     b.defined.add(p)
+                    self.mark(p, self.sources(base))
                 return b.mapped[base][1]
         spec, args, shape = [], [base], list(base.type.shape)
         out_shape: list[int] = []
@@ -213,6 +218,7 @@ class ExpressionLowering:
                     ka = self.as_array(k, idx.span, "an index")
                     if ka.type.dtype != "int32":
                         raise error(f"an index must be an int, got {ka.type!r}", idx.span)
+                    self.check_index_range(ka, n, idx.span)
                     if ka.type.shape and len(e.indices) > 1:
                         raise error("an array of indices must be the only index", idx.span)
                     spec.append(("d",))
@@ -220,8 +226,25 @@ class ExpressionLowering:
                     out_shape.extend(ka.type.shape)
             dim += 1
         out_shape.extend(shape[dim:])
-        return b.emit1("index", ArrayType(base.type.dtype, tuple(out_shape)), args,
-                       {"spec": tuple(spec)}, span=e.span)
+        sources = self.estimate_sources("index", args, e.span)
+        return self.mark(b.emit1("index", ArrayType(base.type.dtype, tuple(out_shape)), args,
+                                 {"spec": tuple(spec)}, span=e.span), sources)
+
+    def check_index_range(self, k, n: int, span) -> None:
+        """A traced index whose range is known (a plate's or loop's index, shifted by a
+        static int) must stay inside the dimension: at run time it would be clamped."""
+        known = self.index_ranges.get(k) if isinstance(k, Var) else None
+        if known is None:
+            return
+        lo, hi, index, size_span, kind, size = known
+        if hi < lo or (lo >= -n and hi < n):
+            return
+        bad = hi if hi >= n else lo
+        raise error(f"this index reaches {bad}, out of bounds for a dimension of size {n}",
+                    span, notes=[Note(f"'{index}' runs from 0 to {size - 1}: the {kind} has size {size}",
+                                      size_span)],
+                    help=f"make the {kind} as long as the dimension (size(...) of the array), "
+                         "or the array longer")
 
     def static_int(self, e, env, b, default: int) -> int:
         if e is None:
@@ -234,24 +257,32 @@ class ExpressionLowering:
 
     def expr_Expect(self, e: ast.Expect, env: dict, b: Builder) -> Any:
         decl = self.current_decl
-        if decl.kind == "gen":
+        gens = [n for n in self.stack if n in self.decls and self.decls[n].kind == "gen"]
+        if decl.kind == "gen" or gens:
+            through = (f" ('{decl.name}' is called from the generative function '{gens[-1]}')"
+                       if decl.kind != "gen" else "")
             raise error("'expect' belongs in an objective (or a fn it calls), not in a "
-                        "generative function", e.span)
+                        "generative function" + through, e.span)
+        if b.inside(("cond",)):
+            raise error("an 'expect' under a condition known only at run time is not supported",
+                        e.span, help="compute each expectation outside the if, and select "
+                                     "between them with where(cond, a, b)")
         inner = Builder("expect", b)
         result = self.block(e.body, dict(env), inner, decl)
         if result is None:
             raise error("an 'expect' block must end with 'return' of the quantity to average",
                         e.span)
         value = self.as_array(result, e.span, "the value of 'expect'")
-        if value.type.shape != () or value.type.dtype != "float32":
-            if value.type.dtype != "float32" or value.type.shape:
-                raise error(f"'expect' averages a real scalar, but its block returns "
-                            f"{value.type!r}", e.body.stmts[-1].span,
-                            help="sum or average the values first")
+        if value.type.shape != ():
+            raise error(f"'expect' averages a real scalar, but its block returns "
+                        f"{value.type!r}", e.body.stmts[-1].span,
+                        help="sum or average the values first")
+        if value.type.dtype != "float32":  # E[k²] of an int k is a real, as numpy's mean
+            value = inner.emit1("fn", REAL, [value], {"name": "float"}, span=e.body.stmts[-1].span)
         out = b.emit1("expect", REAL, [], {}, span=e.span,
                       regions=[Region([], inner.eqns, [value])])
-        self.estimated[out] = frozenset({out})
-        return out
+        self.expect_count += 1
+        return self.mark(out, frozenset({self.expect_count}) | self.sources(value))
 
     def expr_Call(self, e: ast.Call, env: dict, b: Builder) -> Any:
         f = self.expr(e.func, env, b)
@@ -267,8 +298,12 @@ class ExpressionLowering:
             if f.kind == "function":
                 return self.call_function(f.name, args, kwargs, e.span, b)
             if f.kind == "distribution":
-                return self.distribution(f.name, args, kwargs, e.span)
+                spans = [a.span for a in e.args] + [k.value.span for k in e.kwargs]
+                return self.distribution(f.name, args, kwargs, e.span, spans)
             if f.kind == "gen":
+                spans = [a.span for a in e.args] + [k.value.span for k in e.kwargs]
+                for v, sp in zip([*args, *kwargs.values()], spans):
+                    self.estimate_input("an argument of a generative function", v, sp)
                 return self.gen_value(f.name, args, kwargs, e.span)
             if f.kind in ("fn", "objective"):
                 return self.inline_call(f.name, args, kwargs, e.span, b)
@@ -385,7 +420,8 @@ class ExpressionLowering:
         return b.emit1("trace_get", ft, [t], {"address": address}, span=span,
                        hint=address.replace("/", "_"))
 
-    def distribution(self, name: str, args: list, kwargs: dict, span) -> DistValue:
+    def distribution(self, name: str, args: list, kwargs: dict, span,
+                     spans: list | None = None) -> DistValue:
         dist = self.library.distributions[name]
         form = _choose_form(dist, args, kwargs)
         if form is None:
@@ -398,6 +434,14 @@ class ExpressionLowering:
             help_ = (did_you_mean(bad[0], names) if bad else None) or f"use {forms}"
             raise error(msg, span, help=help_)
         values = list(args) + [kwargs[k] for k in form[len(args):]]
+        if spans is not None:  # in the order of the form, like values
+            by_keyword = dict(zip(kwargs, spans[len(args):]))
+            spans = spans[:len(args)] + [by_keyword[k] for k in form[len(args):]]
+        for i, (pname, v) in enumerate(zip(form, values)):
+            problem = literal_problem(dist, form, pname, v)
+            if problem is not None:
+                raise error(problem, spans[i] if spans else span)
+            self.estimate_input("a distribution's parameter", v, spans[i] if spans else span)
         atoms = []
         for pname, v in zip(form, values):
             if is_static_number(v):
@@ -411,40 +455,73 @@ class ExpressionLowering:
             raise error(str(ex), span) from None
         return DistValue(name, form, tuple(atoms), vt, span)
 
-    def estimate_sources(self, name: str, args: list, span) -> frozenset:
-        """The ``expect`` s an estimated real computed by ``name(args)`` depends on.
+    def sources(self, v) -> frozenset:
+        """The ``expect`` s a lowered value's estimate depends on (lower_estimates.py)."""
+        if isinstance(v, Var):
+            return self.estimated.get(v, EMPTY)
+        if isinstance(v, (tuple, list)):
+            return EMPTY.union(*(self.sources(x) for x in v))
+        if isinstance(v, dict):
+            return EMPTY.union(*(self.sources(x) for x in v.values()))
+        return EMPTY
 
-        Estimated reals (values of ``expect``) stay unbiased under sums,
-        differences, scaling by values that are not estimates, and products of
-        independent estimates. Anything else is rejected: E[f(X)] ≠ f(E[X]).
-        """
-        sources = [self.estimated.get(a, frozenset()) if isinstance(a, Var) else frozenset()
-                   for a in args]
-        if not any(sources):
-            return frozenset()
-        union = frozenset().union(*sources)
-        if name in ("add", "sub", "neg"):
-            return union
-        if name == "mul":
-            if all(sources) and sources[0] & sources[1]:
-                raise error("this multiplies an estimate of an expectation by itself, which is "
-                            "biased: E[X]·E[X] is not E[X·X]", span,
-                            help="multiply two separate expect { ... } blocks (independent "
-                                 "estimates), or move the product inside one expect")
-            return union
-        if name == "div" and not sources[1]:
-            return union
-        what = {"div": "dividing by an expectation"}.get(name, f"{name}() of an expectation")
-        raise error(f"{what} has no unbiased estimator: {name}(E[X]) is not E[{name}(X)]", span,
-                    help="objectives may add, subtract and scale expectations, and multiply "
-                         f"independent ones; put {name}(...) inside the expect block instead")
-
-    def call_function(self, name: str, args: list, kwargs: dict, span, b: Builder) -> Any:
-        sources = self.estimate_sources(name, args, span)
-        out = self._call_function(name, args, kwargs, span, b)
+    def mark(self, out, sources: frozenset):
+        """Record that ``out`` (a Var) estimates ``sources``; return it."""
         if sources and isinstance(out, Var):
             self.estimated[out] = sources
         return out
+
+    def estimate_sources(self, name: str, bound: list, span) -> frozenset:
+        """The sources of ``name(bound)`` (the arguments in parameter order), or a caret error.
+
+        Estimated reals (values of ``expect``) stay unbiased under sums,
+        differences, scaling by values that are not estimates, and products of
+        independent estimates (lower_estimates.RULES). Anything else is
+        rejected: E[f(X)] ≠ f(E[X]).
+        """
+        try:
+            return combine(name, [self.sources(a) for a in bound])
+        except NotUnbiased as ex:
+            raise error(ex.message, span, help=ex.help) from None
+
+    def estimate_input(self, what: str, value, span) -> None:
+        """Reject an estimate where a random choice would depend on it (lower_estimates)."""
+        try:
+            as_input(what, self.sources(value))
+        except NotUnbiased as ex:
+            raise error(ex.message, span, help=ex.help) from None
+
+    def call_function(self, name: str, args: list, kwargs: dict, span, b: Builder) -> Any:
+        f = self.library.functions.get(name) or self.externs.get(name)
+        sources = EMPTY
+        if any(self.sources(a) for a in [*args, *kwargs.values()]):
+            try:
+                bound = bind_arguments(name, f.params, args, kwargs)
+            except ValueError:  # _call_function reports it
+                bound = None
+            if bound is not None:
+                sources = self.estimate_sources(name, [bound[p.name] for p in f.params], span)
+        out = self._call_function(name, args, kwargs, span, b)
+        if name in ("add", "sub") and len(args) == 2 and isinstance(out, Var):
+            self.shift_range(out, name, args)
+        return self.mark(out, sources)
+
+    def shift_range(self, out: Var, name: str, args: list) -> None:
+        """``i + c``, ``c + i``, ``i - c`` and ``c - i`` of a known index range and a static int."""
+        a, c = args
+        flipped = not isinstance(a, Var)
+        if flipped:
+            a, c = c, a
+        known = self.index_ranges.get(a) if isinstance(a, Var) else None
+        if known is None or isinstance(c, bool) or not isinstance(c, int):
+            return
+        lo, hi, *where = known
+        if name == "add":
+            self.index_ranges[out] = (lo + c, hi + c, *where)
+        elif flipped:  # c - i
+            self.index_ranges[out] = (c - hi, c - lo, *where)
+        else:
+            self.index_ranges[out] = (lo - c, hi - c, *where)
 
     def _call_function(self, name: str, args: list, kwargs: dict, span, b: Builder) -> Any:
         f = self.library.functions.get(name) or self.externs.get(name)
@@ -519,6 +596,15 @@ class ExpressionLowering:
         if v < 0:
             raise error(f"the size of {what} must not be negative, got {v}", span)
         return v
+
+
+def literal_problem(dist, form: tuple, name: str, value) -> str | None:
+    """What is wrong with a distribution's parameter known at compile time (``normal``'s
+    scale 0.0), from the row's ``check_literal``; None when fine or not a number."""
+    check = getattr(dist, "check_literal", None)
+    if check is None or not is_static_number(value):
+        return None
+    return check(form, name, value)
 
 
 def _choose_form(dist, args: list, kwargs: dict):

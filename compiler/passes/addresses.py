@@ -16,7 +16,7 @@ of the right types; every observed address must be one the model draws.
 from __future__ import annotations
 
 from ..diagnostics import CompileError, DataError, Diagnostic, Note, Span, did_you_mean
-from ..ir import Function, Program, Region, stacked
+from ..ir import Function, Program, Region, stacked, walk
 from ..types import ArrayType, TraceType
 
 
@@ -70,17 +70,56 @@ def check_addresses(program: Program) -> Program:
     """Check every ``density`` equation's trace and observations against its model."""
     errors: list[Diagnostic] = []
     for fn in program.functions.values():
-        _check_region(fn.body, program, errors)
+        producers = {v: e for e in walk(fn.body) for v in e.outs}
+        _check_region(fn.body, program, errors, producers)
     if errors:
         cls = DataError if all(d.span is None for d in errors) else CompileError
         raise cls(errors)
     return program
 
 
-def _check_region(region: Region, program: Program, errors: list[Diagnostic]) -> None:
+def _drawn_at(trace, producers: dict, functions: dict[str, Function]) -> dict[str, Span | None]:
+    """Where the program that made ``trace`` (a ``sim`` or ``generate``) draws each address."""
+    eqn = producers.get(trace)
+    if eqn is None or eqn.op not in ("sim", "generate"):
+        return {}
+    body = eqn.regions[0] if eqn.regions else functions[eqn.attrs["callee"]].body
+    return {address: span for address, _, span in sites(body, functions)}
+
+
+class _Mismatch:
+    """Reports for one ``density``: each at the user's ``~`` where one is known, with
+    notes at the other program's ``~`` and at the ``density`` call (often the stdlib's)."""
+
+    def __init__(self, eqn, model_sites: dict, family_sites: dict, family: str | None,
+                 errors: list[Diagnostic]):
+        self.eqn, self.model_sites, self.family_sites = eqn, model_sites, family_sites
+        self.model, self.family, self.errors = eqn.attrs["callee"], family, errors
+
+    def report(self, message: str, address: str, help: str | None = None,
+               family_first: bool = True) -> None:
+        model_span = self.model_sites.get(address)
+        family_span = self.family_sites.get(address)
+        family = self.family or "the family"
+        located = [(f"{family} draws '{address}' here", family_span),
+                   (f"{self.model} draws '{address}' here", model_span)]
+        if not family_first:
+            located.reverse()
+        located = [(text, span) for text, span in located if span is not None]
+        if not located or self.family is None:  # a trace given as data: a data error
+            self.errors.append(Diagnostic(message, self.eqn.span, help=help))
+            return
+        notes = [Note(text, span) for text, span in located[1:]]
+        if self.eqn.span is not None:
+            notes.append(Note(f"the trace is scored by {self.model} here", self.eqn.span))
+        self.errors.append(Diagnostic(message, located[0][1], help=help, notes=tuple(notes)))
+
+
+def _check_region(region: Region, program: Program, errors: list[Diagnostic],
+                  producers: dict) -> None:
     for eqn in region.eqns:
         for sub in eqn.regions:
-            _check_region(sub, program, errors)
+            _check_region(sub, program, errors, producers)
         if eqn.op == "generate":
             model = trace_type(eqn.regions[0], program.functions, eqn.span)
             for a, t in eqn.args[0].type.fields:
@@ -101,6 +140,11 @@ def _check_region(region: Region, program: Program, errors: list[Diagnostic]) ->
         observed = eqn.attrs["observed"]
         obs_types = {a: v.type for a, v in zip(observed, eqn.args[1:1 + len(observed)])}
         name = callee
+        producer = producers.get(eqn.args[0])
+        report = _Mismatch(eqn, {a: sp for a, _, sp in sites(eqn.regions[0], program.functions)},
+                           _drawn_at(eqn.args[0], producers, program.functions),
+                           producer.attrs.get("callee") if producer is not None else None,
+                           errors)
         for a, t in obs_types.items():
             want = model.field(a)
             if want is None:
@@ -109,26 +153,27 @@ def _check_region(region: Region, program: Program, errors: list[Diagnostic]) ->
                     help=did_you_mean(a, model.addresses)
                     or f"its addresses: {', '.join(model.addresses) or 'none'}"))
             elif not _fits(t, want):
-                errors.append(Diagnostic(
-                    f"the observation of '{a}' has type {t!r}, but {name} draws {want!r} there",
-                    eqn.span))
+                report.report(f"the observation of '{a}' has type {t!r}, but {name} draws "
+                              f"{want!r} there", a, family_first=False)
         latent = [(a, t) for a, t in model.fields if a not in obs_types]
         have = dict(given.fields)
+        family = report.family
+        drawn = f" (drawn by {family})" if family else ""
         for a, t in latent:
             if a not in have:
-                errors.append(Diagnostic(
-                    f"the trace has no value for '{a}', which {name} draws", eqn.span,
-                    help="a trace given to density() must hold every unobserved choice"))
+                report.report(f"the trace has no value for '{a}', which {name} draws"
+                              + (f" and {family} does not" if family else ""), a,
+                              help="a trace given to density() must hold every unobserved choice",
+                              family_first=False)
             elif not _fits(have[a], t):
-                errors.append(Diagnostic(
-                    f"the trace's value at '{a}' has type {have[a]!r}, but {name} draws "
-                    f"{t!r} there", eqn.span))
+                report.report(f"the trace's value at '{a}'{drawn} has type {have[a]!r}, but "
+                              f"{name} draws {t!r} there", a)
         latent_names = {a for a, _ in latent}
         for a in have:
             if a not in latent_names:
                 why = "it is observed" if a in obs_types else f"{name} draws no choice there"
-                errors.append(Diagnostic(f"the trace has a value at '{a}', but {why}", eqn.span,
-                                         help=did_you_mean(a, latent_names)))
+                report.report(f"the trace has a value at '{a}'{drawn}, but {why}", a,
+                              help=did_you_mean(a, latent_names))
 
 
 def _fits(given, want) -> bool:

@@ -11,7 +11,8 @@ catch the problem:
 - ``lower_*``: the lowering, when the program is specialised
   (:class:`ppl.CompileError`). Their first line names the entry point,
   ``# entry: model(3)``; the test loads the file, then runs
-  ``m.model(3).simulate(key)`` (for a ``fn``, just ``m.helper(...)``). The
+  ``m.model(3).simulate(key)`` (for an objective ``init(key)``, which
+  compiles it; for a ``fn``, just ``m.helper(...)``). The
   arguments are Python literals (``ast.literal_eval``).
 
 ``good/*.ppl`` must load without error. Their ``*.expected`` holds a stable
@@ -93,6 +94,8 @@ def raise_error(name: str) -> ppl.PPLError:
             target = getattr(m, entry[0])(*entry[1])
             if hasattr(target, "simulate"):
                 target.simulate(jax.random.PRNGKey(0))
+            elif hasattr(target, "init"):  # an objective: compile it
+                target.init(jax.random.PRNGKey(0))
     except ppl.PPLError as err:
         return err
     pytest.fail(f"{rel} raised no error")
@@ -250,3 +253,17 @@ def expr(e, indent: str = "") -> str:
     if isinstance(e, ast.Expect):
         return "\n".join(["expect {", *outline(e.body, indent + "    "), indent + "  }"])
     return f"<{type(e).__name__}>"
+
+
+# ---------------------------------------------------------------- ppl check
+
+
+@pytest.mark.parametrize("name", [n for n in BAD if n.startswith("check_estimate_")])
+def test_ppl_check_rejects_every_estimated_real_misuse(name, capsys):
+    """``ppl check`` reports each estimated-real rejection exactly as its golden, and fails."""
+    from ppl.cli import main
+
+    status = main(["check", f"bad/{name}"])
+    captured = capsys.readouterr()
+    assert status == 1 and captured.out == ""
+    assert captured.err == (HERE / "bad" / name).with_suffix(".expected").read_text()
