@@ -112,20 +112,21 @@ def mvd(site, k):
     """Measure-valued derivative: ℓ̇ += Σ_i c_i·(ℓ(x with x_i ~ μ⁺_i) − ℓ(x with x_i ~ μ⁻_i)).
 
     The weak derivative of each distribution (Pflug 1996; Mohamed et al. 2020)
-    is in ``WEAK_DERIVATIVES``; each element of a batched choice is perturbed
-    with the others at their sampled values.
+    is its row's ``weak_derivative`` (one of the functions below); each element
+    of a batched choice is perturbed with the others at their sampled values.
     """
     x = site.sample()
     ell, ell_dot = k(x, None)
-    extra = WEAK_DERIVATIVES[site.dist_name](site, x, k)
+    extra = site.distribution.weak_derivative(site, x, k)
     return ell, _plus(ell_dot, extra)
 
 
 # ---------------------------------------------------------------- weak derivatives
-# Each returns the tangent Σ_i ∂θ_i·(weak derivative), or None when θ has no tangent.
+# Each returns the tangent Σ_i ∂θ_i·(weak derivative), or None when θ has no tangent. The
+# distribution rows (distributions.py) name theirs; a row without one has no mvd.
 
 
-def _finite_support_weak_derivative(site, x, k):
+def finite_support_weak_derivative(site, x, k):
     """bernoulli, categorical: ∂E = Σ_v ṗ(v)·ℓ(x_i = v) (the positive/negative parts
     of the derivative of a finite pmf are point masses)."""
     p, p_dot = site.probs()
@@ -135,7 +136,7 @@ def _finite_support_weak_derivative(site, x, k):
     return site.contract_alternatives(k, alts, p_dot.reshape(alts.values.shape))
 
 
-def _poisson_weak_derivative(site, x, k):
+def poisson_weak_derivative(site, x, k):
     """poisson(λ): ∂λ E f(X) = E[f(X + 1) − f(X)]."""
     (rate, rate_dot), = site.args_dual(("rate",))
     if rate_dot is None:
@@ -145,7 +146,7 @@ def _poisson_weak_derivative(site, x, k):
             - site.contract_alternatives(k, site.alternatives(x, None, shift=0), c))
 
 
-def _geometric_weak_derivative(site, x, k):
+def geometric_weak_derivative(site, x, k):
     """geometric(p) (failures before a success): ∂p E f(X) = E[f(X) − f(X + X')]/(p(1 − p)),
     X' an independent geometric(p)."""
     p, p_dot = site.probs_parameter()
@@ -158,7 +159,7 @@ def _geometric_weak_derivative(site, x, k):
             - site.contract_alternatives(k, site.alternatives(x, None, add=extra), c))
 
 
-def _normal_weak_derivative(site, x, k):
+def normal_weak_derivative(site, x, k):
     """normal(μ, σ): ∂μ E f = E[f(μ + σR) − f(μ − σR)]/(σ√(2π)), R ~ Rayleigh(1);
     ∂σ E f = E[f(μ + σM) − f(x)]/σ, M ~ double-sided Maxwell, x the sample."""
     (loc, loc_dot), (scale, scale_dot) = site.args_dual(("loc", "scale"))
@@ -182,13 +183,9 @@ def _normal_weak_derivative(site, x, k):
     return total
 
 
-WEAK_DERIVATIVES = {
-    "bernoulli": _finite_support_weak_derivative,
-    "categorical": _finite_support_weak_derivative,
-    "poisson": _poisson_weak_derivative,
-    "geometric": _geometric_weak_derivative,
-    "normal": _normal_weak_derivative,
-}
-
+# The estimator registry: the one place estimator names are written. ``ESTIMATORS`` maps
+# each name (in the order messages list them) to its rule; ``TAIL`` holds the rules whose
+# only call of k is their last act (they work inside for loops).
 ESTIMATORS = {"reparam": reparam, "reinforce": reinforce, "enum": enum, "mvd": mvd}
-TAIL = frozenset({"reparam", "reinforce"})  # rules whose only call of k is their last act
+TAIL = frozenset({"reparam", "reinforce"})
+assert TAIL <= set(ESTIMATORS)
