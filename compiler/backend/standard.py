@@ -234,7 +234,7 @@ def init_params(program: Program, library, key) -> dict[str, Any]:
     for path, info in program.params.items():
         k = jax.random.fold_in(key, zlib.crc32(path.encode()) & 0x7FFFFFFF)
         value = Interpreter(library, {}, program).run(info.init.body, [], k)[0]
-        value = jnp.broadcast_to(jnp.asarray(value, jnp.float32), info.type.shape)
+        value = jnp.broadcast_to(jnp.asarray(value, jnp.result_type(float)), info.type.shape)
         out[path] = library.constraint(info.constraint).to_unconstrained(value)
     return out
 
