@@ -28,9 +28,11 @@ if TYPE_CHECKING:
     from .adev import ADEV, DV
 
 
-def _real_dtype():
-    """The default floating dtype: float32, or float64 under ``jax_enable_x64``."""
-    return jnp.dtype(jnp.result_type(float))
+def _common_real(*arrays):
+    """The floating dtype of ``arrays`` (those that are floats), else the default float
+    (float32, or float64 under ``jax_enable_x64``): never a dtype written in."""
+    floats = [a for a in arrays if a is not None and jnp.issubdtype(jnp.result_type(a), jnp.inexact)]
+    return jnp.dtype(jnp.result_type(*floats)) if floats else jnp.dtype(jnp.result_type(float))
 
 
 class Site:
@@ -80,6 +82,8 @@ class Site:
         self.primals = [lift(jnp.asarray(a.primal), a.axes, p)
                         for a, p in zip(args[:len(self.form)], pads)]
         self.tangents = [lift(a.tangent, a.axes, p) for a, p in zip(args[:len(self.form)], pads)]
+        # The dtype of weights and coefficients: the parameters' (float64 only where they are).
+        self.real_dtype = _common_real(*self.primals)
         # Literal arguments stay Python values: a finite support's size may depend on one
         # (binomial's total_count), and the row decides what it needs (``_bound``).
         self.literals = {i: a.value for i, a in enumerate(eqn.args[:len(self.form)]) if isinstance(a, Lit)}
@@ -215,7 +219,7 @@ class Site:
             ell, ell_dot = k(y, None)
         finally:
             adev.weights = saved
-        real = _real_dtype()
+        real = _common_real(ell, ell_dot)  # ℓ and ℓ̇ in one dtype: they are a dual pair
         zero = jnp.zeros((), real)
         return (zero if ell is None else jnp.asarray(ell, real),
                 zero if ell_dot is None else jnp.asarray(ell_dot, real))
@@ -234,7 +238,7 @@ class Site:
         sums = self.separable_sums()
         if sums is None:
             return None
-        ones = jnp.ones((self.size,), _real_dtype())
+        ones = jnp.ones((self.size,), self.real_dtype)
         if direction is None:
             return self._weighted(k, y, ones, sums)
         ell, ell_dot, along = self._along(k, y, ones, direction, sums)
@@ -265,7 +269,7 @@ class Site:
         # The weights of each run: p(v) for every v, then 0 for r.
         per_value = lambda a: jnp.concatenate([  # noqa: E731
             jnp.reshape(jnp.moveaxis(a, -1, 0), (n_values, -1)),
-            jnp.zeros((1, self.size), _real_dtype())]).astype(_real_dtype())
+            jnp.zeros((1, self.size), self.real_dtype)]).astype(self.real_dtype)
         if p_dot is None:
             ell, ell_dot = jax.vmap(lambda y, w: self._weighted(k, y, w, sums))(ys, per_value(p))
             along = jnp.zeros(())
@@ -298,8 +302,8 @@ class Site:
         sums = self.separable_sums()
         if sums is None:
             return jnp.sum(coef * self.evaluate_alternatives(k, alts))
-        ones = jnp.ones((self.size,), _real_dtype())
-        coef = jnp.asarray(coef, _real_dtype())
+        ones = jnp.ones((self.size,), self.real_dtype)
+        coef = jnp.asarray(coef, self.real_dtype)
         ys = jnp.reshape(jnp.swapaxes(alts.values, 0, 1), (-1,) + self.shape)  # [M, *shape]
         _, _, d_alt = jax.vmap(lambda y, d: self._along(k, y, ones, d, sums))(
             ys, jnp.swapaxes(coef, 0, 1))

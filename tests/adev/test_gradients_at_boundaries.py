@@ -230,3 +230,56 @@ def test_iwelbo_reinforce_on_vector_choices_agrees_with_reparam(vector_estimates
     difference = reinforce.mean(0) - reparam.mean(0)
     se = np.sqrt(reinforce.var(0, ddof=1) / len(reinforce) + reparam.var(0, ddof=1) / len(reparam))
     assert np.all(np.abs(difference) < 5 * se), (difference, se)
+
+
+# ---------------------------------------------------------------- under jax_enable_x64
+
+SEPARABLE = """
+objective sep_enum(l: real[4]) {
+    param th: real = 0.3
+    return expect { plate i in 4 { z ~ bernoulli(logits=th + l[i]) with enum }
+                    return sum(float(z) * l) }
+}
+objective sep_mvd(l: real[4]) {
+    param th: real = 0.3
+    return expect { plate i in 4 { z ~ bernoulli(logits=th + l[i]) with mvd }
+                    return sum(float(z) * l) }
+}
+objective sep_reinforce(l: real[4]) {
+    param th: real = 0.3
+    return expect { plate i in 4 { z ~ bernoulli(logits=th + l[i]) with reinforce }
+                    return sum(float(z) * l) }
+}
+objective shared_enum(l: real[4]) {
+    param th: real = 0.3
+    return expect { plate i in 4 { z ~ bernoulli(logits=th) with enum }
+                    return sum(float(z)) + sum(l) }
+}
+objective shared_mvd(l: real[4]) {
+    param th: real = 0.3
+    return expect { plate i in 4 { z ~ bernoulli(logits=th) with mvd }
+                    return sum(float(z)) + sum(l) }
+}
+objective all_separable(l: real[4]) {
+    return sep_enum(l) + sep_mvd(l) + sep_reinforce(l) + shared_enum(l) + shared_mvd(l)
+}
+"""
+L = np.array([0.5, -1.0, 2.0, 0.0])
+
+
+def test_separable_paths_under_x64():
+    """The separable block's weighted runs (enum, mvd's contraction, Rao-Blackwellised
+    reinforce) with float64 parameters and data: no float32 written into the site."""
+    with jax.enable_x64(True):
+        obj = ppl.compile(SEPARABLE).all_separable(jnp.asarray(L))
+        params = obj.init(jax.random.PRNGKey(0))
+        assert all(v.dtype == jnp.float64 for v in params.values())
+        _, grads = sample_estimates(obj, params, n=20_000)
+    exact = float(jax.grad(lambda th: jnp.sum(sigmoid(th + L) * L))(0.3))
+    assert check(grads["sep_enum.th"], exact, z=0.0, atol=1e-5, name="enum")
+    assert check(grads["sep_mvd.th"], exact, name="mvd")
+    assert check(grads["sep_reinforce.th"], exact, name="reinforce")
+    # a probability that is the parameter itself (float64 under x64), unlike th + l[i]
+    shared = float(jax.grad(lambda th: 4 * sigmoid(th))(0.3))
+    assert check(grads["shared_enum.th"], shared, z=0.0, atol=1e-5, name="shared enum")
+    assert check(grads["shared_mvd.th"], shared, name="shared mvd")
