@@ -356,6 +356,8 @@ def _as_integer(value: Any) -> Any:
     """``value`` kept integral; a Python int stays concrete (enumeration needs it)."""
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return int(value)
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return int(value)
     value = jnp.asarray(value)
     return value if jnp.issubdtype(value.dtype, jnp.integer) else value.astype(jnp.int32)
 
@@ -390,6 +392,8 @@ def _categories(bound: Mapping[str, Any]) -> int:
 
 def _trials(bound: Mapping[str, Any]) -> int:
     count = bound["total_count"]
+    if isinstance(count, (float, np.floating)) and float(count).is_integer() and count >= 0:
+        count = int(count)  # binomial(3.0, p): a count written as a float
     if isinstance(count, (int, np.integer)) and not isinstance(count, bool):
         return int(count) + 1
     raise SupportNotStatic("binomial", "its total_count to be a number written in the program, "

@@ -306,6 +306,7 @@ def test_support_sizes_and_values():
     assert bern.support_size(("logits",), [ArrayType("float32", (4,))]) == 2
     assert cat.support_size(("probs",), [ArrayType("float32", (2, 5))]) == 5
     assert binom.support_size(("total_count", "probs"), [7, 0.5]) == 8
+    assert binom.support_size(("total_count", "probs"), [7.0, 0.5]) == 8  # a count written as a float
     assert DISTRIBUTIONS["poisson"].support_size(("rate",), [1.0]) is None
     with pytest.raises(ValueError, match="total_count to be a number written in the program"):
         binom.support_size(("total_count", "probs"), [ArrayType("int32", ()), 0.5])
