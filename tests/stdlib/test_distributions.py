@@ -332,3 +332,18 @@ def test_estimator_table_is_sound(name):
     assert built.has_rsample == row.reparameterizable
     assert built.is_discrete == row.discrete
     assert row.doc and "\n" not in row.doc
+
+
+def test_values_outside_a_discrete_support_have_log_density_minus_infinity():
+    """numpyro's formulas give finite numbers there (bernoulli at 2: 2·log p − log(1 − p)),
+    a silently wrong density; the rows give −inf (and a DataError is the API's to raise)."""
+    cases = [("bernoulli", ("probs",), [0.3], [2, -1]), ("bernoulli", ("logits",), [0.3], [2, -1]),
+             ("binomial", ("total_count", "probs"), [3, 0.4], [4, -1]),
+             ("binomial", ("total_count", "logits"), [3, 0.4], [4, -1]),
+             ("categorical", ("probs",), [jnp.array([0.2, 0.8])], [2, -1]),
+             ("categorical", ("logits",), [jnp.array([0.2, 0.8])], [2, -1]),
+             ("poisson", ("rate",), [2.0], [-1]), ("geometric", ("probs",), [0.3], [-1]),
+             ("geometric", ("logits",), [0.3], [-1])]
+    for name, form, args, outside in cases:
+        logp = DISTRIBUTIONS[name].log_prob(form, args, jnp.array(outside))
+        assert np.all(np.isneginf(np.asarray(logp))), (name, form, logp)
