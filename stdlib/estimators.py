@@ -46,8 +46,8 @@ def _plus(a, b):
 def _dual(ell, ell_dot):
     """(ℓ, ℓ̇) with ℓ̇ in ℓ's dtype (a dual pair; terms of a rule may be float64 when ℓ is
     float32, or the reverse, under ``jax_enable_x64``)."""
-    if ell_dot is None:
-        return ell, None
+    if ell_dot is None or not jnp.issubdtype(jnp.result_type(ell), jnp.inexact):
+        return ell, ell_dot
     return ell, jnp.asarray(ell_dot, jnp.result_type(ell))
 
 
