@@ -1,20 +1,48 @@
-"""The distributions a program can draw from, as numpyro distributions under short names.
+"""The distributions a program can draw from: one row per family, backed by numpyro.
 
-Each entry of :data:`DISTRIBUTIONS` is one row: a name users know
-(``normal``, ``bernoulli``), its parameterisations (``forms``, each a tuple
-of parameter names in positional order, the first being the default), the
-numpyro class that does the work, and the gradient estimators that are sound
-for it. Log densities, samplers and supports all come from numpyro; this
-module only describes and checks.
+Each entry of :data:`DISTRIBUTIONS` is one row, and the row owns everything
+the compiler and the estimators need to know about its family:
+
+- a name users know (``normal``, ``bernoulli``) and its parameterisations
+  (``forms``, each a tuple of parameter names in positional order, the first
+  being the default);
+- each parameter's domain (``domains``: ``positive``, ``unit``, ``simplex``,
+  ``count``, ...), from which :meth:`~NumpyroDistribution.check_literal`
+  rejects a literal argument outside it and ``integer_params`` keeps a
+  ``count`` integral;
+- the finite support, when there is one (``support_values``), and the
+  probability of each of its values (``probs``);
+- the log density (``log_prob``), written here for the families whose
+  numpyro formula has a wrong derivative somewhere (see below);
+- the weak derivative that ``mvd`` uses (``weak_derivative``, from
+  ``estimators.py``), and so which gradient estimators are sound
+  (``estimators``, with :meth:`~NumpyroDistribution.unsound_reason` saying
+  why one is not).
+
+Samplers and the continuous log densities are numpyro's. numpyro's discrete
+log-probabilities are not used, because their derivatives are conventions
+at boundary points: the logits forms compute ``max(l, 0) + log1p(exp(-|l|))``
+(``jax.grad`` at ``l = 0`` gives 0 for the ``max`` and ``abs`` terms, not
+1/2), the probs forms clamp ``p`` to ``[eps, 1 - eps]`` (a zero derivative
+below ``eps``), and ``xlogy(0, p)`` has a NaN derivative at ``p = 0``. The
+formulas here (``x·l − softplus(l)``, a log taken after the value is
+gathered, ``0·log p`` as an exact 0) have the right derivatives everywhere
+(tests/stdlib/test_gradients.py checks every family and form against
+finite differences in float64).
+
+``categorical(probs=p)`` is the categorical of ``p / sum(p)``: numpyro's
+sampler normalises ``p`` (it samples from ``log p``), so the log density and
+the enumerated probabilities normalise too, and every estimator agrees. A
+literal ``p`` that does not sum to 1 is an error (``check_literal``).
 
 Invariants:
 
 - ``value_type`` is computed by ``jax.eval_shape`` of :meth:`NumpyroDistribution.sample`,
   so the type the compiler sees is, by construction, the type the backend gets;
 - draws from a discrete distribution are ``int32`` (numpyro's geometric gives
-  floats; :meth:`~NumpyroDistribution.sample` casts), continuous draws ``float32``;
+  floats; :meth:`~NumpyroDistribution.sample` casts), continuous draws the default float;
 - real parameters given as integers are promoted to floats before numpyro sees
-  them; ``binomial``'s ``total_count`` is kept integral;
+  them; ``count`` parameters (``binomial``'s ``total_count``) are kept integral;
 - enumeration (``enumerate_support``) gives numpyro's unexpanded support, of
   shape ``[K, 1, ..., 1]`` (one axis per batch dimension): ``binomial`` needs a
   ``total_count`` given as a Python integer (a literal) to be enumerable.
@@ -29,10 +57,15 @@ Invariants:
     Traceback (most recent call last):
     ...
     ValueError: normal(loc, scale): loc has shape [3] and scale has shape [4], which do not broadcast
+    >>> normal.check_literal(("loc", "scale"), "scale", 0.0)
+    'the scale of normal must be positive, but it is 0.0'
+    >>> DISTRIBUTIONS["binomial"].integer_params
+    frozenset({'total_count'})
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -40,17 +73,69 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
+from jax.scipy.special import gammaln
 
 from ..compiler.types import ArrayType
 from .abstract import abstract_type, as_real, describe_shapes, first_line, format_shape, shape_of
+from .estimators import (ESTIMATORS, finite_support_weak_derivative, geometric_weak_derivative,
+                         normal_weak_derivative, poisson_weak_derivative)
 
-# Estimator sets, named once so that the table reads as a table.
-CONTINUOUS = frozenset({"reparam", "reinforce"})
-FINITE = frozenset({"reinforce", "enum", "mvd"})
-COUNTS = frozenset({"reinforce", "mvd"})
+# Tolerance of a literal probability vector's sum (float32 literals such as [0.1, 0.2, 0.7]
+# sum to 1 only to rounding).
+SIMPLEX_TOLERANCE = 1e-5
 
-# Parameters kept integral; every other parameter is real.
-INTEGER_PARAMS = frozenset({"total_count"})
+
+class SupportNotStatic(ValueError):
+    """A finite support whose size is not known when the program is compiled.
+
+    ``needs`` completes "enumerating the binomial at address 'x' needs ...";
+    ``help`` says what to write instead.
+    """
+
+    def __init__(self, name: str, needs: str, help: str):
+        super().__init__(f"{name}: enumerating its values needs {needs}")
+        self.needs = needs
+        self.help = help
+
+
+# -------------------------------------------------------------- parameter domains
+# Each domain: (what a value must be, in words; a test on a literal's numpy array).
+
+
+def _is_finite(a):
+    return bool(np.all(np.isfinite(a)))
+
+
+def _lower_cholesky(a):
+    return (a.ndim >= 2 and _is_finite(a) and np.allclose(a, np.tril(a))
+            and bool(np.all(np.diagonal(a, axis1=-2, axis2=-1) > 0)))
+
+
+def _positive_definite(a):
+    if a.ndim < 2 or not _is_finite(a) or not np.allclose(a, np.swapaxes(a, -1, -2)):
+        return False
+    return bool(np.all(np.linalg.eigvalsh(a) > 0))
+
+
+def _count(a):
+    return a.dtype.kind != "b" and _is_finite(a) and bool(np.all((a >= 0) & (a == np.round(a))))
+
+
+def _simplex(a):
+    return (a.ndim >= 1 and _is_finite(a) and bool(np.all(a >= 0))
+            and bool(np.all(np.abs(a.sum(-1) - 1) <= SIMPLEX_TOLERANCE)))
+
+
+DOMAINS: dict[str, tuple[str, Callable[[np.ndarray], bool]]] = {
+    "real": ("a finite number", _is_finite),
+    "positive": ("positive", lambda a: _is_finite(a) and bool(np.all(a > 0))),
+    "unit": ("a probability, in [0, 1]", lambda a: bool(np.all((a >= 0) & (a <= 1)))),
+    "success": ("a probability in (0, 1]", lambda a: bool(np.all((a > 0) & (a <= 1)))),
+    "simplex": ("a probability vector: non-negative, summing to 1", _simplex),
+    "count": ("a non-negative integer", _count),
+    "lower_cholesky": ("lower triangular with a positive diagonal", _lower_cholesky),
+    "positive_definite": ("symmetric positive definite", _positive_definite),
+}
 
 
 @dataclass(frozen=True)
@@ -58,33 +143,82 @@ class NumpyroDistribution:
     """A distribution family: one row of the table, backed by a numpyro class.
 
     ``family(**{param: value})`` builds the numpyro distribution for any form.
+    ``domains`` names each parameter's domain (a key of :data:`DOMAINS`).
     ``support``, for a finite family, gives the number of values from the
-    bound arguments (ArrayTypes or literals); ``ranks`` gives the number of trailing (event) dimensions a parameter
-    must have (``mvnormal``'s ``scale_tril``: 2); parameters not listed are
-    elementwise. ``vector_value`` says the value is a vector even when every
-    parameter is elementwise (``mvnormal_diag``).
+    bound arguments (ArrayTypes or literals); ``ranks`` gives the number of
+    trailing (event) dimensions a parameter must have (``mvnormal``'s
+    ``scale_tril``: 2); parameters not listed are elementwise.
+    ``vector_value`` says the value is a vector even when every parameter is
+    elementwise (``mvnormal_diag``). ``log_densities`` and ``pmfs`` hold, per
+    form, the formulas used instead of numpyro's (``log_density(value,
+    **params)``; ``pmf(**params)``, the probability of each support value on a
+    last axis). ``weak_derivative(site, x, k)`` is the measure-valued
+    derivative's extra tangent (``estimators.mvd``). ``moving_support``: the
+    support moves with the parameters, so the score function misses boundary
+    terms and REINFORCE is biased.
     """
 
     name: str
     forms: tuple[tuple[str, ...], ...]
     family: Callable[..., Any]
     discrete: bool
-    enumerable: bool
     reparameterizable: bool
     default_estimator: str
-    estimators: frozenset[str]
     doc: str
+    domains: Mapping[str, str]
     ranks: Mapping[str, int] = field(default_factory=dict)
     vector_value: bool = False
     support: Callable[[Mapping[str, Any]], int] | None = None
+    log_densities: Mapping[tuple[str, ...], Callable[..., Any]] = field(default_factory=dict)
+    pmfs: Mapping[tuple[str, ...], Callable[..., Any]] = field(default_factory=dict)
+    weak_derivative: Callable[..., Any] | None = None
+    moving_support: bool = False
+
+    # -- what the row implies ------------------------------------------------
+
+    @property
+    def enumerable(self) -> bool:
+        """Finite support that can be listed (bernoulli, categorical, binomial)."""
+        return self.support is not None
+
+    @property
+    def integer_params(self) -> frozenset[str]:
+        """Parameters kept integral (``binomial``'s ``total_count``); the others are real."""
+        return frozenset(n for n, d in self.domains.items() if d == "count")
+
+    @property
+    def estimators(self) -> frozenset[str]:
+        """Every gradient estimator sound for this family (see :meth:`unsound_reason`)."""
+        return frozenset(e for e in ESTIMATORS if self.unsound_reason(e) is None)
+
+    def unsound_reason(self, estimator: str) -> str | None:
+        """Why ``estimator`` is unsound for this family, or None when it is sound."""
+        name = self.name
+        if estimator == "reparam" and not self.reparameterizable:
+            return (f"{name} is discrete, so it has no reparameterisation" if self.discrete
+                    else f"{name} has no pathwise sampler")
+        if estimator == "enum" and not self.enumerable:
+            return f"{name} has no finite support to enumerate"
+        if estimator == "mvd" and self.weak_derivative is None:
+            return f"measure-valued derivatives are not implemented for {name}"
+        if estimator == "reinforce" and self.moving_support:
+            return (f"the support of {name} moves with its parameters, which the score "
+                    "function does not see, so REINFORCE would be biased")
+        if estimator not in ESTIMATORS:
+            return f"there is no estimator named {estimator!r}"
+        return None
+
+    # -- evaluation ----------------------------------------------------------
+
+    def params_of(self, form: tuple[str, ...], args: Sequence[Any]) -> dict[str, Any]:
+        """The arguments by name, as numpyro takes them: reals as floats, counts integral."""
+        self._check_form(form, args)
+        return {name: _as_integer(value) if name in self.integer_params else as_real(value)
+                for name, value in zip(form, args)}
 
     def build(self, form: tuple[str, ...], args: Sequence[Any]) -> Any:
         """The numpyro distribution for the arguments ``args`` of ``form``."""
-        self._check_form(form, args)
-        kwargs = {}
-        for name, value in zip(form, args):
-            kwargs[name] = _as_integer(value) if name in INTEGER_PARAMS else as_real(value)
-        return self.family(**kwargs)
+        return self.family(**self.params_of(form, args))
 
     def sample(self, form: tuple[str, ...], args: Sequence[Any], key: Any, sample_shape=()) -> Any:
         """One draw (or ``sample_shape`` draws); discrete values are cast to ``int32``."""
@@ -92,8 +226,12 @@ class NumpyroDistribution:
         return value.astype(jnp.int32) if self.discrete else value
 
     def log_prob(self, form: tuple[str, ...], args: Sequence[Any], value: Any) -> Any:
-        """numpyro's log density of ``value``, per batch element (not summed)."""
-        return self.build(form, args).log_prob(value)
+        """The log density of ``value``, per batch element (not summed), with correct
+        derivatives in every parameter (this module's formula where numpyro's has not)."""
+        formula = self.log_densities.get(tuple(form))
+        if formula is None:
+            return self.build(form, args).log_prob(value)
+        return formula(jnp.asarray(value), **self.params_of(form, args))
 
     def value_type(self, form: tuple[str, ...], args: Sequence[Any]) -> ArrayType:
         """The type of one draw, or ``ValueError`` when the argument shapes do not fit."""
@@ -105,23 +243,79 @@ class NumpyroDistribution:
             raise ValueError(f"{self._signature(form)}: {describe_shapes(form, args)}, "
                              f"which do not fit: {first_line(error)}") from None
 
+    # -- finite supports -----------------------------------------------------
+
     def support_size(self, form: tuple[str, ...], args: Sequence[Any]) -> int | None:
         """How many values an enumerable draw can take, or ``None`` if not enumerable.
 
-        Raises ``ValueError`` when the family is finite but the size is not
-        known at compile time (a ``binomial`` whose ``total_count`` is traced).
+        Raises :class:`SupportNotStatic` (a ``ValueError``) when the family is
+        finite but the size is not known at compile time (a ``binomial`` whose
+        ``total_count`` is traced). ``args`` are ArrayTypes, arrays or literals.
         """
         if self.support is None:
             return None
         self._check_form(form, args)
         return self.support(dict(zip(form, args)))
 
+    def support_values(self, form: tuple[str, ...], args: Sequence[Any]) -> np.ndarray:
+        """The finite support, ``0, ..., K - 1``, as ``int32`` (``ValueError`` if there is none)."""
+        size = self.support_size(form, args)
+        if size is None:
+            raise ValueError(f"{self.name} has no finite support")
+        return np.arange(size, dtype=np.int32)
+
+    def probs(self, form: tuple[str, ...], args: Sequence[Any]) -> Any:
+        """The probability of each support value, on a last axis: shape batch + [K].
+
+        Exact where it can be ([1 − p, p], p / Σp, softmax, sigmoid), so its
+        derivative is right at every point, boundaries included (``binomial`` at
+        ``p = 0``: its derivative is n·(b_{n−1}(k − 1) − b_{n−1}(k))).
+        """
+        size = self.support_size(form, args)
+        if size is None:
+            raise ValueError(f"{self.name} has no finite support")
+        pmf = self.pmfs.get(tuple(form))
+        params = self.params_of(form, args)
+        if pmf is not None:
+            return pmf(**params)
+        values = jnp.arange(size, dtype=jnp.int32)
+        return jax.vmap(lambda v: jnp.exp(self.log_prob(form, args, v)), out_axes=-1)(values)
+
     def enumerate_support(self, form: tuple[str, ...], args: Sequence[Any]) -> Any:
         """Every value, as numpyro's ``enumerate_support(expand=False)``: shape ``[K, 1, ..., 1]``."""
-        self.support_size(form, args)  # raises if the support is not known statically
-        return self.build(form, args).enumerate_support(expand=False).astype(jnp.int32)
+        values = self.support_values(form, args)  # raises if the support is not known statically
+        batch = self.build(form, args).batch_shape
+        return jnp.asarray(values.reshape((-1,) + (1,) * len(batch)))
 
     # -- checks --------------------------------------------------------------
+
+    def check_literal(self, form: tuple[str, ...], name: str, value: Any) -> str | None:
+        """An error message when the literal ``value`` of parameter ``name`` is outside
+        its domain (a scale of 0, probs outside [0, 1] or not summing to 1, a
+        fractional total_count); None when it is inside.
+
+            >>> DISTRIBUTIONS["bernoulli"].check_literal(("probs",), "probs", 0.3) is None
+            True
+        """
+        domain = self.domains.get(name)
+        if domain is None or name not in form:
+            return None
+        words, inside = DOMAINS[domain]
+        try:
+            array = np.asarray(value)
+        except Exception:  # not a number: the type checker reports it
+            return None
+        if array.dtype.kind not in "biuf":
+            return None
+        if domain != "count" and array.dtype.kind == "b":
+            array = array.astype(np.float64)
+        if inside(array if domain == "count" else array.astype(np.float64)):
+            return None
+        shown = value if np.ndim(value) == 0 else np.asarray(value).tolist()
+        extra = ""
+        if domain == "simplex" and np.all(array >= 0):
+            extra = f" (it sums to {float(np.asarray(array, np.float64).sum(-1).max()):.6g})"
+        return f"the {name} of {self.name} must be {words}, but it is {shown}{extra}"
 
     def _signature(self, form: tuple[str, ...]) -> str:
         return f"{self.name}({', '.join(form)})"
@@ -162,18 +356,29 @@ def _as_integer(value: Any) -> Any:
     """``value`` kept integral; a Python int stays concrete (enumeration needs it)."""
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return int(value)
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return int(value)
     value = jnp.asarray(value)
     return value if jnp.issubdtype(value.dtype, jnp.integer) else value.astype(jnp.int32)
 
 
-def _row(name, forms, family, doc, *, default, estimators, discrete=False, support=None,
-         ranks=None, vector_value=False) -> NumpyroDistribution:
+def _row(name, forms, family, doc, *, default, domains, discrete=False, support=None, ranks=None,
+         vector_value=False, log_densities=None, pmfs=None, weak_derivative=None,
+         moving_support=False) -> NumpyroDistribution:
     # Every continuous family here has a pathwise sampler (implicit for gamma, beta, dirichlet).
-    return NumpyroDistribution(
+    split = lambda fs: {tuple(f.split()): v for f, v in (fs or {}).items()}  # noqa: E731
+    row = NumpyroDistribution(
         name=name, forms=tuple(tuple(f.split()) for f in forms), family=family, discrete=discrete,
-        enumerable=support is not None, reparameterizable=not discrete, default_estimator=default,
-        estimators=frozenset(estimators), doc=doc, ranks=dict(ranks or {}), vector_value=vector_value,
-        support=support)
+        reparameterizable=not discrete, default_estimator=default, doc=doc, domains=dict(domains),
+        ranks=dict(ranks or {}), vector_value=vector_value, support=support,
+        log_densities=split(log_densities), pmfs=split(pmfs), weak_derivative=weak_derivative,
+        moving_support=moving_support)
+    assert set(row.domains) == {p for f in row.forms for p in f}, name
+    assert default in row.estimators, name
+    return row
+
+
+# -------------------------------------------------------------- finite supports
 
 
 def _two_values(bound: Mapping[str, Any]) -> int:
@@ -187,10 +392,153 @@ def _categories(bound: Mapping[str, Any]) -> int:
 
 def _trials(bound: Mapping[str, Any]) -> int:
     count = bound["total_count"]
+    if isinstance(count, (float, np.floating)) and float(count).is_integer() and count >= 0:
+        count = int(count)  # binomial(3.0, p): a count written as a float
     if isinstance(count, (int, np.integer)) and not isinstance(count, bool):
         return int(count) + 1
-    raise ValueError("binomial: enumerating its values needs total_count to be an integer literal, "
-                     "known when the program is compiled")
+    raise SupportNotStatic("binomial", "its total_count to be a number written in the program, "
+                           "to know its support",
+                           "write the count as a literal (binomial(10, p)), or use reinforce")
+
+
+# -------------------------------------------------------------- log densities with exact derivatives
+# x·log y and x·log1p(y) with 0·log 0 = 0 exactly: the log is taken of a safe argument where
+# x = 0, so that neither the value nor (forward or reverse) its derivative is NaN.
+
+
+def _xlogy(x, y):
+    zero = x == 0
+    return jnp.where(zero, 0.0, x * jnp.log(jnp.where(zero, 1.0, y)))
+
+
+def _xlog1py(x, y):
+    zero = x == 0
+    return jnp.where(zero, 0.0, x * jnp.log1p(jnp.where(zero, 0.0, y)))
+
+
+def _in_support(x, logp, low, high=None):
+    """``logp`` where ``low <= x (<= high)``, −inf elsewhere (out-of-support values)."""
+    inside = x >= low if high is None else (x >= low) & (x <= high)
+    return jnp.where(inside, logp, -jnp.inf)
+
+
+def _log_choose(n, k):
+    n = jnp.asarray(n, jnp.result_type(float))
+    return gammaln(n + 1) - gammaln(k + 1) - gammaln(n - k + 1)
+
+
+def _bernoulli_probs(x, probs):
+    x = x.astype(probs.dtype)
+    return _in_support(x, _xlogy(x, probs) + _xlog1py(1 - x, -probs), 0, 1)
+
+
+def _bernoulli_logits(x, logits):
+    x = x.astype(logits.dtype)
+    return _in_support(x, x * logits - jax.nn.softplus(logits), 0, 1)
+
+
+def _binomial_probs(x, total_count, probs):
+    x = x.astype(probs.dtype)
+    n = jnp.asarray(total_count, probs.dtype)
+    logp = _log_choose(n, x) + _xlogy(x, probs) + _xlog1py(n - x, -probs)
+    return _in_support(x, logp, 0, n)
+
+
+def _binomial_logits(x, total_count, logits):
+    x = x.astype(logits.dtype)
+    n = jnp.asarray(total_count, logits.dtype)
+    logp = _log_choose(n, x) + x * logits - n * jax.nn.softplus(logits)
+    return _in_support(x, logp, 0, n)
+
+
+def _gather_last(table, x):
+    """``table[..., x]`` with ``x`` broadcast against the batch axes of ``table``;
+    out-of-range ``x`` gives −inf."""
+    k = table.shape[-1]
+    batch = jnp.broadcast_shapes(jnp.shape(x), table.shape[:-1])
+    x = jnp.broadcast_to(x, batch).astype(jnp.int32)
+    table = jnp.broadcast_to(table, batch + (k,))
+    picked = jnp.take_along_axis(table, jnp.clip(x, 0, k - 1)[..., None], axis=-1)[..., 0]
+    return picked, (x >= 0) & (x < k)
+
+
+def _categorical_probs(x, probs):
+    # Gather first, then the log: the log of an unchosen zero probability never enters.
+    picked, inside = _gather_last(probs, x)
+    logp = jnp.log(jnp.where(inside, picked, 1.0)) - jnp.log(jnp.sum(probs, -1))
+    return jnp.where(inside, logp, -jnp.inf)
+
+
+def _categorical_logits(x, logits):
+    picked, inside = _gather_last(logits, x)
+    return jnp.where(inside, picked - jax.scipy.special.logsumexp(logits, -1), -jnp.inf)
+
+
+def _geometric_probs(x, probs):
+    x = x.astype(probs.dtype)
+    return _in_support(x, _xlog1py(x, -probs) + jnp.log(probs), 0)
+
+
+def _geometric_logits(x, logits):
+    x = x.astype(logits.dtype)
+    return _in_support(x, logits - (x + 1) * jax.nn.softplus(logits), 0)
+
+
+def _poisson(x, rate):
+    x = x.astype(rate.dtype)
+    return _in_support(x, _xlogy(x, rate) - rate - gammaln(x + 1), 0)
+
+
+# -------------------------------------------------------------- probabilities of support values
+
+
+def _bernoulli_pmf_probs(probs):
+    return jnp.stack([1 - probs, probs], -1)
+
+
+def _bernoulli_pmf_logits(logits):
+    return jnp.stack([jax.nn.sigmoid(-logits), jax.nn.sigmoid(logits)], -1)
+
+
+def _categorical_pmf_probs(probs):
+    return probs / jnp.sum(probs, -1, keepdims=True)
+
+
+def _categorical_pmf_logits(logits):
+    return jax.nn.softmax(logits, -1)
+
+
+def _binomial_table(n: int, p):
+    """b_n(k; p) for k = 0..n on a last axis (exp of the log pmf: exact values at p = 0, 1)."""
+    k = jnp.arange(n + 1, dtype=p.dtype)
+    p = p[..., None]
+    return jnp.exp(_log_choose(n, k) + _xlogy(k, p) + _xlog1py(n - k, -p))
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
+def _binomial_pmf(n: int, p):
+    return _binomial_table(n, p)
+
+
+@_binomial_pmf.defjvp
+def _binomial_pmf_jvp(n, primals, tangents):
+    # d/dp b_n(k; p) = n·(b_{n−1}(k − 1; p) − b_{n−1}(k; p)): finite at p = 0 and 1, where the
+    # derivative of exp(log pmf) would be 0·∞.
+    (p,), (p_dot,) = primals, tangents
+    if n == 0:
+        return _binomial_table(0, p), jnp.zeros(p.shape + (1,), p.dtype)
+    lower = _binomial_table(n - 1, p)
+    pad = jnp.zeros(p.shape + (1,), p.dtype)
+    derivative = n * (jnp.concatenate([pad, lower], -1) - jnp.concatenate([lower, pad], -1))
+    return _binomial_table(n, p), derivative * p_dot[..., None]
+
+
+def _binomial_pmf_probs(total_count, probs):
+    return _binomial_pmf(int(total_count), probs)
+
+
+def _binomial_pmf_logits(total_count, logits):
+    return _binomial_pmf(int(total_count), jax.nn.sigmoid(logits))
 
 
 def _normal_diag(loc, scale):
@@ -198,64 +546,80 @@ def _normal_diag(loc, scale):
 
 
 _MATRIX = {"loc": 1, "scale_tril": 2, "covariance_matrix": 2, "precision_matrix": 2}
+_LOC_SCALE = {"loc": "real", "scale": "positive"}
 
 _ROWS = [
     # continuous, reparameterised (explicitly, or implicitly for gamma, beta, dirichlet)
     _row("normal", ["loc scale"], dist.Normal, "Normal (Gaussian) with mean loc and standard deviation scale.",
-         default="reparam", estimators=CONTINUOUS | {"mvd"}),
+         default="reparam", domains=_LOC_SCALE, weak_derivative=normal_weak_derivative),
     _row("mvnormal", ["loc scale_tril", "loc covariance_matrix", "loc precision_matrix"], dist.MultivariateNormal,
          "Multivariate normal with mean vector loc and a Cholesky factor, covariance or precision matrix.",
-         default="reparam", estimators=CONTINUOUS, ranks=_MATRIX),
+         default="reparam", ranks=_MATRIX,
+         domains={"loc": "real", "scale_tril": "lower_cholesky", "covariance_matrix": "positive_definite",
+                  "precision_matrix": "positive_definite"}),
     _row("mvnormal_diag", ["loc scale"], _normal_diag,
          "Multivariate normal with mean vector loc and diagonal standard deviations scale.",
-         default="reparam", estimators=CONTINUOUS, vector_value=True),
+         default="reparam", vector_value=True, domains=_LOC_SCALE),
     _row("lognormal", ["loc scale"], dist.LogNormal, "Log-normal: exp of a normal(loc, scale).",
-         default="reparam", estimators=CONTINUOUS),
+         default="reparam", domains=_LOC_SCALE),
     _row("halfnormal", ["scale"], dist.HalfNormal, "Half-normal: |x| for x ~ normal(0, scale).",
-         default="reparam", estimators=CONTINUOUS),
+         default="reparam", domains={"scale": "positive"}),
     _row("student_t", ["df loc scale"], dist.StudentT, "Student's t with df degrees of freedom, location and scale.",
-         default="reparam", estimators=CONTINUOUS),
+         default="reparam", domains={"df": "positive", **_LOC_SCALE}),
     _row("cauchy", ["loc scale"], dist.Cauchy, "Cauchy with location loc and scale.",
-         default="reparam", estimators=CONTINUOUS),
+         default="reparam", domains=_LOC_SCALE),
     _row("halfcauchy", ["scale"], dist.HalfCauchy, "Half-Cauchy: |x| for x ~ cauchy(0, scale).",
-         default="reparam", estimators=CONTINUOUS),
+         default="reparam", domains={"scale": "positive"}),
     _row("laplace", ["loc scale"], dist.Laplace, "Laplace (double exponential) with location loc and scale.",
-         default="reparam", estimators=CONTINUOUS),
+         default="reparam", domains=_LOC_SCALE),
     # not reinforce: the support moves with low and high, and the score function misses
     # the boundary terms, so REINFORCE is biased (tests/adev/test_unbiased.py)
     _row("uniform", ["low high"], dist.Uniform, "Uniform on the interval [low, high).",
-         default="reparam", estimators={"reparam"}),
+         default="reparam", domains={"low": "real", "high": "real"}, moving_support=True),
     _row("beta", ["concentration1 concentration0"], dist.Beta,
          "Beta on (0, 1) with concentrations alpha = concentration1 and beta = concentration0.",
-         default="reparam", estimators=CONTINUOUS),
+         default="reparam", domains={"concentration1": "positive", "concentration0": "positive"}),
     _row("gamma", ["concentration rate"], dist.Gamma, "Gamma with shape concentration and rate (inverse scale).",
-         default="reparam", estimators=CONTINUOUS),
+         default="reparam", domains={"concentration": "positive", "rate": "positive"}),
     _row("inverse_gamma", ["concentration rate"], dist.InverseGamma,
          "Inverse gamma: 1/x for x ~ gamma(concentration, rate).",
-         default="reparam", estimators=CONTINUOUS),
+         default="reparam", domains={"concentration": "positive", "rate": "positive"}),
     _row("exponential", ["rate"], dist.Exponential, "Exponential with the given rate (mean 1/rate).",
-         default="reparam", estimators=CONTINUOUS),
+         default="reparam", domains={"rate": "positive"}),
     _row("dirichlet", ["concentration"], dist.Dirichlet, "Dirichlet on the simplex, with a concentration vector.",
-         default="reparam", estimators=CONTINUOUS, ranks={"concentration": 1}),
+         default="reparam", ranks={"concentration": 1}, domains={"concentration": "positive"}),
+    # a point mass moves with v: no score function
     _row("delta", ["v"], dist.Delta, "Point mass at v: the draw is v itself, with log density 0.",
-         default="reparam", estimators={"reparam"}),
+         default="reparam", domains={"v": "real"}, moving_support=True),
     # discrete with finite support: exact enumeration is cheap, so it is the default
     _row("bernoulli", ["probs", "logits"], dist.Bernoulli,
          "Bernoulli: 1 with probability probs (or sigmoid(logits)), else 0.",
-         default="enum", estimators=FINITE, discrete=True, support=_two_values),
+         default="enum", discrete=True, support=_two_values, domains={"probs": "unit", "logits": "real"},
+         log_densities={"probs": _bernoulli_probs, "logits": _bernoulli_logits},
+         pmfs={"probs": _bernoulli_pmf_probs, "logits": _bernoulli_pmf_logits},
+         weak_derivative=finite_support_weak_derivative),
     _row("categorical", ["probs", "logits"], dist.Categorical,
-         "Categorical over 0..K-1, with a probability (or logit) vector of size K.",
-         default="enum", estimators=FINITE, discrete=True, support=_categories,
-         ranks={"probs": 1, "logits": 1}),
+         "Categorical over 0..K-1, with a probability (or logit) vector of size K; probs are normalised.",
+         default="enum", discrete=True, support=_categories, ranks={"probs": 1, "logits": 1},
+         domains={"probs": "simplex", "logits": "real"},
+         log_densities={"probs": _categorical_probs, "logits": _categorical_logits},
+         pmfs={"probs": _categorical_pmf_probs, "logits": _categorical_pmf_logits},
+         weak_derivative=finite_support_weak_derivative),
     _row("binomial", ["total_count probs", "total_count logits"], dist.Binomial,
          "Binomial: the number of successes in total_count trials with success probability probs.",
-         default="reinforce", estimators={"reinforce", "enum"}, discrete=True, support=_trials),
+         default="reinforce", discrete=True, support=_trials,
+         domains={"total_count": "count", "probs": "unit", "logits": "real"},
+         log_densities={"total_count probs": _binomial_probs, "total_count logits": _binomial_logits},
+         pmfs={"total_count probs": _binomial_pmf_probs, "total_count logits": _binomial_pmf_logits}),
     # discrete with infinite support
     _row("poisson", ["rate"], dist.Poisson, "Poisson count with mean rate.",
-         default="reinforce", estimators=COUNTS, discrete=True),
+         default="reinforce", discrete=True, domains={"rate": "positive"},
+         log_densities={"rate": _poisson}, weak_derivative=poisson_weak_derivative),
     _row("geometric", ["probs", "logits"], dist.Geometric,
          "Geometric: the number of failures before the first success of probability probs.",
-         default="reinforce", estimators=COUNTS, discrete=True),
+         default="reinforce", discrete=True, domains={"probs": "success", "logits": "real"},
+         log_densities={"probs": _geometric_probs, "logits": _geometric_logits},
+         weak_derivative=geometric_weak_derivative),
 ]
 
 DISTRIBUTIONS: dict[str, NumpyroDistribution] = {row.name: row for row in _ROWS}

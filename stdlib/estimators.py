@@ -3,21 +3,16 @@
 ADEV (Lew et al., POPL 2023) evaluates an ``expect`` block forward on dual
 numbers. At a random choice it calls the site's estimator rule with
 
-- ``site``: the distribution at its dual arguments (see
-  ``ppl.compiler.backend.site.Site``): ``sample()``, ``rsample()`` (value and
-  tangent of a pathwise sample), ``score(x)`` (the tangent of
-  ``log d(x; θ)`` summed over elements; ``element_scores(x)`` per element),
-  ``with_terms_along(k, x, d)`` ((ℓ, ℓ̇ + Σ_i d_i·c_i(x_i)) with c_i the
-  per-element terms of a separable block),
-  ``enumerate_separable(k)`` (the exact expectation over a plate's choice
-  when its block is separable),
-  ``support()``, ``probs()`` (dual
-  probabilities of each support value), ``alternatives(x, values)`` (x with
-  one element replaced, per element and value), ``contract_alternatives(k,
-  alts, coef)`` (Σ coef·ℓ over them: M + 1 runs of ``k`` when the rest of the
-  block is a sum over the plate's elements, see
-  ``ppl.compiler.backend.separable``), ``evaluate_alternatives(k, alts)`` (ℓ at
-  each of them, in full) and ``baseline``;
+- ``site``: the distribution at its dual arguments, through the interface
+  declared once as ``ppl.compiler.library.EstimatorSite`` (one line per
+  operation there): ``sample()``, ``rsample()`` (value and tangent of a
+  pathwise sample), ``score(x)`` (the tangent of ``log d(x; θ)`` summed over
+  elements; ``element_scores(x)`` per element), ``with_terms_along(k, x, d)``
+  and ``enumerate_separable(k)`` (when the block is a sum over the plate's
+  elements), ``support()``, ``probs()``, ``alternatives(x, values)``,
+  ``contract_alternatives(k, alts, coef)``, ``evaluate_alternatives(k,
+  alts)``, ``baseline``, and ``distribution``, the family's row (its weak
+  derivative, below). Rules use nothing else (tests/adev/test_site_protocol.py);
 - ``k``: the continuation — the rest of the block — as a function
   ``k(x, x_dot, score=None, shift=None) -> (ℓ, ℓ̇)``. ``score`` is a tangent
   to be multiplied by the block's final value ℓ (the REINFORCE term), added
@@ -27,6 +22,9 @@ numbers. At a random choice it calls the site's estimator rule with
 A rule returns the estimated (ℓ, ℓ̇); its expectation is the exact
 (E[ℓ], ∂E[ℓ]). Rules that only call ``k`` once, last (``TAIL`` below), also
 work inside ``for`` loops, where the continuation is not available.
+
+``ESTIMATORS`` is the registry: the one place estimator names are written.
+The compiler reads the names (and ``TAIL``) from the library it is given.
 
     >>> sorted(ESTIMATORS)
     ['enum', 'mvd', 'reinforce', 'reparam']
@@ -43,6 +41,14 @@ import jax.numpy as jnp
 def _plus(a, b):
     """a + b, where None is a zero tangent."""
     return b if a is None else a if b is None else a + b
+
+
+def _dual(ell, ell_dot):
+    """(ℓ, ℓ̇) with ℓ̇ in ℓ's dtype (a dual pair; terms of a rule may be float64 when ℓ is
+    float32, or the reverse, under ``jax_enable_x64``)."""
+    if ell_dot is None or not jnp.issubdtype(jnp.result_type(ell), jnp.inexact):
+        return ell, ell_dot
+    return ell, jnp.asarray(ell_dot, jnp.result_type(ell))
 
 
 def reparam(site, k):
@@ -69,7 +75,7 @@ def reinforce(site, k):
     if b is None and b_dot is None:
         rao_blackwellised = site.with_terms_along(k, x, site.element_scores(x))
         if rao_blackwellised is not None:
-            return rao_blackwellised
+            return _dual(*rao_blackwellised)
     s = site.score(x)
     score = _plus(s, b_dot)
     if b is None or score is None:
@@ -95,37 +101,38 @@ def enum(site, k):
         ls, l_dots = jax.vmap(lambda v: k(x_of(v), None))(values)
         p, p_dot = p.reshape(-1), None if p_dot is None else p_dot.reshape(-1)
         l_dot = None if l_dots is None else jnp.sum(p * l_dots)
-        return jnp.sum(p * ls), l_dot if p_dot is None else _plus(l_dot, jnp.sum(p_dot * ls))
+        return _dual(jnp.sum(p * ls), l_dot if p_dot is None else _plus(l_dot, jnp.sum(p_dot * ls)))
     exact = site.enumerate_separable(k)
     if exact is not None:
-        return exact
+        return _dual(*exact)
     p, p_dot = site.probs()
     x = site.sample()
     ell, ell_dot = k(x, None)
     if p_dot is None:
         return ell, ell_dot
     alts = site.alternatives(x, values)
-    return ell, _plus(ell_dot, site.contract_alternatives(k, alts, p_dot.reshape(alts.values.shape)))
+    return _dual(ell, _plus(ell_dot, site.contract_alternatives(k, alts, p_dot.reshape(alts.values.shape))))
 
 
 def mvd(site, k):
     """Measure-valued derivative: ℓ̇ += Σ_i c_i·(ℓ(x with x_i ~ μ⁺_i) − ℓ(x with x_i ~ μ⁻_i)).
 
     The weak derivative of each distribution (Pflug 1996; Mohamed et al. 2020)
-    is in ``WEAK_DERIVATIVES``; each element of a batched choice is perturbed
-    with the others at their sampled values.
+    is its row's ``weak_derivative`` (one of the functions below); each element
+    of a batched choice is perturbed with the others at their sampled values.
     """
     x = site.sample()
     ell, ell_dot = k(x, None)
-    extra = WEAK_DERIVATIVES[site.dist_name](site, x, k)
-    return ell, _plus(ell_dot, extra)
+    extra = site.distribution.weak_derivative(site, x, k)
+    return _dual(ell, _plus(ell_dot, extra))
 
 
 # ---------------------------------------------------------------- weak derivatives
-# Each returns the tangent Σ_i ∂θ_i·(weak derivative), or None when θ has no tangent.
+# Each returns the tangent Σ_i ∂θ_i·(weak derivative), or None when θ has no tangent. The
+# distribution rows (distributions.py) name theirs; a row without one has no mvd.
 
 
-def _finite_support_weak_derivative(site, x, k):
+def finite_support_weak_derivative(site, x, k):
     """bernoulli, categorical: ∂E = Σ_v ṗ(v)·ℓ(x_i = v) (the positive/negative parts
     of the derivative of a finite pmf are point masses)."""
     p, p_dot = site.probs()
@@ -135,7 +142,7 @@ def _finite_support_weak_derivative(site, x, k):
     return site.contract_alternatives(k, alts, p_dot.reshape(alts.values.shape))
 
 
-def _poisson_weak_derivative(site, x, k):
+def poisson_weak_derivative(site, x, k):
     """poisson(λ): ∂λ E f(X) = E[f(X + 1) − f(X)]."""
     (rate, rate_dot), = site.args_dual(("rate",))
     if rate_dot is None:
@@ -145,7 +152,7 @@ def _poisson_weak_derivative(site, x, k):
             - site.contract_alternatives(k, site.alternatives(x, None, shift=0), c))
 
 
-def _geometric_weak_derivative(site, x, k):
+def geometric_weak_derivative(site, x, k):
     """geometric(p) (failures before a success): ∂p E f(X) = E[f(X) − f(X + X')]/(p(1 − p)),
     X' an independent geometric(p)."""
     p, p_dot = site.probs_parameter()
@@ -158,7 +165,7 @@ def _geometric_weak_derivative(site, x, k):
             - site.contract_alternatives(k, site.alternatives(x, None, add=extra), c))
 
 
-def _normal_weak_derivative(site, x, k):
+def normal_weak_derivative(site, x, k):
     """normal(μ, σ): ∂μ E f = E[f(μ + σR) − f(μ − σR)]/(σ√(2π)), R ~ Rayleigh(1);
     ∂σ E f = E[f(μ + σM) − f(x)]/σ, M ~ double-sided Maxwell, x the sample."""
     (loc, loc_dot), (scale, scale_dot) = site.args_dual(("loc", "scale"))
@@ -182,13 +189,9 @@ def _normal_weak_derivative(site, x, k):
     return total
 
 
-WEAK_DERIVATIVES = {
-    "bernoulli": _finite_support_weak_derivative,
-    "categorical": _finite_support_weak_derivative,
-    "poisson": _poisson_weak_derivative,
-    "geometric": _geometric_weak_derivative,
-    "normal": _normal_weak_derivative,
-}
-
+# The estimator registry: the one place estimator names are written. ``ESTIMATORS`` maps
+# each name (in the order messages list them) to its rule; ``TAIL`` holds the rules whose
+# only call of k is their last act (they work inside for loops).
 ESTIMATORS = {"reparam": reparam, "reinforce": reinforce, "enum": enum, "mvd": mvd}
-TAIL = frozenset({"reparam", "reinforce"})  # rules whose only call of k is their last act
+TAIL = frozenset({"reparam", "reinforce"})
+assert TAIL <= set(ESTIMATORS)

@@ -11,6 +11,13 @@ in the language) start empty and are filled by their own modules.
     (('loc', 'scale'),)
     >>> "glorot" in STANDARD.initializers and "simplex" in STANDARD.constraints
     True
+
+The estimator registry (``estimators.ESTIMATORS``) is the one place estimator
+names are written; the compiler reads them, and the rules that work inside
+``for`` loops, from here:
+
+    >>> tuple(STANDARD.estimators), sorted(STANDARD.estimator_tail)
+    (('reparam', 'reinforce', 'enum', 'mvd'), ['reinforce', 'reparam'])
 """
 
 from __future__ import annotations

@@ -21,20 +21,30 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..ir import Eqn, Lit
+from .plate_axes import full_levels as _full, lift as _lift
 from .separable import separable_sums
-from .standard import build_distribution
 
 if TYPE_CHECKING:
     from .adev import ADEV, DV
-from .plate_axes import full_levels as _full, lift as _lift
+
+
+def _common_real(*arrays):
+    """The floating dtype of ``arrays`` (those that are floats), else the default float
+    (float32, or float64 under ``jax_enable_x64``): never a dtype written in."""
+    floats = [a for a in arrays if a is not None and jnp.issubdtype(jnp.result_type(a), jnp.inexact)]
+    return jnp.dtype(jnp.result_type(*floats)) if floats else jnp.dtype(jnp.result_type(float))
 
 
 class Site:
-    """A random choice as its estimator rule sees it (see stdlib/estimators.py).
+    """A random choice as its estimator rule sees it (see stdlib/estimators.py); it
+    implements ``ppl.compiler.library.EstimatorSite``.
 
     A choice inside plates is one batched choice: its parameters are
     broadcast over the plate axes (``shape`` = plate axes + value shape) and
-    it is drawn with one key, as numpyro draws a batch.
+    it is drawn with one key, as numpyro draws a batch. Everything about the
+    distribution (its support, the probability of each support value, its
+    log density, its weak derivative) comes from its row in the library
+    (``self.distribution``): nothing here is written for one family.
     """
 
     # Use the separability of a continuation (separable.py): alternatives of a choice in
@@ -46,6 +56,7 @@ class Site:
         self.eqn = eqn
         self.frames, self.position = where
         self.dist_name = eqn.attrs["dist"]
+        self.distribution = adev.library.distributions[self.dist_name]
         self.form = eqn.attrs["form"]
         self.depth = depth = len(lead)
         self.key = key
@@ -55,7 +66,7 @@ class Site:
         self.size = int(np.prod(self.shape)) if self.shape else 1
         # Plate axes go in front of each parameter's own batch axes, which numpyro aligns
         # on the right: normal(loc[2], scale) in a plate of 3 has loc [3, 2], scale [3, 1].
-        ranks = getattr(adev.library.distributions[self.dist_name], "ranks", {})
+        ranks = getattr(self.distribution, "ranks", {})
         own = [np.shape(a.primal)[len(a.axes):] for a in args[:len(self.form)]]
         batch = [len(r) - ranks.get(n, 0) for n, r in zip(self.form, own)]
         pads = [max(batch) - b_ if depth else 0 for b_ in batch] if batch else []
@@ -71,6 +82,11 @@ class Site:
         self.primals = [lift(jnp.asarray(a.primal), a.axes, p)
                         for a, p in zip(args[:len(self.form)], pads)]
         self.tangents = [lift(a.tangent, a.axes, p) for a, p in zip(args[:len(self.form)], pads)]
+        # The dtype of weights and coefficients: the parameters' (float64 only where they are).
+        self.real_dtype = _common_real(*self.primals)
+        # Literal arguments stay Python values: a finite support's size may depend on one
+        # (binomial's total_count), and the row decides what it needs (``_bound``).
+        self.literals = {i: a.value for i, a in enumerate(eqn.args[:len(self.form)]) if isinstance(a, Lit)}
         extra = args[len(self.form):]
         baseline = eqn.attrs.get("baseline")
         if extra:
@@ -80,8 +96,25 @@ class Site:
         else:
             self.baseline = (None, None)
 
+    def _bound(self, args):
+        """The distribution's arguments: ``args`` (primals, possibly being differentiated),
+        with each literal argument as the Python value the program wrote."""
+        return [self.literals.get(i, a) for i, a in enumerate(args)]
+
     def _dist(self, args):
-        return build_distribution(self.adev.library, self.eqn.attrs, list(args))
+        """numpyro's distribution at ``args`` (for its pathwise sampler)."""
+        return self.distribution.build(self.form, self._bound(args))
+
+    def _log_prob(self, args, x):
+        """The row's log density of x (exact derivatives), per batch element."""
+        return self.distribution.log_prob(self.form, self._bound(args), x)
+
+    @property
+    def batch_shape(self):
+        """The shape of the choice's independent elements: ``shape`` without the value's
+        event axes (``mvnormal_diag``'s vector, ``dirichlet``'s simplex)."""
+        event = len(self._dist(self.primals).event_shape)
+        return self.shape[:len(self.shape) - event]
 
     def key_for(self, salt: int):
         return jax.random.fold_in(self.key, 1000 + salt)
@@ -102,7 +135,7 @@ class Site:
 
     def sample(self, salt: int = 0):
         key = self.key if not salt else jax.random.fold_in(self.key, 7919 * salt)
-        x = self._dist(self.primals).sample(key)
+        x = self.distribution.sample(self.form, self._bound(self.primals), key)
         return jax.lax.stop_gradient(jnp.broadcast_to(x, self.shape).astype(self.dtype))
 
     def rsample(self):
@@ -110,37 +143,25 @@ class Site:
 
     def score(self, x):
         """Σ over elements of the tangent of log d(x; θ) (None if θ has no tangent)."""
-        return self._jvp(lambda *a: jnp.sum(self._dist(a).log_prob(x)))[1]
+        return self._jvp(lambda *a: jnp.sum(self._log_prob(a, x)))[1]
 
     def element_scores(self, x):
-        """The tangent of log d(x_i; θ) per element, flat (None if θ has no tangent)."""
+        """The tangent of log d(x_i; θ) per independent element (``batch_shape``), flat
+        (None if θ has no tangent)."""
+        batch = self.batch_shape
         return self._jvp(lambda *a: jnp.reshape(
-            jnp.broadcast_to(self._dist(a).log_prob(x), self.shape), (-1,)))[1]
+            jnp.broadcast_to(self._log_prob(a, x), batch), (-1,)))[1]
 
     def support(self):
-        d = self.dist_name
-        if d == "bernoulli":
-            return np.array([0, 1], np.int32)
-        if d == "categorical":
-            return np.arange(self.primals[0].shape[-1], dtype=np.int32)
-        if d == "binomial":
-            n = self.eqn.args[0]
-            if not isinstance(n, Lit):
-                raise NotImplementedError("enumerating a binomial needs a constant total_count")
-            return np.arange(int(n.value) + 1, dtype=np.int32)
-        raise NotImplementedError(f"{d} has no finite support")
+        """The finite support's values (int32), from the distribution's row."""
+        return self.distribution.support_values(self.form, self._bound(self.primals))
 
     def probs(self):
-        """Dual probabilities of each support value, shape ``shape + [V]``."""
-        values = jnp.asarray(self.support(), jnp.int32)
-
-        def pmf(*args):
-            d = self._dist(args)
-            return jax.vmap(lambda v: jnp.broadcast_to(
-                jnp.exp(d.log_prob(jnp.full(self.shape, v, jnp.int32))), self.shape),
-                out_axes=-1)(values)
-
-        return self._jvp(pmf)
+        """Dual probabilities of each support value, shape ``shape + [V]`` (the row's
+        formula, whose derivative is exact at boundary points such as logits 0)."""
+        n_values = len(self.support())
+        return self._jvp(lambda *a: jnp.broadcast_to(
+            self.distribution.probs(self.form, self._bound(a)), self.shape + (n_values,)))
 
     def per_element(self, a):
         """A parameter (primal or tangent, already over the plate axes) per element."""
@@ -198,15 +219,16 @@ class Site:
             ell, ell_dot = k(y, None)
         finally:
             adev.weights = saved
-        zero = jnp.zeros((), jnp.float32)
-        return (zero if ell is None else jnp.asarray(ell, jnp.float32),
-                zero if ell_dot is None else jnp.asarray(ell_dot, jnp.float32))
+        real = _common_real(ell, ell_dot)  # ℓ and ℓ̇ in one dtype: they are a dual pair
+        zero = jnp.zeros((), real)
+        return (zero if ell is None else jnp.asarray(ell, real),
+                zero if ell_dot is None else jnp.asarray(ell_dot, real))
 
     def _along(self, k, y, w, d, sums):
         """(ℓ(y; w), ℓ̇(y; w), Σ_i d_i·c_i(y_i)): a weighted run and its derivative along
         w = d (d linear in tangents; the derivative of ℓ̇ along d is dropped)."""
         (ell, ell_dot), (derivative, _) = jax.jvp(lambda w: self._weighted(k, y, w, sums),
-                                                  (w,), (jnp.asarray(d, jnp.float32),))
+                                                  (w,), (jnp.asarray(d, w.dtype),))
         return ell, ell_dot, derivative
 
     def with_terms_along(self, k, y, direction):
@@ -216,7 +238,7 @@ class Site:
         sums = self.separable_sums()
         if sums is None:
             return None
-        ones = jnp.ones((self.size,), jnp.float32)
+        ones = jnp.ones((self.size,), self.real_dtype)
         if direction is None:
             return self._weighted(k, y, ones, sums)
         ell, ell_dot, along = self._along(k, y, ones, direction, sums)
@@ -247,7 +269,7 @@ class Site:
         # The weights of each run: p(v) for every v, then 0 for r.
         per_value = lambda a: jnp.concatenate([  # noqa: E731
             jnp.reshape(jnp.moveaxis(a, -1, 0), (n_values, -1)),
-            jnp.zeros((1, self.size), jnp.float32)])
+            jnp.zeros((1, self.size), self.real_dtype)]).astype(self.real_dtype)
         if p_dot is None:
             ell, ell_dot = jax.vmap(lambda y, w: self._weighted(k, y, w, sums))(ys, per_value(p))
             along = jnp.zeros(())
@@ -280,8 +302,8 @@ class Site:
         sums = self.separable_sums()
         if sums is None:
             return jnp.sum(coef * self.evaluate_alternatives(k, alts))
-        ones = jnp.ones((self.size,), jnp.float32)
-        coef = jnp.asarray(coef, jnp.float32)
+        ones = jnp.ones((self.size,), self.real_dtype)
+        coef = jnp.asarray(coef, self.real_dtype)
         ys = jnp.reshape(jnp.swapaxes(alts.values, 0, 1), (-1,) + self.shape)  # [M, *shape]
         _, _, d_alt = jax.vmap(lambda y, d: self._along(k, y, ones, d, sums))(
             ys, jnp.swapaxes(coef, 0, 1))

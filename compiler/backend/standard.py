@@ -137,19 +137,15 @@ def _init(it, eqn, args, key, env):
     return [init.impl(key, shape, eqn.outs[0].type.dtype, **attrs)]
 
 
-def build_distribution(library, attrs: dict, args: list):
-    d = library.distributions[attrs["dist"]]
-    return d.build(attrs["form"], args)
-
-
 def _draw(it, eqn, args, key, env):
-    d = build_distribution(it.library, eqn.attrs, args[:len(eqn.attrs["form"])])
-    return [_cast(d.sample(key), eqn.outs[0].type)]
+    d = it.library.distributions[eqn.attrs["dist"]]
+    return [_cast(d.sample(eqn.attrs["form"], args[:len(eqn.attrs["form"])], key), eqn.outs[0].type)]
 
 
 def _logpdf(it, eqn, args, key, env):
-    d = build_distribution(it.library, eqn.attrs, args[1:])
-    return [jnp.sum(d.log_prob(args[0]))]
+    # The row's log density, not numpyro's: its derivatives are right at boundary points.
+    d = it.library.distributions[eqn.attrs["dist"]]
+    return [jnp.sum(d.log_prob(eqn.attrs["form"], args[1:], args[0]))]
 
 
 def _make_trace(it, eqn, args, key, env):
@@ -238,7 +234,7 @@ def init_params(program: Program, library, key) -> dict[str, Any]:
     for path, info in program.params.items():
         k = jax.random.fold_in(key, zlib.crc32(path.encode()) & 0x7FFFFFFF)
         value = Interpreter(library, {}, program).run(info.init.body, [], k)[0]
-        value = jnp.broadcast_to(jnp.asarray(value, jnp.float32), info.type.shape)
+        value = jnp.broadcast_to(jnp.asarray(value, jnp.result_type(float)), info.type.shape)
         out[path] = library.constraint(info.constraint).to_unconstrained(value)
     return out
 

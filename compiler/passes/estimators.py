@@ -4,14 +4,17 @@ Run on an objective after expansion. Each ``draw`` inside ``expect`` keeps
 the estimator its source chose (``with enum``) or its distribution's
 default, unless an override from Python (``obj.with_estimators({"z*":
 "reinforce"})``, patterns as in ``fnmatch``, matched against addresses)
-replaces it. Checks, all reported together:
+replaces it. Estimator names come from the library's registry (``library.estimators``), and
+soundness from the distribution's row (``unsound_reason``). Checks, all
+reported together:
 
 - the estimator is sound for the distribution (no reparam of a discrete
   choice, no enumeration of an infinite support);
 - every override pattern matches at least one choice;
 - estimators that evaluate the continuation more than once (enum, mvd) are
   not used inside a ``for`` loop, where the continuation is not available;
-- an enumerated binomial has a constant ``total_count`` (its support is static);
+- an enumerated choice has a support known at compile time (the row's
+  ``support_size``: a ``binomial`` needs a literal ``total_count``);
 - a choice drawn by ``rsim(g)`` is reparameterised (it must not be overridden,
   and its distribution must have a reparameterisation);
 - no choice is drawn outside ``expect`` (a ``fn`` that simulates, called
@@ -26,18 +29,35 @@ import fnmatch
 
 from ..diagnostics import CompileError, DataError, Diagnostic, did_you_mean
 from ..ir import Eqn, Function, Lit, Program, Region, walk
-from ..lower import ESTIMATORS as ESTIMATOR_NAMES
-from ..lower import unsound_estimator_message
+
+
+def unsound_estimator_message(name: str, dist_name: str, address: str, dist) -> str:
+    """Why estimator ``name`` cannot estimate the gradient of the choice at ``address``
+    (the reason is the distribution row's ``unsound_reason``)."""
+    return (f"estimator '{name}' is unsound for the {dist_name} at address '{address}': "
+            f"{dist.unsound_reason(name)}")
+
+
+def _support_problem(dist, eqn: Eqn):
+    """The row's reason (``SupportNotStatic``: ``needs``, ``help``) why the support of the
+    draw ``eqn`` is not known at compile time, or None when it is."""
+    args = [a.value if isinstance(a, Lit) else a.type for a in eqn.args[:len(eqn.attrs["form"])]]
+    try:
+        dist.support_size(eqn.attrs["form"], args)
+    except ValueError as problem:
+        return problem
+    return None
 
 
 def assign_estimators(program: Program, library, overrides: dict[str, str] | None = None) -> Program:
     overrides = dict(overrides or {})
     errors: list[Diagnostic] = []
+    names = tuple(library.estimators)
     for pattern, name in overrides.items():
-        if name not in ESTIMATOR_NAMES:
+        if name not in names:
             errors.append(Diagnostic(f"unknown estimator '{name}' for pattern '{pattern}'",
-                                     help=did_you_mean(name, ESTIMATOR_NAMES)
-                                     or "estimators: " + ", ".join(ESTIMATOR_NAMES)))
+                                     help=did_you_mean(name, names)
+                                     or "estimators: " + ", ".join(names)))
     if errors:
         raise DataError(errors)
     matched: set[str] = set()
@@ -110,12 +130,11 @@ def _region(region: Region, library, overrides, matched, addresses, errors, in_e
                     f"estimator '{name}' at address '{address}'{chosen_by} evaluates the rest of "
                     "the expectation several times, which a for loop cannot do", e.span,
                     help="use reinforce or reparam for choices inside a for loop"))
-            elif (name == "enum" and attrs["dist"] == "binomial"
-                  and not isinstance(e.args[attrs["form"].index("total_count")], Lit)):
+            elif name == "enum" and (problem := _support_problem(dist, e)) is not None:
+                needs = getattr(problem, "needs", str(problem))
                 errors.append(Diagnostic(
-                    f"enumerating the binomial at address '{address}'{chosen_by} needs its "
-                    "total_count to be a number written in the program, to know its support",
-                    e.span, help="write the count as a literal (binomial(10, p)), or use reinforce"))
+                    f"enumerating the {attrs['dist']} at address '{address}'{chosen_by} needs {needs}",
+                    e.span, help=getattr(problem, "help", "use reinforce")))
             if name != attrs["estimator"]:
                 attrs = dict(attrs, estimator=name)
         regions = [_region(r, library, overrides, matched, addresses, errors,

@@ -306,8 +306,9 @@ def test_support_sizes_and_values():
     assert bern.support_size(("logits",), [ArrayType("float32", (4,))]) == 2
     assert cat.support_size(("probs",), [ArrayType("float32", (2, 5))]) == 5
     assert binom.support_size(("total_count", "probs"), [7, 0.5]) == 8
+    assert binom.support_size(("total_count", "probs"), [7.0, 0.5]) == 8  # a count written as a float
     assert DISTRIBUTIONS["poisson"].support_size(("rate",), [1.0]) is None
-    with pytest.raises(ValueError, match="total_count to be an integer literal"):
+    with pytest.raises(ValueError, match="total_count to be a number written in the program"):
         binom.support_size(("total_count", "probs"), [ArrayType("int32", ()), 0.5])
     values = bern.enumerate_support(("probs",), [jnp.array([0.2, 0.7])])
     assert values.dtype == jnp.int32 and values.shape == (2, 1)
@@ -331,3 +332,18 @@ def test_estimator_table_is_sound(name):
     assert built.has_rsample == row.reparameterizable
     assert built.is_discrete == row.discrete
     assert row.doc and "\n" not in row.doc
+
+
+def test_values_outside_a_discrete_support_have_log_density_minus_infinity():
+    """numpyro's formulas give finite numbers there (bernoulli at 2: 2·log p − log(1 − p)),
+    a silently wrong density; the rows give −inf (and a DataError is the API's to raise)."""
+    cases = [("bernoulli", ("probs",), [0.3], [2, -1]), ("bernoulli", ("logits",), [0.3], [2, -1]),
+             ("binomial", ("total_count", "probs"), [3, 0.4], [4, -1]),
+             ("binomial", ("total_count", "logits"), [3, 0.4], [4, -1]),
+             ("categorical", ("probs",), [jnp.array([0.2, 0.8])], [2, -1]),
+             ("categorical", ("logits",), [jnp.array([0.2, 0.8])], [2, -1]),
+             ("poisson", ("rate",), [2.0], [-1]), ("geometric", ("probs",), [0.3], [-1]),
+             ("geometric", ("logits",), [0.3], [-1])]
+    for name, form, args, outside in cases:
+        logp = DISTRIBUTIONS[name].log_prob(form, args, jnp.array(outside))
+        assert np.all(np.isneginf(np.asarray(logp))), (name, form, logp)
