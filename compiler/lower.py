@@ -38,17 +38,13 @@ from .values import DistValue, GenValue, Ref, describe, is_static_number, litera
 
 from .builder import Builder
 from .lower_expressions import SPECIAL_BUILTINS, ExpressionLowering  # noqa: F401 (re-exported)
+from .passes.estimators import unsound_estimator_message  # noqa: F401 (re-exported)
 
 
 
 def estimator_names(library: Library) -> tuple[str, ...]:
     """The estimators a ``with`` may name: the library's estimator registry, in its order."""
     return tuple(library.estimators)
-
-
-# Kept for compiler/passes/estimators.py until it calls estimator_names(library);
-# everything here takes the names from the library.
-ESTIMATORS = ("reparam", "reinforce", "enum", "mvd")
 
 
 class Lowerer(ExpressionLowering):
@@ -591,18 +587,6 @@ class Lowerer(ExpressionLowering):
         b.emit("cond", outs, [c], {}, regions, s.span)
         for (k, _), out, a, b_ in zip(kept, outs, *outs_by_branch):
             env[k] = self.mark(out, self.sources(a) | self.sources(b_))
-
-
-def unsound_estimator_message(name: str, dist_name: str, address: str, dist) -> str:
-    reason = {
-        "reparam": f"{dist_name} is discrete, so it has no reparameterisation"
-        if dist.discrete else f"{dist_name} has no pathwise sampler",
-        "enum": f"{dist_name} has no finite support to enumerate",
-        "mvd": f"measure-valued derivatives are not implemented for {dist_name}",
-        "reinforce": f"the support of {dist_name} moves with its parameters, which the score "
-                     "function does not see, so REINFORCE would be biased",
-    }[name]
-    return f"estimator '{name}' is unsound for the {dist_name} at address '{address}': {reason}"
 
 
 def _type_tree(ret):

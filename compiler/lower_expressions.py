@@ -445,8 +445,8 @@ class ExpressionLowering:
         atoms = []
         for pname, v in zip(form, values):
             if is_static_number(v):
-                atoms.append(float(v) if not isinstance(v, bool) and pname != "total_count"
-                             else v)
+                atoms.append(float(v) if not isinstance(v, bool)
+                             and pname not in dist.integer_params else v)
             else:
                 atoms.append(self.as_array(v, span, f"parameter '{pname}' of {name}"))
         try:
