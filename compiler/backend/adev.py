@@ -410,9 +410,6 @@ def _scan(adev: ADEV, e: Eqn, env: dict, at: At):
         if sub.op == "draw" and sub.attrs["estimator"] not in adev.library.estimator_tail:
             raise error(f"the estimator {sub.attrs['estimator']} cannot run inside a for loop "
                         "(it needs the rest of the block)", sub.span)
-        if sub.op == "expect":
-            raise error("an 'expect' inside a for loop inside 'expect' is not supported",
-                        sub.span)
     args = [adev.read(env, a) for a in e.args]
     for a in args:
         if a.axes:
@@ -616,7 +613,9 @@ def check_baselines(program: Program) -> None:
         for p in region.params:
             deps[p] = deps.get(p, frozenset()) | outer
         for e in region.eqns:
-            d = frozenset().union(*[dep_of(a) for a in e.args])
+            # A draw's value does not depend on its baseline.
+            args = e.args[:len(e.attrs["form"])] if e.op == "draw" else e.args
+            d = frozenset().union(*[dep_of(a) for a in args])
             if e.op == "param" and not e.attrs.get("stop", False):
                 d = d | {e.attrs["path"]}
             for r in e.regions:
