@@ -57,7 +57,7 @@ from ..ir import Eqn, Lit, Program, Region, Var, walk
 from .plate_axes import full_levels as _full, lift as _lift, union as _union, vmap_levels as _vmap_levels
 from .separable import weighted_sum
 from .site import Site
-from .standard import RULES as STANDARD_RULES, Interpreter, evaluate  # noqa: F401 (evaluate: API)
+from .standard import RULES as STANDARD_RULES, Interpreter
 
 
 @dataclass
