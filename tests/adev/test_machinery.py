@@ -310,3 +310,15 @@ def test_what_adev_cannot_do_is_a_ppl_error(module, name, message):
     with pytest.raises(PPLError, match=message) as info:
         obj.value_and_grad(jax.random.PRNGKey(0), obj.init(jax.random.PRNGKey(0)))
     assert info.value.line is not None
+
+
+# ---------------------------------------------------------------- found: defect 2
+
+
+@pytest.mark.xfail(strict=True, reason="defect 2 (library): numpyro's bernoulli logits "
+                   "log-probability has the wrong derivative at logits exactly 0")
+def test_enum_gradient_at_logits_zero(module):
+    """Found choosing this file's logits: at l_i + t = 0 enum's gradient is σ'(0)·2."""
+    obj = module.int_sum_enum(np.zeros(4, np.float32))
+    _, grads = obj.value_and_grad(jax.random.PRNGKey(0), obj.init(jax.random.PRNGKey(0)))
+    np.testing.assert_allclose(grads["int_sum_enum.t"], 4 * 0.25, rtol=1e-5)
