@@ -31,11 +31,15 @@ weight.
 
 from __future__ import annotations
 
+import jax.numpy as jnp
+
 from ..ir import Eqn, Region, Var, walk
 
 LOCAL = "local"  # inside a plate of the choice's axis: depends on this element's x_i
 ELEM = "elementwise"  # axis 0 is the choice's plate axis; element i depends on x_i alone
 SEP = "separable"  # a scalar Σ_i f_i(x_i) + const
+INT_SEP = "integer separable"  # an int or bool Σ_i f_i(x_i): weighted, it is real, so
+# only float() (or identity) may use it (int arithmetic on it would round the weighted sum)
 
 
 class _NotSeparable(Exception):
@@ -65,7 +69,7 @@ def separable_sums(outer: Region, plate_j: int, draw_j: int) -> list[Eqn] | None
     except _NotSeparable:
         return None
     final = cls.get(outer.outs[0]) if isinstance(outer.outs[0], Var) else None
-    return sums if final in (None, SEP) else None
+    return sums if final in (None, SEP) else None  # (an INT_SEP result is an int: not real)
 
 
 def _nested_inputs(e: Eqn) -> list:
@@ -127,11 +131,16 @@ def _outside(e: Eqn, cls: dict, size: int, sums: list[Eqn]) -> None:
         raise _NotSeparable
     name = e.attrs["name"]
     shape = tuple(out.type.shape)
+    if classes[0] == INT_SEP:
+        if name in ("identity", "float") and len(classes) == 1:
+            cls[out] = INT_SEP if name == "identity" else SEP
+            return
+        raise _NotSeparable
     if name in ("identity", "float", "neg") or (name == "int" and classes[0] == ELEM):
         cls[out] = classes[0]  # (int of a separable sum would round it: not linear)
         return
     if name == "sum" and e.attrs.get("axis") is None and classes[0] in (ELEM, SEP):
-        cls[out] = SEP
+        cls[out] = SEP if out.type.dtype.startswith("float") else INT_SEP
         if classes[0] == ELEM:
             sums.append(e)
         return
@@ -154,3 +163,18 @@ def _outside(e: Eqn, cls: dict, size: int, sums: list[Eqn]) -> None:
         cls[out] = SEP
     else:
         raise _NotSeparable
+
+
+def weighted_sum(x, w):
+    """Σ_i w_i·x_i over a value's plate axis (axis 0), summing the rest: a weighted
+    ``sum`` of a separable block. It is real whatever ``x``'s dtype (the weighted sum of
+    ints is not an int), in the weights' precision or ``x``'s, whichever is wider.
+
+        >>> import jax.numpy as jnp
+        >>> float(weighted_sum(jnp.array([1, 0, 1]), jnp.array([0.5, 2.0, 0.25])))
+        0.75
+    """
+    x = jnp.asarray(x)
+    w = jnp.asarray(w)
+    dtype = jnp.promote_types(w.dtype, x.dtype) if jnp.issubdtype(x.dtype, jnp.inexact) else w.dtype
+    return jnp.sum(x.astype(dtype) * jnp.reshape(w, w.shape + (1,) * (x.ndim - 1)).astype(dtype))
