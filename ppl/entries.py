@@ -42,7 +42,7 @@ import numpy as np
 
 from .compiler import passes
 from .compiler.backend.adev import objective_function
-from .compiler.backend.standard import evaluate
+from .compiler.backend.standard import evaluate, init_params
 from .compiler.diagnostics import DataError, Diagnostic, did_you_mean
 from .compiler.ir import Function, Program, Region, Var, walk
 from .compiler.lower import Builder, Lowerer
@@ -234,8 +234,9 @@ class Entry:
 
     ``run(params, key, inputs) -> outputs`` (the standard semantics); for an
     objective, ``value(params, key, inputs)`` (ADEV's value) and
-    ``value_and_grad`` (its ADEV gradient). ``check(params, key)`` validates
-    what the caller passes.
+    ``value_and_grad`` (its ADEV gradient). ``init(key)`` gives the initial
+    (unconstrained) parameters, in one compiled program rather than an XLA
+    compile per operation.
     """
 
     key: tuple
@@ -247,9 +248,11 @@ class Entry:
     run: Callable = field(init=False, repr=False)
     value: Callable | None = field(init=False, repr=False, default=None)
     value_and_grad: Callable | None = field(init=False, repr=False, default=None)
+    init: Callable = field(init=False, repr=False)
 
     def __post_init__(self):
         program, library = self.program, self.library
+        self.init = jax.jit(lambda key: init_params(program, library, key))
         if self.objective:
             f = objective_function(program, library)
             self.value = jax.jit(f)

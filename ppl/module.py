@@ -35,7 +35,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from .compiler import ast
-from .compiler.backend.standard import init_params
 from .compiler.check import check_program
 from .compiler.diagnostics import DataError, Diagnostic, PPLError, did_you_mean
 from .compiler.ir import Program
@@ -231,7 +230,7 @@ class GenerativeFunction(GenerativeArgument):
         """Initial (unconstrained) values of the parameters it reaches, by path."""
         key = check_key(key)
         entry, _ = self._unconditioned()._simulate_entry()
-        return init_params(entry.program, self.module.library, key)
+        return entry.init(key)
 
     def simulate(self, key, params: dict | None = None) -> tuple[Trace, Any]:
         """Run forward: a trace of every choice and its log density."""

@@ -30,7 +30,6 @@ from typing import Any
 
 import jax.numpy as jnp
 
-from .compiler.backend.standard import init_params
 from .compiler.diagnostics import DataError, Diagnostic
 from .compiler.ir import Program
 from .compiler.types import ArrayType
@@ -108,7 +107,7 @@ class Objective:
     def init(self, key) -> dict[str, Any]:
         """Initial (unconstrained) values of every parameter the objective reaches."""
         entry, _ = self.compiled()
-        return init_params(entry.program, self.module.library, check_key(key))
+        return entry.init(check_key(key))
 
     def value(self, key, params: dict | None = None):
         """ADEV's unbiased estimate of the objective. Differentiable: ``jax.grad`` of it
