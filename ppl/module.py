@@ -43,7 +43,7 @@ from .compiler.parser import parse
 from .compiler.passes.addresses import trace_type
 from .compiler.types import TraceType, tree_leaves, tree_unflatten
 from .compiler.values import GenValue
-from .entries import (EntryPoints, GenerativeArgument, Inputs, Options, as_array, check_key,
+from .entries import (EntryPoints, GenerativeArgument, Inputs, as_array, check_key,
                       check_params, format_call)
 from .objective import Objective
 from .trace import Trace
@@ -342,4 +342,4 @@ def check_observation(address: str, value, choice) -> None:
                                        "but the choice there is a bool (0 or 1)"))
 
 
-__all__ = ["load", "compile", "Module", "GenerativeFunction", "Trace", "PPLError", "Options"]
+__all__ = ["load", "compile", "Module", "GenerativeFunction", "Trace", "PPLError"]

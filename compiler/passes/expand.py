@@ -25,8 +25,9 @@ Minibatches (``program.data_scale``: entry inputs holding B of N data points,
 mapped to N/B): a plate that maps a minibatched input along its axis has its
 log density scaled by N/B, so the full-data sum stays unbiased. Every other
 log-density term that reads minibatched data (a ``for`` loop over the batch,
-whose terms depend on each other; a choice outside a plate over the batch) is
-rejected with its span, since no scale would make it unbiased. :class:`Scaling`
+whose terms depend on each other; a choice outside a plate over the batch),
+and an objective whose value reads the batch other than through such scaled
+terms, is rejected with its span, since no scale would make it unbiased. :class:`Scaling`
 tracks which values read the batch and which terms still need their scale.
 
     >>> # (t, lp) = sim[g]()   with g = { x ~ normal(0, 1) }   becomes
@@ -90,9 +91,23 @@ class Scaling:
                     None)
 
 
+def _first_reading(region: Region, scaling: "Scaling"):
+    """The span of the first equation whose value reads the batch (for the message)."""
+    for e in region.eqns:
+        if e.span is not None and any(o in scaling.reads for o in e.outs):
+            return e.span
+    return None
+
+
 def _unscaled_error(why: str, span) -> Exception:
     from ..diagnostics import error
 
+    if why == "value":
+        return error("the objective's value reads minibatched data other than through log "
+                     "densities in a plate over the batch, which fit() scales by N/B; anything "
+                     "else computed from the batch would estimate another objective", span,
+                     help="score the data with '~' inside a plate over the batch "
+                          "(plate i in size(y) { y ~ ... }), or fit on all the data (no batch_size)")
     if why == "loop":
         return error("this for loop reads minibatched data, but a loop's log density cannot be "
                      "scaled by N/B: its steps depend on each other, so a random subset of them "
@@ -108,8 +123,11 @@ def _unscaled_error(why: str, span) -> Exception:
 def expand(program: Program) -> Program:
     entry = program.functions[program.entry]
     subst: dict[Var, Atom] = {}
-    eqns, _, _ = _rewrite(entry.body.eqns, "plain", subst, None, Scaling(program.data_scale))
+    scaling = Scaling(program.data_scale)
+    eqns, _, _ = _rewrite(entry.body.eqns, "plain", subst, None, scaling)
     body = Region(entry.body.params, eqns, [_sub(o, subst) for o in entry.body.outs])
+    if scaling.read(body.outs):
+        raise _unscaled_error("value", _first_reading(body, scaling))
     return Program({entry.name: Function(entry.name, body, entry.kind, entry.span)},
                    program.entry, program.params, program.data_scale)
 
@@ -248,6 +266,7 @@ def _expand_call(e: Eqn, args: list[Atom], subst: dict[Var, Atom],
         def get(address: str, emit: list[Eqn]) -> Atom:
             v = Var(given.type.field(address), address.replace("/", "_"))
             emit.append(Eqn("trace_get", [v], [given], {"address": address}, [], e.span))
+            scaling.mark([v], [given])
             return v
 
         source = Source(get, set(given.type.addresses))
@@ -299,6 +318,7 @@ def _expand_call(e: Eqn, args: list[Atom], subst: dict[Var, Atom],
             return obs[address]
         v = Var(trace_type.field(address), address.replace("/", "_"))
         emit.append(Eqn("trace_get", [v], [trace], {"address": address}, [], e.span))
+        scaling.mark([v], [trace])
         want = site_types.get(address)
         if want is not None and isinstance(v.type, ArrayType) and v.type.dtype != want.dtype:
             # Trace values of another numeric dtype (ints for a real choice): cast, as for data.

@@ -93,3 +93,14 @@ def test_a_build_that_needs_concrete_batch_values_is_an_error(m, data):
 
     with pytest.raises(ppl.DataError, match="traced on each batch"):
         fitting.Batcher(build, data, 20)
+
+
+def test_an_objective_computed_from_the_batch_is_an_error(data):
+    """Only scaled log densities may carry the batch into the objective's value."""
+    m = ppl.compile("""
+    objective squared(x: real[N], y: real[N]) {
+        param w: real = 0.0
+        return 0.0 - sum((y - w * x) * (y - w * x))
+    }""")
+    with pytest.raises(ppl.CompileError, match="objective's value reads minibatched data"):
+        fitting.Batcher(lambda b: m.squared(b["x"], b["y"]), data, 20)
