@@ -27,7 +27,7 @@ compiled function, in one place:
     >>> inputs = Inputs()
     >>> gv, sig = inputs.value(m.g(loc=0.5), "g")
     >>> sig
-    ('gen', 'g', (), (('loc', ('array', float32[])),), ())
+    ('gen', 'g', (), (('loc', ('array', real)),), ())
 """
 
 from __future__ import annotations

@@ -10,9 +10,10 @@ progress bar, save checkpoints and stop early).
     ... gen model() { z ~ normal(0.0, 1.0); x ~ normal(z, 1.0) }
     ... gen guide() { param mu: real = 0.0; z ~ normal(mu, 1.0) }''')
     >>> obj = ppl.stdlib.elbo(m.model() | {"x": 2.0}, m.guide())
-    >>> result = ppl.fit(obj, steps=500, optimizer=optax.adam(0.05), progress=False)
-    >>> round(float(result.constrained_params["guide.mu"]), 1)   # the posterior mean is 1.0
-    1.0
+    >>> schedule = optax.cosine_decay_schedule(0.1, 1000)   # a decaying step settles the fit
+    >>> result = ppl.fit(obj, steps=1000, optimizer=optax.adam(schedule), progress=False)
+    >>> abs(float(result.constrained_params["guide.mu"]) - 1.0) < 0.2   # the posterior mean is 1
+    True
 
 Design notes:
 

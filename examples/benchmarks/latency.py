@@ -7,7 +7,8 @@ learnable concentrations) as the family, 2000 steps of ``optax.adam(0.05)``
 on the ELBO. Each run is a **cold process** (a fresh Python), timed from
 its start to the fitted parameters in hand, so the number is what a user
 waits for: the imports, ppl's parse, check and lowering, XLA's compile and
-the 2000 steps. The hand-written version is the same fit in JAX and optax
+the 2000 steps (the clock stops when the result is in hand, before the
+process exits). The hand-written version is the same fit in JAX and optax
 (a reparameterised ``jax.random.beta`` draw, the same log densities, the same
 chunks of 100 steps in one ``lax.scan``). Runs alternate between the two, and
 the report gives the median of each and their ratio (target: within 1.2x).
@@ -53,7 +54,7 @@ PPL_RUN = textwrap.dedent("""
     obj = ppl.stdlib.elbo(m.coin(flips.size) | {"flips": flips}, m.coin_guide())
     result = ppl.fit(obj, steps=2000, optimizer=opt, progress=False)
     a = float(result.constrained_params["coin_guide.a"])
-    t_fit = time.perf_counter()
+    t_fit, first_result = time.perf_counter(), time.time()
     xla_s = sum(xla)
     compiles.clear()
     again = ppl.stdlib.elbo(m.coin(flips.size) | {"flips": flips}, m.coin_guide())
@@ -61,7 +62,8 @@ PPL_RUN = textwrap.dedent("""
     t_again = time.perf_counter()
     print(json.dumps({"import": t_import - t0, "load": t_load - t_import,
                       "fit": t_fit - t_load, "total": t_fit - t0, "a": a, "xla": xla_s,
-                      "second_fit": t_again - t_fit, "second_fit_compiles": len(compiles)}))
+                      "second_fit": t_again - t_fit, "second_fit_compiles": len(compiles),
+                      "first_result": first_result}))
 """)
 
 JAX_RUN = textwrap.dedent("""
@@ -104,22 +106,23 @@ JAX_RUN = textwrap.dedent("""
     for first in range(0, 2000, 100):
         u, state, values = chunk(u, state, key, first)
     a = float(jnp.exp(u["a"]))
-    t_fit = time.perf_counter()
+    t_fit, first_result = time.perf_counter(), time.time()
     print(json.dumps({"import": t_import - t0, "fit": t_fit - t_import, "total": t_fit - t0,
-                      "a": a, "xla": sum(xla)}))
+                      "a": a, "xla": sum(xla), "first_result": first_result}))
 """)
 
 
 def cold_run(script: str) -> tuple[float, dict]:
-    """Seconds from a fresh interpreter's start to its result, and what it reports."""
+    """Seconds from starting a fresh interpreter to its first result (the fitted
+    parameters in hand, by the wall clock), and what it reports."""
     env = dict(os.environ)
-    t0 = time.perf_counter()
+    start = time.time()
     out = subprocess.run([sys.executable, "-c", script, str(EXAMPLES)], capture_output=True,
                          text=True, env=env, timeout=600)
-    wall = time.perf_counter() - t0
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-3000:])
-    return wall, json.loads(out.stdout.strip().splitlines()[-1])
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    return report["first_result"] - start, report
 
 
 def main(argv: list[str] | None = None) -> dict:

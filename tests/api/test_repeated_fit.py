@@ -38,3 +38,10 @@ def test_a_second_fit_compiles_nothing_and_uses_its_own_data(compiles):
     # The posterior means are x / 2: the second fit saw its own observation.
     assert abs(float(first.params["fam.mu"]) - 1.0) < 0.15
     assert abs(float(second.params["fam.mu"]) + 1.0) < 0.15
+
+
+def test_the_parser_uses_larks_grammar_cache():
+    """The first compile in a process loads the LALR tables instead of building them."""
+    from ppl.compiler.parser import lark_parser
+
+    assert lark_parser().options.cache is True
