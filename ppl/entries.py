@@ -249,10 +249,14 @@ class Entry:
     value: Callable | None = field(init=False, repr=False, default=None)
     value_and_grad: Callable | None = field(init=False, repr=False, default=None)
     init: Callable = field(init=False, repr=False)
+    init_folded: Callable = field(init=False, repr=False)
 
     def __post_init__(self):
         program, library = self.program, self.library
         self.init = jax.jit(lambda key: init_params(program, library, key))
+        # init(fold_in(key, salt)) in the same program (fit's start: one compile, not two).
+        self.init_folded = jax.jit(
+            lambda key, salt: init_params(program, library, jax.random.fold_in(key, salt)))
         if self.objective:
             f = objective_function(program, library)
             self.value = jax.jit(f)
