@@ -193,12 +193,16 @@ class GenerativeFunction(GenerativeArgument):
         args, kwargs, sig = inputs.call(self.args, self.kwargs, f"{self.name}_arg")
         lowerer = self.module.lowerer
         gv = lowerer.gen_value(self.name, args, kwargs)
-        choices = dict(trace_type(lowerer.specialise(gv), lowerer.functions).fields) \
-            if self.observations else {}
+        choices, supports = {}, {}
+        if self.observations:
+            fn = lowerer.specialise(gv)
+            choices = dict(trace_type(fn, lowerer.functions).fields)
+            supports = finite_supports(fn.body, lowerer.functions, self.module.library)
         obs, obs_sig = [], []
         for address in sorted(self.observations):
             v = inputs.add(self.observations[address], address)
-            check_observation(address, inputs.arrays[-1], choices.get(address))
+            check_observation(address, inputs.arrays[-1], choices.get(address),
+                              supports.get(address))
             obs.append((address, v))
             obs_sig.append((address, v.type))
         gv = GenValue(gv.decl, gv.static, gv.dynamic, tuple(obs), None)
@@ -315,10 +319,41 @@ def _count(n, what: str) -> int:
     return int(n)
 
 
-def check_observation(address: str, value, choice) -> None:
-    """Observed data must fit the choice it observes: finite, and for an ``int`` or
-    ``bool`` choice whole numbers (0 or 1 for bool). Data known only inside a
-    trace (a minibatch inside ``fit``) are not checked here."""
+def finite_supports(region, functions: dict, library, prefix: str = "") -> dict:
+    """``address -> (distribution, K)`` for each choice of a finite family whose values
+    0 .. K-1 are known when the model is compiled (bernoulli, categorical, a binomial
+    with a literal count); the library's ``support_size`` says K."""
+    from .compiler.ir import Lit
+
+    out = {}
+    for e in region.eqns:
+        if e.op == "sample":
+            dist = library.distributions[e.attrs["dist"]]
+            size = getattr(dist, "support_size", None)
+            if size is not None and getattr(dist, "enumerable", False):
+                args = [a.value if isinstance(a, Lit) else a.type
+                        for a in e.args[:len(e.attrs["form"])]]
+                try:
+                    k = size(e.attrs["form"], args)
+                except ValueError:  # a support known only at run time (a traced count)
+                    k = None
+                if k is not None:
+                    out[prefix + e.attrs["address"]] = (e.attrs["dist"], int(k))
+        elif e.op == "call":
+            callee = e.regions[0] if e.regions else functions[e.attrs["callee"]].body
+            out.update(finite_supports(callee, functions, library,
+                                       prefix + e.attrs["address"] + "/"))
+        else:
+            for r in e.regions:
+                out.update(finite_supports(r, functions, library, prefix))
+    return out
+
+
+def check_observation(address: str, value, choice, support: tuple | None = None) -> None:
+    """Observed data must fit the choice it observes: finite; for an ``int`` or
+    ``bool`` choice whole numbers (0 or 1 for bool); for a finite family
+    (``support``: its name and size K) values in 0 .. K-1. Data known only
+    inside a trace (a minibatch inside ``fit``) are not checked here."""
     if isinstance(value, jax.core.Tracer) or not hasattr(value, "dtype"):
         return
     a = np.asarray(value)
@@ -340,6 +375,14 @@ def check_observation(address: str, value, choice) -> None:
         if bad.size:
             raise DataError(Diagnostic(f"the observation at '{address}' holds {bad.flat[0]:g}, "
                                        "but the choice there is a bool (0 or 1)"))
+    if support is not None and a.dtype.kind in "fiub":
+        name, k = support
+        bad = a[(a < 0) | (a > k - 1)]
+        if bad.size:
+            raise DataError(Diagnostic(
+                f"the observation at '{address}' holds {bad.flat[0]:g}, outside the values of "
+                f"its {name} (0 to {k - 1})",
+                help="its log density there is not a number the model defines"))
 
 
 __all__ = ["load", "compile", "Module", "GenerativeFunction", "Trace", "PPLError"]

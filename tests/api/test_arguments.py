@@ -17,6 +17,10 @@ gen counts() { lam ~ gamma(2.0, 1.0); plate i in 3 { k ~ poisson(lam) } }
 gen line() { w ~ normal(0.0, 1.0); plate i in 3 { y ~ normal(w, 1.0) } }
 gen model() { z ~ normal(0.0, 1.0); x ~ normal(z, 1.0) }
 gen fam() { param mu: real = 0.0; z ~ normal(mu, 1.0) }
+gen coin(n: int) { p ~ beta(2.0, 2.0); plate i in n { flips ~ bernoulli(p) } }
+gen cat() { c ~ categorical(probs=[0.2, 0.3, 0.5]) }
+gen trials(n: int) { q ~ beta(1.0, 1.0); k ~ binomial(n, q) }
+gen outer() { inner ~ cat() }
 """
 
 
@@ -77,3 +81,19 @@ def test_non_finite_data_is_an_error(m, bad, what):
     with pytest.raises(ppl.DataError, match=f"observation at 'x' holds {what}"):
         ppl.stdlib.elbo(m.model() | {"x": bad}, m.fam()).value(jax.random.PRNGKey(0),
                                                                 {"fam.mu": 0.0})
+
+
+@pytest.mark.parametrize("make, observed, latent, what", [
+    (lambda m: m.coin(3), {"flips": [0, 2, 1]}, {"p": 0.5}, "holds 2, outside the values of its bernoulli"),
+    (lambda m: m.cat(), {"c": 3}, {}, "holds 3, outside the values of its categorical"),
+    (lambda m: m.trials(5), {"k": 6}, {"q": 0.5}, "holds 6, outside the values of its binomial"),
+    (lambda m: m.outer(), {"inner/c": -1}, {}, "'inner/c' holds -1"),
+])
+def test_data_outside_a_finite_support_is_an_error(m, make, observed, latent, what):
+    """Defect 12: a Bernoulli observation of 2 gave a number."""
+    with pytest.raises(ppl.DataError, match=what):
+        (make(m) | observed).density(latent)
+
+
+def test_data_inside_a_finite_support_is_scored(m):
+    np.testing.assert_allclose(float((m.cat() | {"c": 2}).density({})), math.log(0.5), rtol=1e-5)
