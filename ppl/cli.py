@@ -55,7 +55,7 @@ from .datafiles import _read_npz, read_data
 
 # The stages `ppl ir --after` accepts: the IR as lowered, then after each pass,
 # then (objectives only) after the adev pass settles each draw's gradient estimator.
-IR_STAGES: list[str] = list(passes.PASS_NAMES) + ["adev"]
+IR_STAGES: list[str] = list(passes.OBJECTIVE_PASS_NAMES)
 
 USAGE_ERROR = 2     # argparse's own exit status for a bad command line
 FIT_FAILED = 3      # `ppl fit`: the objective or its gradient was not finite
@@ -633,17 +633,16 @@ def _entry_declaration(module, name: str | None, path: str, objectives: bool = F
 
 def _fn_ir(module, name: str, values: list, keywords: dict, after: str | None) -> Program:
     """The IR of calling the ``fn`` ``name`` on the arguments (inlined into an entry)."""
-    from .module import Inputs
+    from .entries import Inputs
 
-    inputs = Inputs()
-    args = [inputs.value(x, f"arg{i}") for i, x in enumerate(values)]
-    kwargs = {k: inputs.value(v, k) for k, v in keywords.items()}
+    inputs = Inputs(module)
+    args, kwargs, _ = inputs.call(tuple(values), dict(keywords))
 
-    def build(_inputs, builder):
-        result = module.lowerer.inline_call(name, args, kwargs, None, builder)
-        return [module.lowerer.as_atom(x, None) for x in tree_leaves(result)]
+    def emit(lowerer, builder):
+        result = lowerer.inline_call(name, args, kwargs, None, builder)
+        return [lowerer.as_atom(x, None) for x in tree_leaves(result)], None
 
-    return module.ir(None, build, inputs, after)
+    return module.entries.program("fn", inputs, emit, after=after)
 
 
 def _objective_ir(module, name: str, values: list, keywords: dict, after: str | None) -> Program:

@@ -10,21 +10,31 @@ progress bar, save checkpoints and stop early).
     ... gen model() { z ~ normal(0.0, 1.0); x ~ normal(z, 1.0) }
     ... gen guide() { param mu: real = 0.0; z ~ normal(mu, 1.0) }''')
     >>> obj = ppl.stdlib.elbo(m.model() | {"x": 2.0}, m.guide())
-    >>> result = ppl.fit(obj, steps=500, optimizer=optax.adam(0.05), progress=False)
-    >>> round(float(result.constrained_params["guide.mu"]), 1)   # the posterior mean is 1.0
-    1.0
+    >>> schedule = optax.cosine_decay_schedule(0.1, 1000)   # a decaying step settles the fit
+    >>> result = ppl.fit(obj, steps=1000, optimizer=optax.adam(schedule), progress=False)
+    >>> abs(float(result.constrained_params["guide.mu"]) - 1.0) < 0.2   # the posterior mean is 1
+    True
 
 Design notes:
 
 - **Reproducible.** Step ``s`` uses ``fold_in(key, s)`` (and draws its
   minibatch from it), so chunk sizes do not change results and a resumed run
   continues exactly as an uninterrupted one.
-- **Minibatches.** ``fit(build, data=..., batch_size=B)`` calls ``build`` on a
-  batch (a dict or array with leading axis N, sliced to B rows) to get the
-  objective, finds those batch arrays among its inputs, and feeds a fresh
-  random batch each step. A plate that reads the batch (its observations or
-  its slices) has its log density scaled by N/B, as NumPyro's subsampled
-  plates are, so the full-data objective stays unbiased.
+- **Minibatches.** ``fit(build, data=..., batch_size=B)`` calls ``build`` on
+  a batch (a dict or array with leading axis N, sliced to B rows) to get the
+  objective. Each step draws a fresh random batch and calls ``build`` on it
+  inside the compiled step, so whatever ``build`` computes from the batch
+  (``b["x"] * 2.0``) follows the data by value. Which of the objective's
+  inputs come from the batch is found by tracing ``build`` once on the
+  batch (``jax.vmap``); those inputs are the program's minibatched inputs. A
+  plate that reads them along its axis has its log density scaled by N/B,
+  as NumPyro's subsampled plates are, so the full-data objective stays
+  unbiased; a ``for`` loop or a choice outside such a plate that reads the
+  batch is a compile error (passes/expand.py).
+- **Compiled once.** The chunk runner is cached on the module by the
+  objective's entry key, the optimiser, the data's layout and the chunk
+  length: a second ``fit`` of the same objective with data of the same
+  shapes compiles nothing.
 - **Dependable.** A non-finite objective or gradient stops the run (the
   scan freezes the state at the last good step), and the result names the
   step and the parameters affected; its parameters are those of the last
@@ -50,9 +60,19 @@ import numpy as np
 import optax
 
 from .compiler.diagnostics import DataError, Diagnostic
+from .entries import check_key
 from .result import FitResult
 
 DEFAULT_OPTIMIZER = "optax.adam(1e-2)"
+_DEFAULT_OPTIMIZER: optax.GradientTransformation | None = None
+
+
+def default_optimizer() -> optax.GradientTransformation:
+    """``optax.adam(1e-2)``, one object per process (so fits with it share compiled code)."""
+    global _DEFAULT_OPTIMIZER
+    if _DEFAULT_OPTIMIZER is None:
+        _DEFAULT_OPTIMIZER = optax.adam(1e-2)
+    return _DEFAULT_OPTIMIZER
 
 
 def fit(objective, steps: int | None = None, optimizer: optax.GradientTransformation | None = None,
@@ -76,8 +96,8 @@ def fit(objective, steps: int | None = None, optimizer: optax.GradientTransforma
     devices (default: when there are several and they divide the batch).
     Returns a :class:`FitResult`.
     """
-    key = jax.random.PRNGKey(0) if key is None else key
-    optimizer = optimizer if optimizer is not None else optax.adam(1e-2)
+    key = jax.random.PRNGKey(0) if key is None else check_key(key, "fit(key=...)")
+    optimizer = optimizer if optimizer is not None else default_optimizer()
     batcher = Batcher(objective, data, batch_size, shard) if callable(objective) and not hasattr(
         objective, "value_and_grad") else Batcher.whole(objective, data, batch_size)
     obj = batcher.objective
@@ -96,11 +116,11 @@ def fit(objective, steps: int | None = None, optimizer: optax.GradientTransforma
         params, opt_state, start = state["params"], state["opt_state"], state["step"]
         history, key = list(state["history"]), jnp.asarray(state["key"])
     if params is None:
-        params = obj.init(jax.random.fold_in(key, 0x5EED))
-    params = {k: jnp.asarray(v, jnp.float32) for k, v in _checked_params(obj, params).items()}
+        params = batcher.entry.init_folded(key, 0x5EED)
+    params = {k: jnp.asarray(v, jnp.float32) for k, v in batcher.entry.params(params).items()}
     if opt_state is None:
         opt_state = optimizer.init(params)
-    run_chunk = _chunk_runner(obj, optimizer, batcher, divide)
+    run_chunk = _chunk_runner(batcher, optimizer, divide)
     bar = _progress_bar(steps, start, progress)
     t0 = time.perf_counter()
     status, failure = "completed", None
@@ -110,7 +130,7 @@ def fit(objective, steps: int | None = None, optimizer: optax.GradientTransforma
         while step < steps:
             n = min(chunk, steps - step)
             new_params, new_opt, values, ok, bad_step, bad_leaves = run_chunk(
-                params, opt_state, key, jnp.int32(step), batcher.full_data, n)
+                params, opt_state, key, jnp.int32(step), n)
             values = np.asarray(values)
             if not bool(ok):
                 # The state is the one step ``bad - 1`` was evaluated at (before its update),
@@ -167,13 +187,6 @@ def _smoothed(history: list[float], span: int = 50) -> float:
     return float(finite.mean()) if finite.size else float("nan")
 
 
-def _checked_params(obj, params: dict) -> dict:
-    from .module import check_params
-
-    program = obj._compiled()[0][0]
-    return check_params(program, params, obj.module.library)
-
-
 def _progress_bar(steps: int, start: int, progress: bool | None):
     if progress is None:
         progress = sys.stderr.isatty() and not os.environ.get("CI")
@@ -187,21 +200,31 @@ def _progress_bar(steps: int, start: int, progress: bool | None):
 # ---------------------------------------------------------------- the compiled chunk
 
 
-def _chunk_runner(obj, optimizer, batcher: "Batcher", divide: float = 1.0) -> Callable:
-    """``run(params, opt_state, key, first_step, data, n)``: ``n`` steps in one ``lax.scan``.
+def _chunk_runner(batcher: "Batcher", optimizer, divide: float = 1.0) -> Callable:
+    """``run(params, opt_state, key, first_step, n)``: ``n`` steps in one ``lax.scan``.
 
     The scan freezes the state at the first non-finite objective or gradient
     and reports that step and which parameters' gradients were not finite.
+    The jitted chunk is cached on the module (see the module docstring); the
+    data enter it as arguments, never as constants.
     """
-    step_fn = obj.compiled_value_and_grad()
-    program = obj._compiled()[0][0]
+    program = batcher.entry.program
     running = {p: info.running for p, info in program.params.items() if info.running is not None}
+    try:
+        hash(optimizer)
+        opt_key = optimizer
+    except TypeError:
+        opt_key = ("id", id(optimizer))
+    cache_key = ("fit", batcher.key(), opt_key, float(divide))
+    runners = batcher.objective.module.entries.runners
+    if cache_key not in runners:
+        runners[cache_key] = ({}, optimizer)  # the optimiser is kept alive with its chunks
+    compiled = runners[cache_key][0]
 
-    def body(key, full_data, carry, step):
+    def body(key, full_data, static, carry, step):
         params, opt_state, prev, ok, bad_step, bad_leaves = carry
-        k = jax.random.fold_in(key, step)
-        data = batcher.batch(full_data, jax.random.fold_in(k, 1))
-        value, grads = step_fn(params, jax.random.fold_in(k, 0), data)
+        value, grads = batcher.value_and_grad(params, jax.random.fold_in(key, step), full_data,
+                                              static)
         if divide != 1.0:
             value = value / divide
             grads = {p: g if p in running else g / divide for p, g in grads.items()}
@@ -225,16 +248,15 @@ def _chunk_runner(obj, optimizer, batcher: "Batcher", divide: float = 1.0) -> Ca
         bad_leaves = jnp.where(ok & ~finite, ~leaves_ok, bad_leaves)
         return (params, opt_state, prev, take, bad_step, bad_leaves), value
 
-    compiled: dict[int, Callable] = {}
-
     def chunk(n: int) -> Callable:
         if n not in compiled:
             @jax.jit
-            def run(params, opt_state, key, first_step, full_data):
+            def run(params, opt_state, key, first_step, full_data, static):
                 init = (params, opt_state, (params, opt_state), jnp.bool_(True), jnp.int32(-1),
                         jnp.zeros((len(params),), bool))
                 steps = first_step + jnp.arange(n, dtype=jnp.int32)
-                carry, values = jax.lax.scan(lambda c, s: body(key, full_data, c, s), init, steps)
+                carry, values = jax.lax.scan(
+                    lambda c, s: body(key, full_data, static, c, s), init, steps)
                 params, opt_state, (prev_params, prev_opt), ok, bad_step, bad_leaves = carry
                 # On failure, hand back the state of the last finite step.
                 params = jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), params, prev_params)
@@ -243,15 +265,22 @@ def _chunk_runner(obj, optimizer, batcher: "Batcher", divide: float = 1.0) -> Ca
             compiled[n] = run
         return compiled[n]
 
-    return lambda params, opt_state, key, first_step, data, n: chunk(n)(
-        params, opt_state, key, first_step, data)
+    return lambda params, opt_state, key, first_step, n: chunk(n)(
+        params, opt_state, key, first_step, batcher.full_data, batcher.static)
 
 
 # ---------------------------------------------------------------- minibatches
 
 
 class Batcher:
-    """Feeds an objective its data: the whole of it, or a random batch per step."""
+    """Feeds an objective its data: the whole of it, or a random batch per step.
+
+    ``value_and_grad(params, key, full_data, static)`` is one step's estimate:
+    for a minibatch fit, ``build`` applied to a random batch drawn with
+    ``fold_in(key, 1)``, its batch inputs taken by value and the others from
+    ``static`` (the objective's inputs); the estimate uses ``fold_in(key, 0)``.
+    ``batcher(params, key)`` is the same step on the batcher's own data.
+    """
 
     def __init__(self, build: Callable, data: Any, batch_size: int | None, shard: bool | None = None):
         if data is None or batch_size is None:
@@ -263,27 +292,67 @@ class Batcher:
             raise DataError(Diagnostic("every data array must have the same leading size (the "
                                        f"number of data points); got leading sizes {sorted(map(str, sizes))}"))
         self.n = sizes.pop()
-        if not 0 < batch_size <= self.n:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+                or not 0 < batch_size <= self.n:
             raise DataError(Diagnostic(f"batch_size must be between 1 and the number of data "
-                                       f"points ({self.n}), got {batch_size}"))
-        self.batch_size = batch_size
-        sample = [x[:batch_size] for x in leaves]
-        self.objective = build(jax.tree_util.tree_unflatten(self.treedef, sample))
-        inputs = self.objective._inputs()[0]
-        # Which of the objective's inputs are the batch arrays we handed it (by identity)?
-        self.slots = {}
-        for i, arr in enumerate(inputs.arrays):
-            for j, s in enumerate(sample):
-                if arr is s or (hasattr(arr, "shape") and _same_buffer(arr, s)):
-                    self.slots[i] = j
-        if not self.slots:
-            raise DataError(Diagnostic("the objective built from a batch does not use the batch's "
-                                       "arrays; pass them to the model or family unchanged"))
-        self.static = [None if i in self.slots else a for i, a in enumerate(inputs.arrays)]
+                                       f"points ({self.n}), got {batch_size!r}"))
+        self.batch_size = int(batch_size)
+        self.build = build
+        sample = [x[:self.batch_size] for x in leaves]
+        self.objective = self._built(sample)
+        if not hasattr(self.objective, "lower_inputs"):
+            raise DataError(Diagnostic(f"the function given to fit() must return an objective, "
+                                       f"got {type(self.objective).__name__}"))
+        inputs, _, _, self.signature = self.objective.lower_inputs()
+        self.minibatched = self._inputs_reading_the_batch(sample, len(inputs.arrays))
+        if not self.minibatched:
+            raise DataError(Diagnostic("the objective built from a batch does not use the batch",
+                                       help="pass the batch's arrays (or values computed from "
+                                            "them) to the model or family"))
+        for i in sorted(self.minibatched):
+            a = inputs.arrays[i]
+            if not hasattr(a, "shape") or not a.shape or a.shape[0] != self.batch_size:
+                shape = list(getattr(a, "shape", ())) if hasattr(a, "shape") else "a trace"
+                raise DataError(Diagnostic(
+                    f"input {inputs.vars[i].hint!r} of the objective is computed from the batch "
+                    f"but has shape {shape}, not a leading axis of the batch's {self.batch_size} "
+                    "rows, so it cannot be scaled to the full data",
+                    help="compute per-row values from the batch (b['x'] * 2.0), keeping the rows "
+                         "first; reductions over the batch belong inside the program"))
+        self.entry, inputs = self.objective.compiled(self.n / self.batch_size, self.minibatched)
+        self.static = list(inputs.arrays)
         self.full_data = leaves
-        self.sharding = _data_sharding(batch_size, shard)
-        self.objective.data_scale = self.n / batch_size
-        self.objective.minibatched_inputs = frozenset(self.slots)
+        self.sharding = _data_sharding(self.batch_size, shard)
+
+    def _built(self, rows: list):
+        try:
+            return self.build(jax.tree_util.tree_unflatten(self.treedef, list(rows)))
+        except (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError,
+                jax.errors.TracerBoolConversionError, jax.errors.TracerIntegerConversionError) as e:
+            raise DataError(Diagnostic(
+                "the function given to fit() needs the batch's values in Python "
+                f"({type(e).__name__}); it is traced on each batch, like a jax.jit function",
+                help="compute with jax.numpy on the batch, and keep sizes and flags static")) from None
+
+    def _inputs_reading_the_batch(self, sample: list, count: int) -> frozenset[int]:
+        """Which of the objective's inputs are computed from the batch: ``build`` traced
+        under ``jax.vmap`` sees the batch as tracers, and only what it computes from them
+        is a tracer (values from elsewhere stay concrete)."""
+        found: list[frozenset] = []
+
+        def probe(*rows):
+            obj = self._built(rows)
+            inputs, _, _, sig = obj.lower_inputs()
+            if sig != self.signature:
+                raise DataError(Diagnostic("the objective built from a batch changes with the "
+                                           "batch's values (its arguments differ between batches)"))
+            found.append(frozenset(i for i, a in enumerate(inputs.arrays)
+                                   if any(isinstance(x, jax.core.Tracer)
+                                          for x in jax.tree_util.tree_leaves(a))))
+            return jnp.zeros(())
+
+        jax.vmap(probe)(*[x[None] for x in sample])
+        return found[0]
 
     @classmethod
     def whole(cls, objective, data, batch_size):
@@ -291,23 +360,51 @@ class Batcher:
             raise DataError(Diagnostic(
                 "to fit over minibatches, pass a function from a batch to the objective: "
                 "fit(lambda batch: elbo(model | {\"y\": batch[\"y\"]}, guide), data=..., batch_size=...)"))
+        if not hasattr(objective, "compiled"):
+            raise DataError(Diagnostic(f"fit() needs an objective (or, with data= and batch_size=,"
+                                       f" a function from a batch to one), got "
+                                       f"{type(objective).__name__}"))
         self = cls.__new__(cls)
         self.objective = objective
+        self.build = None
+        self.entry, inputs = objective.compiled()
+        self.static = list(inputs.arrays)
         self.full_data = None
-        self.slots = {}
+        self.minibatched = frozenset()
         self.n = None
+        self.batch_size = None
+        self.treedef = None
         self.sharding = None
         return self
 
-    def batch(self, full_data, key):
+    def key(self) -> tuple:
+        """What the compiled step depends on besides the entry: the data's layout."""
         if self.full_data is None:
-            return None
-        idx = jax.random.choice(key, self.n, (self.batch_size,), replace=False)
+            return (self.entry.key,)
+        layout = tuple((tuple(x.shape), str(x.dtype)) for x in self.full_data)
+        return (self.entry.key, self.build, self.treedef, layout, self.batch_size,
+                self.sharding is not None)
+
+    def value_and_grad(self, params, key, full_data, static):
+        if self.full_data is None:
+            return self.entry.value_and_grad(params, jax.random.fold_in(key, 0), static)
+        idx = jax.random.choice(jax.random.fold_in(key, 1), self.n, (self.batch_size,),
+                                replace=False)
         rows = [x[idx] for x in full_data]
         if self.sharding is not None:
             # Each device takes its slice of the batch; XLA adds the reductions (GSPMD).
             rows = [jax.lax.with_sharding_constraint(r, self.sharding) for r in rows]
-        return [rows[self.slots[i]] if i in self.slots else a for i, a in enumerate(self.static)]
+        obj = self._built(rows)
+        inputs, _, _, sig = obj.lower_inputs()
+        if sig != self.signature:
+            raise DataError(Diagnostic("the objective built from a batch changes with the "
+                                       "batch's values (its arguments differ between batches)"))
+        arrays = [a if i in self.minibatched else s
+                  for i, (a, s) in enumerate(zip(inputs.arrays, static))]
+        return self.entry.value_and_grad(params, jax.random.fold_in(key, 0), arrays)
+
+    def __call__(self, params, key):
+        return self.value_and_grad(params, key, self.full_data, self.static)
 
 
 def _data_sharding(batch_size: int, shard: bool | None):
@@ -323,14 +420,6 @@ def _data_sharding(batch_size: int, shard: bool | None):
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
     return NamedSharding(Mesh(np.array(devices), ("data",)), PartitionSpec("data"))
-
-
-def _same_buffer(a, b) -> bool:
-    try:
-        return a is b or (a.shape == b.shape and a.dtype == b.dtype
-                          and a.unsafe_buffer_pointer() == b.unsafe_buffer_pointer())
-    except Exception:
-        return False
 
 
 # ---------------------------------------------------------------- checkpoints

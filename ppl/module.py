@@ -18,31 +18,34 @@ a ``fn`` runs it; calling an ``objective`` gives an
     >>> trace["flips"].shape
     (5,)
 
-Each entry point (simulate, density, an objective) is lowered, passed
-through the IR pipeline and ``jax.jit``-compiled once per signature (the
-static arguments and the shapes and dtypes of the traced ones), then cached.
+Each entry point (simulate, density, predictive, a fn, an objective) is
+built by the module's :class:`~ppl.entries.EntryPoints` (entries.py): lowered,
+passed through the IR pipeline and ``jax.jit``-compiled once per signature
+(the declarations, static arguments, keyword and field names, observed
+addresses, and the shapes and dtypes of the traced values), then cached.
 """
 
 from __future__ import annotations
 
-import functools
 import os
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .compiler import ast, passes
-from .compiler.backend.standard import evaluate, init_params
+from .compiler import ast
 from .compiler.check import check_program
 from .compiler.diagnostics import DataError, Diagnostic, PPLError, did_you_mean
-from .compiler.ir import Program, Var, walk
-from .compiler.lower import Builder, Lowerer
+from .compiler.ir import Program
+from .compiler.lower import Lowerer
 from .compiler.parser import parse
-from .compiler.types import ArrayType, TraceType, tree_leaves, tree_unflatten
+from .compiler.passes.addresses import trace_type
+from .compiler.types import TraceType, tree_leaves, tree_unflatten
 from .compiler.values import GenValue
+from .entries import (EntryPoints, GenerativeArgument, Inputs, as_array, check_key,
+                      check_params, format_call)
+from .objective import Objective
 from .trace import Trace
 
 
@@ -69,13 +72,20 @@ def standard_library(externs: dict[str, Callable] | None = None):
     return STANDARD.with_externs(externs or {}) if externs else STANDARD
 
 
-def _stdlib_decls() -> tuple[ast.Decl, ...]:
-    from .stdlib.library import STANDARD
+_STDLIB_DECLS: tuple[ast.Decl, ...] | None = None
 
-    decls: list[ast.Decl] = []
-    for module_name, text in STANDARD.sources.items():
-        decls.extend(parse(text, f"<stdlib {module_name}>").decls)
-    return tuple(decls)
+
+def _stdlib_decls() -> tuple[ast.Decl, ...]:
+    """The standard library's declarations (parsed once per process)."""
+    global _STDLIB_DECLS
+    if _STDLIB_DECLS is None:
+        from .stdlib.library import STANDARD
+
+        decls: list[ast.Decl] = []
+        for module_name, text in STANDARD.sources.items():
+            decls.extend(parse(text, f"<stdlib {module_name}>").decls)
+        _STDLIB_DECLS = tuple(decls)
+    return _STDLIB_DECLS
 
 
 class Module:
@@ -88,14 +98,15 @@ class Module:
         self.stdlib_decls = _stdlib_decls()
         check_program(self.program, self.library, self.stdlib_decls)
         self.lowerer = Lowerer(self.program, self.library, extra_decls=self.stdlib_decls)
-        self._entries: dict[Any, "Entry"] = {}
+        self.entries = EntryPoints(self.lowerer, self.library)
 
     @property
     def declarations(self) -> dict[str, ast.Decl]:
         return {d.name: d for d in self.program.decls}
 
     def __getattr__(self, name: str):
-        if name.startswith("_") or name in ("program", "lowerer", "library", "stdlib_decls"):
+        if name.startswith("_") or name in ("program", "lowerer", "library", "stdlib_decls",
+                                            "entries"):
             raise AttributeError(name)
         decls = {d.name: d for d in self.program.decls}
         if name not in decls:
@@ -106,8 +117,6 @@ class Module:
         if decl.kind == "gen":
             return lambda *args, **kwargs: GenerativeFunction(self, name, args, kwargs)
         if decl.kind == "objective":
-            from .objective import Objective
-
             return lambda *args, **kwargs: Objective(self, name, args, kwargs)
         return lambda *args, **kwargs: self.call_fn(name, args, kwargs)
 
@@ -116,30 +125,15 @@ class Module:
 
     # ---------------------------------------------------------- entries
 
-    def entry(self, key: Any, build: Callable[["Inputs", Builder], list], inputs: "Inputs"
-              ) -> "Entry":
-        """The compiled entry for ``key``, building it with ``build`` on first use."""
-        if key not in self._entries:
-            b = Builder("function")
-            b.params = list(inputs.vars)
-            b.defined.update(inputs.vars)
-            self.lowerer.current_decl = _ENTRY_DECL
-            outs = build(inputs, b)
-            self._entries[key] = Entry.build(self, "entry", b, outs)
-        return self._entries[key]
+    def ir(self, key, build: Callable[[Inputs, Any], list], inputs: Inputs,
+           after: str | None = None) -> Program:
+        """The IR that ``build(inputs, builder) -> outputs`` lowers to, after pass ``after``
+        (``key`` is unused: inspection is not cached)."""
+        return self.entries.program("inspect", inputs, lambda low, b: (build(inputs, b), None),
+                                    after=after)
 
-    def ir(self, key, build, inputs, after: str | None = None) -> Program:
-        b = Builder("function")
-        b.params = list(inputs.vars)
-        b.defined.update(inputs.vars)
-        self.lowerer.current_decl = _ENTRY_DECL
-        outs = build(inputs, b)
-        return passes.run(_program(self, "entry", b, outs), after=after)
-
-    def objective(self, name: str, args: tuple, kwargs: dict):
+    def objective(self, name: str, args: tuple, kwargs: dict) -> Objective:
         """The objective ``name`` (of this program or the standard library) applied to args."""
-        from .objective import Objective
-
         if name not in self.lowerer.decls or self.lowerer.decls[name].kind != "objective":
             raise DataError(Diagnostic(f"there is no objective '{name}'"))
         return Objective(self, name, tuple(args), dict(kwargs))
@@ -147,186 +141,19 @@ class Module:
     def call_fn(self, name: str, args, kwargs, params: dict | None = None, key=None):
         """Run the ``fn`` ``name`` (of the program or the standard library) on arguments;
         ``params`` and ``key`` serve a fn that simulates families (``sim``)."""
-        inputs = Inputs()
-        a = [inputs.value(x, f"arg{i}") for i, x in enumerate(args)]
-        kw = {k: inputs.value(v, k) for k, v in kwargs.items()}
-        structure: list = []
+        inputs = Inputs(self)
+        a, kw, sig = inputs.call(tuple(args), dict(kwargs))
 
-        def build(inp, b):
-            result = self.lowerer.inline_call(name, a, kw, None, b)
-            structure.append(result)
-            leaves = tree_leaves(result)
-            return [self.lowerer.as_atom(x, None) for x in leaves]
+        def emit(lowerer, b):
+            result = lowerer.inline_call(name, a, kw, None, b)
+            return [lowerer.as_atom(x, None) for x in tree_leaves(result)], result
 
-        entry = self.entry(("fn", name, inputs.signature()), build, inputs)
-        if structure:
-            entry.structure = structure[0]
+        entry = self.entries.get("fn", name, sig, inputs, emit)
         outs = entry(params, key, inputs.arrays)
         return tree_unflatten(entry.structure, list(outs))
 
 
-_ENTRY_DECL = ast.Decl("objective", "<entry>", (), ast.Block((), None), None, None)
-
-
-def format_call(name: str, args: tuple, kwargs: dict) -> str:
-    """``name(10, <array>, k=3)``: static values shown, arrays abbreviated."""
-    def show(v):
-        return "<array>" if hasattr(v, "shape") or isinstance(v, (list, float)) else repr(v)
-
-    parts = [show(a) for a in args] + [f"{k}={show(v)}" for k, v in kwargs.items()]
-    return f"{name}({', '.join(parts)})"
-
-
-def _program(module: Module, name: str, b: Builder, outs: list) -> Program:
-    """The entry ``name`` with the functions and parameters it reaches."""
-    from .compiler.ir import Function, Region
-
-    fn = Function(name, Region(b.params, b.eqns, outs), "entry")
-    available = module.lowerer.functions
-    functions, todo = {name: fn}, [fn]
-    while todo:
-        for e in walk(todo.pop().body):
-            callee = e.attrs.get("callee") if e.op in ("call", "sim", "density", "generate") else None
-            if callee is not None and callee not in functions:
-                functions[callee] = available[callee]
-                todo.append(available[callee])
-    used = {e.attrs["path"] for f in functions.values() for e in walk(f.body) if e.op == "param"}
-    params = {p: info for p, info in module.lowerer.params.items() if p in used}
-    return Program(functions, name, params)
-
-
-@dataclass
-class Entry:
-    """One compiled entry point: its final IR and its jitted function."""
-
-    program: Program
-    run: Callable
-    out_types: list
-    structure: Any = None
-    library: Any = None
-
-    @classmethod
-    def build(cls, module: Module, name: str, b: Builder, outs: list) -> "Entry":
-        program = passes.run(_program(module, name, b, outs))
-        used = {e.attrs["path"] for e in walk(program.functions[program.entry].body)
-                if e.op == "param"}
-        program.params = {p: info for p, info in module.lowerer.params.items() if p in used}
-        library = module.library
-
-        @jax.jit
-        def run(params, key, inputs):
-            return evaluate(program, library, params, key, inputs)
-
-        return cls(program, run, [o.type for o in outs], library=library)
-
-    def __call__(self, params, key, arrays):
-        params = check_params(self.program, params, self.library)
-        if key is None:
-            key = jax.random.PRNGKey(0)
-        return self.run(params, key, list(arrays))
-
-
-def check_params(program: Program, params, library=None) -> dict:
-    """The parameters the program needs, taken from ``params`` (a dict by path).
-
-    With the ``library``, each value's shape is checked against the parameter's
-    unconstrained shape (what ``init`` returns), so a wrong array is a clear error.
-    """
-    if not program.params:
-        return {}
-    if params is None:
-        paths = ", ".join(program.params)
-        raise DataError(Diagnostic(f"this program has parameters ({paths}) but no params were given",
-                                   help="pass params=obj.init(key), or the params of a fit"))
-    if not isinstance(params, dict):
-        params = dict(params)
-    out = {}
-    for path, info in program.params.items():
-        if path not in params:
-            raise DataError(Diagnostic(f"params has no value for '{path}'",
-                                       help=did_you_mean(path, params)))
-        value = params[path]
-        if library is not None:
-            want = _unconstrained_shape(library, info.constraint, info.type.shape)
-            got = tuple(np.shape(value))
-            if got != want:
-                raise DataError(Diagnostic(
-                    f"params['{path}'] has shape {list(got)}, but the parameter's unconstrained "
-                    f"value has shape {list(want)}",
-                    help="params hold unconstrained values, as init() and fit() return them"))
-        out[path] = value
-    return out
-
-
-@functools.lru_cache(maxsize=None)
-def _unconstrained_shape(library, constraint: tuple, shape: tuple) -> tuple:
-    return tuple(library.constraint(constraint).unconstrained_shape(shape))
-
-
-class Inputs:
-    """Arrays passed from Python into an entry, each an input variable of its IR."""
-
-    def __init__(self):
-        self.vars: list[Var] = []
-        self.arrays: list[Any] = []
-        self.sig: list[Any] = []
-
-    def add(self, x, hint: str) -> Var:
-        arr = as_array(x, hint)
-        t = ArrayType(str(arr.dtype), tuple(arr.shape))
-        v = Var(t, hint.replace("/", "_"))
-        self.vars.append(v)
-        self.arrays.append(arr)
-        self.sig.append(("array", t))
-        return v
-
-    def add_trace(self, trace: Trace, hint: str = "trace") -> Var:
-        values = {a: as_array(v, a) for a, v in trace.values_by_address.items()}
-        t = TraceType(tuple((a, ArrayType(str(v.dtype), tuple(v.shape))) for a, v in values.items()))
-        v = Var(t, hint)
-        self.vars.append(v)
-        self.arrays.append((values, ()))
-        self.sig.append(("trace", t))
-        return v
-
-    def value(self, x, hint: str):
-        if isinstance(x, (bool, int, np.integer)) and not isinstance(x, np.ndarray):
-            self.sig.append(("static", type(x).__name__, x))
-            return x if isinstance(x, bool) else int(x)
-        if isinstance(x, GenerativeFunction):
-            self.sig.append(("gen", x.name))
-            return x.gen_value(self)
-        if isinstance(x, tuple):
-            return tuple(self.value(v, f"{hint}{i}") for i, v in enumerate(x))
-        if isinstance(x, dict):
-            return {k: self.value(v, k) for k, v in x.items()}
-        return self.add(x, hint)
-
-    def signature(self) -> tuple:
-        return tuple(self.sig)
-
-
-def as_array(x, what: str):
-    """A JAX array of dtype float32, int32 or bool (64-bit inputs are narrowed)."""
-    if isinstance(x, Trace):
-        raise DataError(Diagnostic(f"{what} is a trace, where an array was expected"))
-    try:
-        arr = jnp.asarray(x)
-    except (TypeError, ValueError):
-        raise DataError(Diagnostic(f"{what} must be an array or a number, got "
-                                   f"{type(x).__name__}")) from None
-    if jnp.issubdtype(arr.dtype, jnp.floating):
-        arr = arr.astype(jnp.float32)
-    elif arr.dtype == jnp.bool_:
-        pass
-    elif jnp.issubdtype(arr.dtype, jnp.integer):
-        arr = arr.astype(jnp.int32)
-    else:
-        raise DataError(Diagnostic(f"{what} has dtype {arr.dtype}, which a program cannot use"))
-    return arr
-
-
-class GenerativeFunction:
+class GenerativeFunction(GenerativeArgument):
     """A generative function applied to its arguments, maybe conditioned.
 
     ``init(key)`` gives its parameters; ``simulate(key, params)`` returns
@@ -357,51 +184,72 @@ class GenerativeFunction:
             both[k] = v
         return GenerativeFunction(self.module, self.name, self.args, self.kwargs, both)
 
+    def lower_into(self, inputs: Inputs) -> tuple[GenValue, tuple]:
+        """Its compile-time value (arguments and observations as inputs) and signature."""
+        if inputs.module is not None and inputs.module is not self.module:
+            raise DataError(Diagnostic(f"{self!r} comes from another program than the one it "
+                                       "is passed to", help="declare every generative function "
+                                       "an entry uses in one program"))
+        args, kwargs, sig = inputs.call(self.args, self.kwargs, f"{self.name}_arg")
+        lowerer = self.module.lowerer
+        gv = lowerer.gen_value(self.name, args, kwargs)
+        choices, supports = {}, {}
+        if self.observations:
+            fn = lowerer.specialise(gv)
+            choices = dict(trace_type(fn, lowerer.functions).fields)
+            supports = finite_supports(fn.body, lowerer.functions, self.module.library)
+        obs, obs_sig = [], []
+        for address in sorted(self.observations):
+            v = inputs.add(self.observations[address], address)
+            check_observation(address, inputs.arrays[-1], choices.get(address),
+                              supports.get(address))
+            obs.append((address, v))
+            obs_sig.append((address, v.type))
+        gv = GenValue(gv.decl, gv.static, gv.dynamic, tuple(obs), None)
+        return gv, ("gen", self.name) + sig + (tuple(obs_sig),)
+
     def gen_value(self, inputs: Inputs) -> GenValue:
-        args = [inputs.value(x, f"{self.name}_arg{i}") for i, x in enumerate(self.args)]
-        kwargs = {k: inputs.value(v, k) for k, v in self.kwargs.items()}
-        gv = self.module.lowerer.gen_value(self.name, args, kwargs)
-        obs = tuple((a, inputs.add(v, a)) for a, v in sorted(self.observations.items()))
-        for a, _ in obs:
-            inputs.sig.append(("obs", a))
-        return GenValue(gv.decl, gv.static, gv.dynamic, obs, None)
+        return self.lower_into(inputs)[0]
 
     # ---------------------------------------------------------- entries
 
+    def _entry(self, kind: str, inputs: Inputs, signature: tuple, emit):
+        return self.module.entries.get(kind, self.name, signature, inputs, emit)
+
     def _simulate_entry(self):
-        inputs = Inputs()
-        gv = self.gen_value(inputs)
+        inputs = Inputs(self.module)
+        gv, sig = self.lower_into(inputs)
         if gv.observations:
             raise DataError(Diagnostic(
                 f"cannot simulate {self!r}: it is conditioned on observations, and there is no "
                 "sampler for a posterior", help="simulate the unconditioned model instead"))
+        entry = self._entry("simulate", inputs, sig,
+                            lambda low, b: (list(low.emit_sim(gv, b, None)), None))
+        return entry, inputs
 
-        def build(inp, b):
-            t, lp = self.module.lowerer.emit_sim(gv, b, None)
-            return [t, lp]
-
-        return self.module.entry(("simulate", self.name, inputs.signature()), build, inputs), inputs
-
-    def _simulate_entry_unconditioned(self):
-        return GenerativeFunction(self.module, self.name, self.args, self.kwargs)._simulate_entry()
+    def _unconditioned(self) -> "GenerativeFunction":
+        return GenerativeFunction(self.module, self.name, self.args, self.kwargs)
 
     def init(self, key) -> dict[str, Any]:
         """Initial (unconstrained) values of the parameters it reaches, by path."""
-        entry, _ = self._simulate_entry()
-        return init_params(entry.program, self.module.library, key)
+        key = check_key(key)
+        entry, _ = self._unconditioned()._simulate_entry()
+        return entry.init(key)
 
     def simulate(self, key, params: dict | None = None) -> tuple[Trace, Any]:
         """Run forward: a trace of every choice and its log density."""
         entry, inputs = self._simulate_entry()
-        (values, retval), logp = entry(params, key, inputs.arrays)
+        (values, retval), logp = entry(params, check_key(key), inputs.arrays)
         ttype: TraceType = entry.out_types[0]
         ret = tree_unflatten(ttype.retval, list(retval)) if ttype.retval not in (None, ()) else None
         return Trace(values, ret), logp
 
     def sample(self, key, params: dict | None = None, n: int = 1000) -> Trace:
         """``n`` independent traces, stacked along a leading axis (one vmapped program)."""
+        n = _count(n, "sample(n=...)")
+        key = check_key(key)
         entry, inputs = self._simulate_entry()
-        p = check_params(entry.program, params, self.module.library)
+        p = entry.params(params)
         keys = jax.random.split(key, n)
         (values, retval), _ = jax.vmap(lambda k: entry.run(p, k, list(inputs.arrays)))(keys)
         return Trace(values)
@@ -410,26 +258,24 @@ class GenerativeFunction:
         """Posterior predictive draws: for each of the stacked traces in ``given`` (a
         leading sample axis, e.g. from ``family.sample``), run this model with those
         choices fixed and the others drawn. Returns stacked full traces."""
+        key = check_key(key)
         if not isinstance(given, Trace):
             given = Trace(given)
         values = {a: as_array(v, a) for a, v in given.values_by_address.items()}
         sizes = {int(v.shape[0]) if v.ndim else None for v in values.values()}
-        if len(sizes) != 1 or None in sizes:
+        if len(sizes) != 1 or None in sizes or 0 in sizes:
             raise DataError(Diagnostic("predictive() needs traces stacked along a leading "
                                        "sample axis (e.g. from family.sample(key, params, n))"))
         n = sizes.pop()
-        inputs = Inputs()
+        inputs = Inputs(self.module)
         tvar = inputs.add_trace(Trace({a: v[0] for a, v in values.items()}), "given")
-        gv = self.gen_value(inputs)
+        gv, sig = self.lower_into(inputs)
         if gv.observations:
             raise DataError(Diagnostic("predictive() simulates the model, so it must not be "
                                        "conditioned; pass the unconditioned model"))
-
-        def build(inp, b):
-            return list(self.module.lowerer.emit_generate(gv, tvar, b, None))
-
-        entry = self.module.entry(("generate", inputs.signature()), build, inputs)
-        p = check_params(entry.program, params, self.module.library)
+        entry = self._entry("generate", inputs, (("trace", tvar.type), sig),
+                            lambda low, b: (list(low.emit_generate(gv, tvar, b, None)), None))
+        p = entry.params(params)
         rest = list(inputs.arrays[1:])
         keys = jax.random.split(key, n)
         (out, _), _ = jax.vmap(lambda k, v: entry.run(p, k, [(v, ())] + rest))(keys, values)
@@ -442,32 +288,101 @@ class GenerativeFunction:
                 raise DataError(Diagnostic(f"density() needs a Trace or a dict of values by "
                                            f"address, got {type(trace).__name__}"))
             trace = Trace(trace)
-        inputs = Inputs()
+        inputs = Inputs(self.module)
         tvar = inputs.add_trace(trace)
-        gv = self.gen_value(inputs)
-
-        def build(inp, b):
-            return [self.module.lowerer.emit_density(gv, tvar, b, None)]
-
-        entry = self.module.entry(("density", self.name, inputs.signature()), build, inputs)
+        gv, sig = self.lower_into(inputs)
+        entry = self._entry("density", inputs, (("trace", tvar.type), sig),
+                            lambda low, b: ([low.emit_density(gv, tvar, b, None)], None))
         return entry(params, None, inputs.arrays)[0]
 
     def ir(self, after: str | None = None) -> Program:
         """The IR of its entry after a pass (for inspection): simulate, or, for a
         conditioned function, the density of its latent choices."""
-        inputs = Inputs()
+        inputs = Inputs(self.module)
         if self.observations:
-            entry, _ = self._simulate_entry_unconditioned()
+            entry, _ = self._unconditioned()._simulate_entry()
             tvar = inputs.add_trace(Trace({a: jnp.zeros(t.shape, t.dtype) for a, t in
                                            entry.out_types[0].fields if a not in self.observations}))
-        gv = self.gen_value(inputs)
+        gv, _ = self.lower_into(inputs)
 
-        def build(inp, b):
+        def emit(low, b):
             if self.observations:
-                return [self.module.lowerer.emit_density(gv, tvar, b, None)]
-            return list(self.module.lowerer.emit_sim(gv, b, None))
+                return [low.emit_density(gv, tvar, b, None)], None
+            return list(low.emit_sim(gv, b, None)), None
 
-        return self.module.ir(None, build, inputs, after)
+        return self.module.entries.program("inspect", inputs, emit, after=after)
+
+
+def _count(n, what: str) -> int:
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise DataError(Diagnostic(f"{what} must be a positive integer, got {n!r}"))
+    return int(n)
+
+
+def finite_supports(region, functions: dict, library, prefix: str = "") -> dict:
+    """``address -> (distribution, K)`` for each choice of a finite family whose values
+    0 .. K-1 are known when the model is compiled (bernoulli, categorical, a binomial
+    with a literal count); the library's ``support_size`` says K."""
+    from .compiler.ir import Lit
+
+    out = {}
+    for e in region.eqns:
+        if e.op == "sample":
+            dist = library.distributions[e.attrs["dist"]]
+            size = getattr(dist, "support_size", None)
+            if size is not None and getattr(dist, "enumerable", False):
+                args = [a.value if isinstance(a, Lit) else a.type
+                        for a in e.args[:len(e.attrs["form"])]]
+                try:
+                    k = size(e.attrs["form"], args)
+                except ValueError:  # a support known only at run time (a traced count)
+                    k = None
+                if k is not None:
+                    out[prefix + e.attrs["address"]] = (e.attrs["dist"], int(k))
+        elif e.op == "call":
+            callee = e.regions[0] if e.regions else functions[e.attrs["callee"]].body
+            out.update(finite_supports(callee, functions, library,
+                                       prefix + e.attrs["address"] + "/"))
+        else:
+            for r in e.regions:
+                out.update(finite_supports(r, functions, library, prefix))
+    return out
+
+
+def check_observation(address: str, value, choice, support: tuple | None = None) -> None:
+    """Observed data must fit the choice it observes: finite; for an ``int`` or
+    ``bool`` choice whole numbers (0 or 1 for bool); for a finite family
+    (``support``: its name and size K) values in 0 .. K-1. Data known only
+    inside a trace (a minibatch inside ``fit``) are not checked here."""
+    if isinstance(value, jax.core.Tracer) or not hasattr(value, "dtype"):
+        return
+    a = np.asarray(value)
+    if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+        what = "NaN" if np.any(np.isnan(a)) else "infinite values"
+        raise DataError(Diagnostic(f"the observation at '{address}' holds {what}",
+                                   help="a log density of NaN or inf data is not a number; "
+                                        "drop or impute the missing points"))
+    want = getattr(choice, "dtype", None)
+    if want in ("int32", "bool") and a.dtype.kind == "f":
+        bad = a[a != np.round(a)]
+        if bad.size:
+            raise DataError(Diagnostic(
+                f"the observation at '{address}' holds {bad.flat[0]:g}, but the choice there "
+                f"is {'an int' if want == 'int32' else 'a bool'}, so its data must be whole "
+                "numbers", help="pass integer data (it would otherwise be truncated)"))
+    if want == "bool" and a.dtype.kind in "fiu":
+        bad = a[(a != 0) & (a != 1)]
+        if bad.size:
+            raise DataError(Diagnostic(f"the observation at '{address}' holds {bad.flat[0]:g}, "
+                                       "but the choice there is a bool (0 or 1)"))
+    if support is not None and a.dtype.kind in "fiub":
+        name, k = support
+        bad = a[(a < 0) | (a > k - 1)]
+        if bad.size:
+            raise DataError(Diagnostic(
+                f"the observation at '{address}' holds {bad.flat[0]:g}, outside the values of "
+                f"its {name} (0 to {k - 1})",
+                help="its log density there is not a number the model defines"))
 
 
 __all__ = ["load", "compile", "Module", "GenerativeFunction", "Trace", "PPLError"]

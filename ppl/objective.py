@@ -2,10 +2,12 @@
 
 An :class:`Objective` is an ``objective`` declaration applied to its
 arguments (models, families, sizes, data). It is a pure function of
-(parameters, key, data): ``value`` is an unbiased estimate of its
-expectation, and ``value_and_grad`` also returns an unbiased estimate of the
-gradient with respect to every parameter it reaches, computed by ADEV
-(compiler/backend/adev.py) and compiled into one XLA program.
+(parameters, key, data): ``value`` is ADEV's unbiased estimate of its
+expectation (``enum`` sums exactly, as in the gradient), and
+``value_and_grad`` also returns an unbiased estimate of the gradient with
+respect to every parameter it reaches, computed by ADEV
+(compiler/backend/adev.py) and compiled into one XLA program. ``value`` is
+differentiable: ``jax.grad`` of it is ADEV's gradient estimate.
 
     >>> import ppl, jax
     >>> m = ppl.compile('''
@@ -16,29 +18,32 @@ gradient with respect to every parameter it reaches, computed by ADEV
     >>> value, grads = obj.value_and_grad(jax.random.PRNGKey(1), params)
     >>> sorted(grads)
     ['guide.mu']
+
+The compiled program is built by the module's entry points (entries.py);
+the data scale and minibatched inputs of a minibatch fit are arguments of
+:meth:`Objective.compiled`, not state of the objective.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 
-from .compiler import passes
-from .compiler.backend.adev import objective_function
-from .compiler.backend.standard import evaluate, init_params
 from .compiler.diagnostics import DataError, Diagnostic
-from .compiler.ir import Program, walk
-from .compiler.passes.estimators import assign_estimators
+from .compiler.ir import Program
 from .compiler.types import ArrayType
-from .module import Inputs, Module, _program, check_params, format_call
+from .entries import Entry, Inputs, Options, check_key, format_call
 
 
 class Objective:
-    """``objective`` ``name`` applied to ``args``; see the module docstring."""
+    """``objective`` ``name`` applied to ``args``; see the module docstring.
 
-    def __init__(self, module: Module, name: str, args: tuple, kwargs: dict,
+    ``module`` is the program it belongs to (anything with ``entries``,
+    ``library`` and ``lowerer``, as a :class:`ppl.Module` has).
+    """
+
+    def __init__(self, module, name: str, args: tuple, kwargs: dict,
                  estimators: dict[str, str] | None = None):
         self.module = module
         self.name = name
@@ -57,95 +62,78 @@ class Objective:
 
     # ---------------------------------------------------------- compilation
 
-    def _inputs(self) -> tuple[Inputs, list, dict]:
-        inputs = Inputs()
-        args = [inputs.value(x, f"arg{i}") for i, x in enumerate(self.args)]
-        kwargs = {k: inputs.value(v, k) for k, v in self.kwargs.items()}
-        return inputs, args, kwargs
+    def lower_inputs(self) -> tuple[Inputs, list, dict, tuple]:
+        """Its arguments as entry inputs: (inputs, args, kwargs, signature)."""
+        inputs = Inputs(self.module)
+        args, kwargs, sig = inputs.call(tuple(self.args), dict(self.kwargs))
+        return inputs, args, kwargs, sig
 
-    def _build(self, inputs, args, kwargs, b):
-        lowerer = self.module.lowerer
-        lowerer.current_decl = _objective_entry_decl()
-        value = lowerer.inline_call(self.name, args, kwargs, None, b)
-        atom = lowerer.as_array(value, None, f"the value of objective {self.name}")
-        if atom.type != ArrayType("float32", ()):
-            raise DataError(Diagnostic(f"objective {self.name} must return a real scalar, "
-                                       f"got {atom.type!r}"))
-        return [atom]
+    def _emit(self, args, kwargs):
+        name = self.name
 
-    def program(self, after: str | None = None) -> Program:
-        """The objective's IR after a pass (``lower`` … ``simplify``, or ``adev``)."""
-        inputs, args, kwargs = self._inputs()
-        from .compiler.lower import Builder
+        def emit(lowerer, b):
+            value = lowerer.inline_call(name, args, kwargs, None, b)
+            atom = lowerer.as_array(value, None, f"the value of objective {name}")
+            if atom.type != ArrayType("float32", ()):
+                raise DataError(Diagnostic(f"objective {name} must return a real scalar, "
+                                           f"got {atom.type!r}"))
+            return [atom], None
 
-        b = Builder("function")
-        b.params = list(inputs.vars)
-        b.defined.update(v for v in inputs.vars)
-        outs = self._build(inputs, args, kwargs, b)
-        program = _program(self.module, "entry", b, outs)
-        scale = getattr(self, "data_scale", None)
-        if scale is not None:
-            program.data_scale = {inputs.vars[i]: scale
-                                  for i in getattr(self, "minibatched_inputs", ())}
-        program = passes.run(program, after=None if after == "adev" else after)
+        return emit
+
+    def options(self, data_scale: float | None = None, minibatched=()) -> Options:
+        return Options.of(self.estimators, data_scale, minibatched)
+
+    def compiled(self, data_scale: float | None = None, minibatched=()) -> tuple[Entry, Inputs]:
+        """The compiled entry and this call's inputs. ``data_scale`` (N/B) and
+        ``minibatched`` (indices of inputs holding a batch) serve minibatch fits."""
+        inputs, args, kwargs, sig = self.lower_inputs()
+        entry = self.module.entries.get("objective", self.name, sig, inputs,
+                                        self._emit(args, kwargs),
+                                        self.options(data_scale, minibatched))
+        return entry, inputs
+
+    def program(self, after: str | None = None, data_scale: float | None = None,
+                minibatched=()) -> Program:
+        """The objective's IR after a pass (``lower`` … ``simplify``, or ``adev``, the last)."""
         if after in (None, "adev"):
-            program = assign_estimators(program, self.module.library, self.estimators)
-        used = {e.attrs["path"] for e in walk(program.functions[program.entry].body)
-                if e.op == "param"}
-        program.params = {p: i for p, i in self.module.lowerer.params.items() if p in used}
-        return program
-
-    def _compiled(self):
-        inputs, args, kwargs = self._inputs()
-        key = ("objective", self.name, inputs.signature(), tuple(sorted(self.estimators.items())),
-               getattr(self, "data_scale", None), tuple(sorted(getattr(self, "minibatched_inputs", ()))))
-        cache = self.module._entries
-        if key not in cache:
-            program = self.program()
-            library = self.module.library
-            f = objective_function(program, library)
-            cache[key] = (program,
-                          jax.jit(lambda p, k, x: evaluate(program, library, p, k, x)[0]),
-                          jax.jit(jax.value_and_grad(f)))
-        return cache[key], inputs
+            return self.compiled(data_scale, minibatched)[0].program
+        inputs, args, kwargs, _ = self.lower_inputs()
+        return self.module.entries.program("objective", inputs, self._emit(args, kwargs),
+                                           self.options(data_scale, minibatched), after=after)
 
     # ---------------------------------------------------------- use
 
     def init(self, key) -> dict[str, Any]:
         """Initial (unconstrained) values of every parameter the objective reaches."""
-        (program, _, _), _ = self._compiled()
-        return init_params(program, self.module.library, key)
+        entry, _ = self.compiled()
+        return entry.init(check_key(key))
 
     def value(self, key, params: dict | None = None):
-        """An unbiased estimate of the objective."""
-        (program, value_fn, _), inputs = self._compiled()
-        return value_fn(check_params(program, params, self.module.library), key, inputs.arrays)
+        """ADEV's unbiased estimate of the objective. Differentiable: ``jax.grad`` of it
+        with respect to ``params`` is ADEV's gradient estimate."""
+        entry, inputs = self.compiled()
+        return entry.value(entry.params(params), check_key(key), inputs.arrays)
 
     def value_and_grad(self, key, params: dict | None = None):
         """Unbiased estimates of the objective and its gradient (a dict like ``params``)."""
-        (program, _, grad_fn), inputs = self._compiled()
-        params = check_params(program, params, self.module.library)
-        return grad_fn({k: jnp.asarray(v, jnp.float32) for k, v in params.items()}, key,
-                       inputs.arrays)
+        entry, inputs = self.compiled()
+        params = entry.params(params)
+        return entry.value_and_grad({k: jnp.asarray(v, jnp.float32) for k, v in params.items()},
+                                    check_key(key), inputs.arrays)
 
     def compiled_value_and_grad(self):
         """The jitted step ``f(params, key, data) -> (value, grads)`` for these arguments.
 
         ``data`` is the objective's traced inputs (arrays passed as arguments and
-        observations), in the order they were given; passing new arrays of the
-        same shapes reuses the compiled program. For benchmarks and ``ppl.fit``.
+        observations, keywords in sorted order); passing new arrays of the same
+        shapes reuses the compiled program. For benchmarks and ``ppl.fit``.
         """
-        (program, _, grad_fn), inputs = self._compiled()
+        entry, inputs = self.compiled()
         arrays = inputs.arrays
-        return lambda params, key, data=None: grad_fn(params, key, arrays if data is None else data)
+        return lambda params, key, data=None: entry.value_and_grad(
+            params, key, arrays if data is None else data)
 
     @property
     def parameter_paths(self) -> tuple[str, ...]:
-        (program, _, _), _ = self._compiled()
-        return tuple(program.params)
-
-
-def _objective_entry_decl():
-    from .compiler import ast
-
-    return ast.Decl("objective", "<entry>", (), ast.Block((), None), None, None)
+        return tuple(self.compiled()[0].program.params)

@@ -51,7 +51,7 @@ class FitResult:
     @property
     def constrained_params(self) -> dict:
         """Parameter values as the program sees them (constraints applied)."""
-        program = self.objective._compiled()[0][0] if self.objective is not None else None
+        program = self.objective.compiled()[0].program if self.objective is not None else None
         if program is None:
             return dict(self.params)
         lib = self.objective.module.library

@@ -22,15 +22,20 @@ def _objective(name: str, p, q, **kwargs):
     return p.module.objective(name, (p, q), kwargs)
 
 
-def _particles(name: str, K, least: int = 1, why: str = "") -> None:
-    """Check a particle count ``K``: an integer of at least ``least`` (a plate of no
-    particles would make the bound's log-mean-exp NaN, not an error)."""
+def _particles(name: str, K, least: int = 1, why: str = "") -> int:
+    """Check a particle count ``K``: an integer (a Python or NumPy one) of at least
+    ``least`` (a plate of no particles would make the bound's log-mean-exp NaN, not
+    an error). Returns it as a Python int."""
+    import numbers
+
     from ..compiler.diagnostics import DataError, Diagnostic
 
-    if isinstance(K, bool) or not isinstance(K, int) or K < least:
+    integral = isinstance(K, numbers.Integral) and not isinstance(K, bool)
+    if not integral or K < least:
         raise DataError(Diagnostic(
             f"{name}(): K must be an integer of at least {least}{why}, got {K!r}",
             help=f"e.g. ppl.stdlib.{name}(p, q, K=8, ...)"))
+    return int(K)
 
 
 def elbo(p, q):
@@ -43,7 +48,7 @@ def elbo(p, q):
 
 def iwelbo(p, q, K: int):
     """The importance-weighted bound with ``K`` particles (IWAE; see objectives.ppl)."""
-    _particles("iwelbo", K)
+    K = _particles("iwelbo", K)
     return _objective("iwelbo", p, q, K=K)
 
 
@@ -68,7 +73,7 @@ def dreg(p, q, K: int):
 
     >>> # obj = ppl.stdlib.dreg(m.model(N) | {"y": y}, m.guide(), K=16)
     """
-    _particles("dreg", K)
+    K = _particles("dreg", K)
     return _objective("dreg", p, q, K=K)
 
 
@@ -80,7 +85,7 @@ def vimco(p, q, K: int):
 
     >>> # obj = ppl.stdlib.vimco(m.model(N) | {"y": y}, m.guide(), K=8)
     """
-    _particles("vimco", K, 2, " (its leave-one-out baseline needs other particles)")
+    K = _particles("vimco", K, 2, " (its leave-one-out baseline needs other particles)")
     return _objective("vimco", p, q, K=K)
 
 
@@ -94,7 +99,7 @@ def renyi(p, q, K: int, alpha: float):
     """
     from ..compiler.diagnostics import DataError, Diagnostic
 
-    _particles("renyi", K)
+    K = _particles("renyi", K)
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha):
         raise DataError(Diagnostic(f"renyi(): alpha must be a finite number, got {alpha!r}",
                                    help="e.g. ppl.stdlib.renyi(p, q, K=8, alpha=0.5)"))
@@ -111,7 +116,7 @@ def cubo(p, q, K: int, n: float = 2.0):
     """
     from ..compiler.diagnostics import DataError, Diagnostic
 
-    _particles("cubo", K)
+    K = _particles("cubo", K)
     if isinstance(n, bool) or not isinstance(n, (int, float)) or not (math.isfinite(n) and n >= 1):
         raise DataError(Diagnostic(f"cubo(): n must be a number of at least 1 (CUBO_n bounds "
                                    f"log p(x) from above only then), got {n!r}",
@@ -127,7 +132,7 @@ def rws(p, q, K: int):
 
     >>> # obj = ppl.stdlib.rws(m.model(N) | {"y": y}, m.guide(), K=8)
     """
-    _particles("rws", K)
+    K = _particles("rws", K)
     return _objective("rws", p, q, K=K)
 
 
@@ -138,5 +143,5 @@ def forward_kl(p, q, K: int):
 
     >>> # obj = ppl.stdlib.forward_kl(m.model(N) | {"y": y}, m.guide(), K=16)
     """
-    _particles("forward_kl", K)
+    K = _particles("forward_kl", K)
     return _objective("forward_kl", p, q, K=K)

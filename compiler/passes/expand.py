@@ -21,6 +21,15 @@ parameters with ``stop``: gradients do not reach them through that call.
 The choices of a call marked ``require`` (``rsim(g)``) carry it to the
 ``adev`` pass, which makes them reparameterised or reports why they cannot be.
 
+Minibatches (``program.data_scale``: entry inputs holding B of N data points,
+mapped to N/B): a plate that maps a minibatched input along its axis has its
+log density scaled by N/B, so the full-data sum stays unbiased. Every other
+log-density term that reads minibatched data (a ``for`` loop over the batch,
+whose terms depend on each other; a choice outside a plate over the batch),
+and an objective whose value reads the batch other than through such scaled
+terms, is rejected with its span, since no scale would make it unbiased. :class:`Scaling`
+tracks which values read the batch and which terms still need their scale.
+
     >>> # (t, lp) = sim[g]()   with g = { x ~ normal(0, 1) }   becomes
     >>> # x = draw[normal](0.0, 1.0); lp = logpdf[normal](x, 0.0, 1.0); t = make_trace[x](x)
 """
@@ -48,11 +57,77 @@ class Source:
         return self._get(address, emit)
 
 
+class Scaling:
+    """The minibatch scale during expansion.
+
+    ``scales``: minibatched inputs (and their casts) -> N/B. ``reads``: every
+    value computed from minibatched data. ``unscaled``: log-density terms that
+    read the batch and are not (yet) inside a plate scaled by N/B, with the
+    span to blame. Inactive (no scale, or N/B = 1) it tracks nothing.
+    """
+
+    def __init__(self, scales: dict[Var, float]):
+        self.scales = dict(scales)
+        self.active = any(s != 1.0 for s in self.scales.values())
+        self.reads: set[Var] = set(self.scales) if self.active else set()
+        self.unscaled: dict[Var, tuple[str, object]] = {}
+
+    def read(self, atoms) -> bool:
+        return self.active and any(isinstance(a, Var) and a in self.reads for a in atoms)
+
+    def mark(self, outs, atoms) -> None:
+        """``outs`` read the batch if any of ``atoms`` does."""
+        if self.read(atoms):
+            self.reads.update(o for o in outs if isinstance(o, Var))
+
+    def term(self, lp: Atom, atoms, span, why: str) -> None:
+        """A log-density term ``lp`` computed from ``atoms``: unscaled if it reads the batch."""
+        if self.read(atoms) and isinstance(lp, Var):
+            self.reads.add(lp)
+            self.unscaled[lp] = (why, span)
+
+    def first_unscaled(self, terms) -> tuple[str, object] | None:
+        return next((self.unscaled[t] for t in terms if isinstance(t, Var) and t in self.unscaled),
+                    None)
+
+
+def _first_reading(region: Region, scaling: "Scaling"):
+    """The span of the first equation whose value reads the batch (for the message)."""
+    for e in region.eqns:
+        if e.span is not None and any(o in scaling.reads for o in e.outs):
+            return e.span
+    return None
+
+
+def _unscaled_error(why: str, span) -> Exception:
+    from ..diagnostics import error
+
+    if why == "value":
+        return error("the objective's value reads minibatched data other than through log "
+                     "densities in a plate over the batch, which fit() scales by N/B; anything "
+                     "else computed from the batch would estimate another objective", span,
+                     help="score the data with '~' inside a plate over the batch "
+                          "(plate i in size(y) { y ~ ... }), or fit on all the data (no batch_size)")
+    if why == "loop":
+        return error("this for loop reads minibatched data, but a loop's log density cannot be "
+                     "scaled by N/B: its steps depend on each other, so a random subset of them "
+                     "does not estimate the whole", span,
+                     help="for independent data points use a plate; for a sequence, fit on all "
+                          "the data (no batch_size)")
+    return error("this log density reads minibatched data outside a plate over the batch, so it "
+                 "cannot be scaled by N/B to estimate the full-data objective", span,
+                 help="read each data point inside a plate over the batch "
+                      "(plate i in size(y) { y ~ ... }), or fit on all the data (no batch_size)")
+
+
 def expand(program: Program) -> Program:
     entry = program.functions[program.entry]
     subst: dict[Var, Atom] = {}
-    eqns, _, _ = _rewrite(entry.body.eqns, "plain", subst, None, dict(program.data_scale))
+    scaling = Scaling(program.data_scale)
+    eqns, _, _ = _rewrite(entry.body.eqns, "plain", subst, None, scaling)
     body = Region(entry.body.params, eqns, [_sub(o, subst) for o in entry.body.outs])
+    if scaling.read(body.outs):
+        raise _unscaled_error("value", _first_reading(body, scaling))
     return Program({entry.name: Function(entry.name, body, entry.kind, entry.span)},
                    program.entry, program.params, program.data_scale)
 
@@ -61,7 +136,7 @@ def _sub(a: Atom, subst: dict[Var, Atom]) -> Atom:
     return a if isinstance(a, Lit) else subst.get(a, a)
 
 
-def _sum_terms(terms: list[Atom], eqns: list[Eqn]) -> Atom:
+def _sum_terms(terms: list[Atom], eqns: list[Eqn], scaling: "Scaling | None" = None) -> Atom:
     if not terms:
         return ZERO
     total = terms[0]
@@ -69,16 +144,21 @@ def _sum_terms(terms: list[Atom], eqns: list[Eqn]) -> Atom:
         out = Var(REAL, "lp")
         eqns.append(Eqn("fn", [out], [total, t], {"name": "add"}))
         total = out
+    if scaling is not None and len(terms) > 1:
+        blame = scaling.first_unscaled(terms)
+        if blame is not None:
+            scaling.reads.add(total)
+            scaling.unscaled[total] = blame
     return total
 
 
 def _rewrite(eqns_in: list[Eqn], mode: str, subst: dict[Var, Atom],
-             source: Source | None, scales: dict[Var, float]
+             source: Source | None, scaling: Scaling
              ) -> tuple[list[Eqn], list[Atom], dict[str, Atom]]:
     """Rewrite equations under a mode: plain, expect, sim or density.
 
     Returns the new equations, the log-density terms and (sim) the drawn
-    values by address. ``scales`` maps minibatched inputs to N/B.
+    values by address. ``scaling`` tracks the minibatch scale (see :class:`Scaling`).
     """
     out: list[Eqn] = []
     terms: list[Atom] = []
@@ -95,6 +175,7 @@ def _rewrite(eqns_in: list[Eqn], mode: str, subst: dict[Var, Atom],
                 out.append(Eqn("draw", [x], args, attrs, [], e.span))
                 value: Atom = x
                 values[e.attrs["address"]] = x
+                scaling.mark([x], args)
             else:
                 value = source(e.attrs["address"], out)
                 subst[x] = value
@@ -102,28 +183,35 @@ def _rewrite(eqns_in: list[Eqn], mode: str, subst: dict[Var, Atom],
                 lp = Var(REAL, "lp")
                 out.append(Eqn("logpdf", [lp], [value] + args[:len(e.attrs["form"])],
                                {"dist": e.attrs["dist"], "form": e.attrs["form"]}, [], e.span))
+                scaling.term(lp, [value] + args, e.span, "choice")
                 terms.append(lp)
         elif e.op == "factor":
+            scaling.term(args[0], args, e.span, "factor")
             terms.append(args[0])
         elif e.op in ("sim", "density", "generate"):
-            expanded = _expand_call(e, args, subst, scales)
+            expanded = _expand_call(e, args, subst, scaling)
             if e.attrs.get("detached"):
                 _hold_params(expanded)
             if e.attrs.get("require"):
                 _require(expanded, e.attrs["require"])
             out.extend(expanded)
         elif e.op in ("plate", "scan"):
-            out.extend(_rewrite_loop(e, args, mode, subst, source, terms, values, scales))
+            out.extend(_rewrite_loop(e, args, mode, subst, source, terms, values, scaling))
         elif e.op == "cond":
             new_regions, lps = [], []
             for r in e.regions:
-                inner, inner_terms, _ = _rewrite(r.eqns, mode, subst, source, scales)
-                lp = _sum_terms(inner_terms, inner)
+                inner, inner_terms, _ = _rewrite(r.eqns, mode, subst, source, scaling)
+                lp = _sum_terms(inner_terms, inner, scaling)
                 lps.append(lp)
                 new_regions.append(Region(r.params, inner, [_sub(o, subst) for o in r.outs] + [lp]))
+            scaling.mark(e.outs, args + [o for r in new_regions for o in r.outs])
             if mode in ("sim", "density", "generate") and any(lp is not ZERO for lp in lps):
                 lp_out = Var(REAL, "lp")
                 out.append(Eqn("cond", e.outs + [lp_out], args, e.attrs, new_regions, e.span))
+                blame = scaling.first_unscaled(lps)
+                if blame is not None:
+                    scaling.reads.add(lp_out)
+                    scaling.unscaled[lp_out] = blame
                 terms.append(lp_out)
             else:
                 for r in new_regions:
@@ -131,14 +219,17 @@ def _rewrite(eqns_in: list[Eqn], mode: str, subst: dict[Var, Atom],
                 out.append(Eqn("cond", e.outs, args, e.attrs, new_regions, e.span))
         elif e.op == "expect":
             r = e.regions[0]
-            inner, _, _ = _rewrite(r.eqns, "expect", subst, None, scales)
+            inner, _, _ = _rewrite(r.eqns, "expect", subst, None, scaling)
+            new_outs = [_sub(o, subst) for o in r.outs]
+            scaling.mark(e.outs, args + new_outs)
             out.append(Eqn("expect", e.outs, args, e.attrs,
-                           [Region(r.params, inner, [_sub(o, subst) for o in r.outs])], e.span))
+                           [Region(r.params, inner, new_outs)], e.span))
         else:
             regions = []
             for r in e.regions:
-                inner, _, _ = _rewrite(r.eqns, mode, subst, source, scales)
+                inner, _, _ = _rewrite(r.eqns, mode, subst, source, scaling)
                 regions.append(Region(r.params, inner, [_sub(o, subst) for o in r.outs]))
+            scaling.mark(e.outs, args + [o for r in regions for o in r.outs])
             out.append(Eqn(e.op, e.outs, args, e.attrs, regions, e.span))
     return out, terms, values
 
@@ -163,7 +254,7 @@ def _require(eqns: list[Eqn], estimator: str) -> None:
 
 
 def _expand_call(e: Eqn, args: list[Atom], subst: dict[Var, Atom],
-                 scales: dict[Var, float]) -> list[Eqn]:
+                 scaling: Scaling) -> list[Eqn]:
     """Replace a ``sim``, ``density`` or ``generate`` equation by its model's rewritten body."""
     body = e.regions[0]
     out: list[Eqn] = []
@@ -175,10 +266,11 @@ def _expand_call(e: Eqn, args: list[Atom], subst: dict[Var, Atom],
         def get(address: str, emit: list[Eqn]) -> Atom:
             v = Var(given.type.field(address), address.replace("/", "_"))
             emit.append(Eqn("trace_get", [v], [given], {"address": address}, [], e.span))
+            scaling.mark([v], [given])
             return v
 
         source = Source(get, set(given.type.addresses))
-        inner, terms, values = _rewrite(body.eqns, "generate", subst, source, scales)
+        inner, terms, values = _rewrite(body.eqns, "generate", subst, source, scaling)
         out.extend(inner)
         trace, lp = e.outs
         addresses = trace.type.addresses
@@ -191,14 +283,15 @@ def _expand_call(e: Eqn, args: list[Atom], subst: dict[Var, Atom],
     if e.op == "sim":
         for p, a in zip(body.params, args):
             subst[p] = a
-        inner, terms, values = _rewrite(body.eqns, "sim", subst, None, scales)
+        inner, terms, values = _rewrite(body.eqns, "sim", subst, None, scaling)
         out.extend(inner)
         trace, lp = e.outs
         addresses = trace.type.addresses
         retval = [_sub(o, subst) for o in body.outs]
         out.append(Eqn("make_trace", [trace], [values[a] for a in addresses] + retval,
                        {"addresses": addresses}, [], e.span))
-        total = _sum_terms(terms, out)
+        scaling.mark([trace], [values[a] for a in addresses] + retval)
+        total = _checked_total(terms, out, scaling)
         out.append(Eqn("fn", [lp], [total], {"name": "identity"}, [], e.span))
         return out
     observed = e.attrs["observed"]
@@ -218,12 +311,14 @@ def _expand_call(e: Eqn, args: list[Atom], subst: dict[Var, Atom],
                 cast = Var(ArrayType(want.dtype, value.type.shape), address.replace("/", "_"))
                 emit.append(Eqn("fn", [cast], [value],
                                 {"name": "int" if want.dtype == "int32" else "float"}, [], e.span))
-                if value in scales:
-                    scales[cast] = scales[value]
+                if value in scaling.scales:
+                    scaling.scales[cast] = scaling.scales[value]
+                scaling.mark([cast], [value])
                 return cast
             return obs[address]
         v = Var(trace_type.field(address), address.replace("/", "_"))
         emit.append(Eqn("trace_get", [v], [trace], {"address": address}, [], e.span))
+        scaling.mark([v], [trace])
         want = site_types.get(address)
         if want is not None and isinstance(v.type, ArrayType) and v.type.dtype != want.dtype:
             # Trace values of another numeric dtype (ints for a real choice): cast, as for data.
@@ -233,20 +328,29 @@ def _expand_call(e: Eqn, args: list[Atom], subst: dict[Var, Atom],
             return cast
         return v
 
-    inner, terms, _ = _rewrite(body.eqns, "density", subst, Source(source), scales)
+    inner, terms, _ = _rewrite(body.eqns, "density", subst, Source(source), scaling)
     out.extend(inner)
-    total = _sum_terms(terms, out)
+    total = _checked_total(terms, out, scaling)
     out.append(Eqn("fn", [e.outs[0]], [total], {"name": "identity"}, [], e.span))
     return out
 
 
+def _checked_total(terms: list[Atom], out: list[Eqn], scaling: Scaling) -> Atom:
+    """The log density of an expanded call; a term left unscaled by a minibatch is an error."""
+    blame = scaling.first_unscaled(terms)
+    if blame is not None:
+        raise _unscaled_error(*blame)
+    return _sum_terms(terms, out)
+
+
 def _rewrite_loop(e: Eqn, args: list[Atom], mode: str, subst: dict[Var, Atom],
                   source: Source | None, terms: list[Atom], values: dict[str, Atom],
-                  scales: dict[Var, float]) -> list[Eqn]:
+                  scaling: Scaling) -> list[Eqn]:
     """A plate or scan: thread choices' values and log densities through the region.
 
     A plate that maps a minibatched input (data given ``batch_size`` rows
-    of N) has its log density scaled by N/B, keeping the full-data sum unbiased.
+    of N) has its log density scaled by N/B, keeping the full-data sum unbiased;
+    any other loop whose terms read the batch passes them on unscaled.
     """
     out: list[Eqn] = []
     region = e.regions[0]
@@ -266,9 +370,15 @@ def _rewrite_loop(e: Eqn, args: list[Atom], mode: str, subst: dict[Var, Atom],
             new_args.append(outer)
             slices[address] = p
         inner_source = Source(lambda address, emit: slices[address], set(slices))
-    inner, inner_terms, inner_values = _rewrite(region.eqns, mode, subst, inner_source, scales)
-    lp = _sum_terms(inner_terms, inner)
+    for p, a in zip(params[1:], new_args):
+        scaling.mark([p], [a])
+    if e.op == "scan" and scaling.read(new_args):
+        # A carry may read the batch from the second step on: treat every carry as reading it.
+        scaling.reads.update(params[1:1 + e.attrs["carries"]])
+    inner, inner_terms, inner_values = _rewrite(region.eqns, mode, subst, inner_source, scaling)
+    lp = _sum_terms(inner_terms, inner, scaling)
     outs = [_sub(o, subst) for o in region.outs]
+    scaling.mark(e.outs, new_args + outs)
     new_outs = list(e.outs)
     scored = mode in ("sim", "density", "generate") and inner_terms
     if scored:
@@ -286,12 +396,18 @@ def _rewrite_loop(e: Eqn, args: list[Atom], mode: str, subst: dict[Var, Atom],
     if scored:
         total = Var(REAL, "lp")
         out.append(Eqn("fn", [total], [lp_stacked], {"name": "sum", "axis": None}, [], e.span))
-        scale = next((scales[a] for a in new_args if isinstance(a, Var) and a in scales
-                      and e.op == "plate" and a.type.shape[:1] == (n,)), None)
+        scale = next((scaling.scales[a] for a in new_args if isinstance(a, Var)
+                      and a in scaling.scales and e.op == "plate" and a.type.shape[:1] == (n,)),
+                     None)
         if scale is not None and scale != 1.0:
             scaled = Var(REAL, "lp")
             out.append(Eqn("fn", [scaled], [total, Lit(float(scale), REAL)], {"name": "mul"},
                            [], e.span))
             total = scaled
+        elif scaling.first_unscaled([lp]) is not None:
+            # Not a plate over the batch: its terms stay unscaled; a loop is to blame for them.
+            blame = ("loop", e.span) if e.op == "scan" else scaling.first_unscaled([lp])
+            scaling.reads.add(total)
+            scaling.unscaled[total] = blame
         terms.append(total)
     return out
