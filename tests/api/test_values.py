@@ -62,8 +62,6 @@ def test_grad_of_a_sampled_value_is_unbiased(m):
                                atol=1e-7)
 
 
-@pytest.mark.xfail(strict=True, reason="needs objective_function's primal to be ADEV's value "
-                                       "(compiler/backend/adev.py, the adev helper's change)")
 def test_value_honours_enum(m):
     obj = m.flip()
     params = obj.init(jax.random.PRNGKey(0))
