@@ -43,8 +43,7 @@ from .compiler.parser import parse
 from .compiler.passes.addresses import trace_type
 from .compiler.types import TraceType, tree_leaves, tree_unflatten
 from .compiler.values import GenValue
-from .entries import (EntryPoints, GenerativeArgument, Inputs, as_array, check_key,
-                      check_params, format_call)
+from .entries import EntryPoints, GenerativeArgument, Inputs, as_array, check_key, format_call
 from .objective import Objective
 from .trace import Trace
 
