@@ -160,7 +160,7 @@ def backend(obj):
     """The objective's program, its ADEV function f(params, key, inputs), params and inputs."""
     program = obj.program()
     params = {k: jnp.asarray(v, jnp.float32) for k, v in obj.init(jax.random.PRNGKey(0)).items()}
-    return program, objective_function(program, obj.module.library), params, obj._inputs()[0].arrays
+    return program, objective_function(program, obj.module.library), params, obj.lower_inputs()[0].arrays
 
 
 def unit_jacobian(theta):
