@@ -34,7 +34,10 @@ Design notes:
 - **Compiled once.** The chunk runner is cached on the module by the
   objective's entry key, the optimiser, the data's layout and the chunk
   length: a second ``fit`` of the same objective with data of the same
-  shapes compiles nothing.
+  shapes compiles nothing. For a minibatch fit the key also holds what
+  ``build`` computes from a batch *by value* (its jaxpr and the bytes of
+  the arrays it closes over), never the function's identity: a ``build``
+  whose closure changed between fits gets its own program.
 - **Dependable.** A non-finite objective or gradient stops the run (the
   scan freezes the state at the last good step), and the result names the
   step and the parameters affected; its parameters are those of the last
@@ -323,6 +326,7 @@ class Batcher:
         self.static = list(inputs.arrays)
         self.full_data = leaves
         self.sharding = _data_sharding(self.batch_size, shard)
+        self.batch_program = self._batch_program(sample)
 
     def _built(self, rows: list):
         try:
@@ -354,6 +358,21 @@ class Batcher:
         jax.vmap(probe)(*[x[None] for x in sample])
         return found[0]
 
+    def _batch_program(self, sample: list) -> tuple:
+        """What ``build`` computes from a batch, by value: the jaxpr from the batch's rows
+        to the minibatched inputs, and the dtype, shape and bytes of every array it closes
+        over (JAX would bake those into the compiled step as constants)."""
+        order = sorted(self.minibatched)
+
+        def minibatched_inputs(*rows):
+            arrays = self._built(rows).lower_inputs()[0].arrays
+            return [arrays[i] for i in order]
+
+        closed = jax.make_jaxpr(minibatched_inputs)(*sample)
+        consts = tuple((str(np.asarray(c).dtype), np.shape(c), np.asarray(c).tobytes())
+                       for c in closed.consts)
+        return str(closed.jaxpr), consts
+
     @classmethod
     def whole(cls, objective, data, batch_size):
         if data is not None or batch_size is not None:
@@ -382,7 +401,7 @@ class Batcher:
         if self.full_data is None:
             return (self.entry.key,)
         layout = tuple((tuple(x.shape), str(x.dtype)) for x in self.full_data)
-        return (self.entry.key, self.build, self.treedef, layout, self.batch_size,
+        return (self.entry.key, self.batch_program, self.treedef, layout, self.batch_size,
                 self.sharding is not None)
 
     def value_and_grad(self, params, key, full_data, static):

@@ -45,3 +45,44 @@ def test_the_parser_uses_larks_grammar_cache():
     from ppl.compiler.parser import lark_parser
 
     assert lark_parser().options.cache is True
+
+
+LINE = """
+gen line(x: real[N]) {
+    w ~ normal(0.0, 1.0)
+    plate i in N { y ~ normal(w * x[i], 0.5) }
+}
+gen line_fam() { param m: real = 0.0; param s: real<lower=0> = 0.5; w ~ normal(m, s) }
+"""
+
+
+def test_a_minibatch_fit_follows_what_build_closes_over_by_value(compiles):
+    """The cached step is keyed by what ``build`` computes, not by the function: a
+    closure whose array changed gets its own program (it was reused, stale), and an
+    equal new lambda compiles nothing."""
+    import numpy as np
+
+    m = ppl.compile(LINE)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=200).astype(np.float32)
+    y = (0.4 * x + 0.5 * rng.normal(size=200)).astype(np.float32)
+    scale = np.full(1, 2.0, np.float32)
+    opt = optax.adam(0.05)
+
+    def fit(build):
+        r = ppl.fit(build, data={"x": x, "y": y}, batch_size=20, steps=1500, optimizer=opt,
+                    progress=False)
+        return float(r.constrained_params["line_fam.m"])
+
+    def exact(s):  # the conjugate posterior mean of w given y ~ normal(w·s·x, 0.5)
+        xs = s * x.astype(np.float64)
+        return (xs * y).sum() / 0.25 / (1 + (xs ** 2).sum() / 0.25)
+
+    build = lambda b: ppl.stdlib.elbo(m.line(b["x"] * scale) | {"y": b["y"]}, m.line_fam())  # noqa: E731
+    assert abs(fit(build) - exact(2.0)) < 0.03
+    scale[:] = 4.0
+    assert abs(fit(build) - exact(4.0)) < 0.03  # exact(2.0) - exact(4.0) is 0.09
+    compiles.clear()
+    again = lambda b: ppl.stdlib.elbo(m.line(b["x"] * scale) | {"y": b["y"]}, m.line_fam())  # noqa: E731
+    assert abs(fit(again) - exact(4.0)) < 0.03
+    assert compiles == []
