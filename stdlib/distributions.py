@@ -77,6 +77,7 @@ from jax.scipy.special import gammaln
 
 from ..compiler.types import ArrayType
 from .abstract import abstract_type, as_real, describe_shapes, first_line, format_shape, shape_of
+from .special import softplus
 from .estimators import (ESTIMATORS, finite_support_weak_derivative, geometric_weak_derivative,
                          normal_weak_derivative, poisson_weak_derivative)
 
@@ -434,7 +435,7 @@ def _bernoulli_probs(x, probs):
 
 def _bernoulli_logits(x, logits):
     x = x.astype(logits.dtype)
-    return _in_support(x, x * logits - jax.nn.softplus(logits), 0, 1)
+    return _in_support(x, x * logits - softplus(logits), 0, 1)
 
 
 def _binomial_probs(x, total_count, probs):
@@ -447,7 +448,7 @@ def _binomial_probs(x, total_count, probs):
 def _binomial_logits(x, total_count, logits):
     x = x.astype(logits.dtype)
     n = jnp.asarray(total_count, logits.dtype)
-    logp = _log_choose(n, x) + x * logits - n * jax.nn.softplus(logits)
+    logp = _log_choose(n, x) + x * logits - n * softplus(logits)
     return _in_support(x, logp, 0, n)
 
 
@@ -481,7 +482,7 @@ def _geometric_probs(x, probs):
 
 def _geometric_logits(x, logits):
     x = x.astype(logits.dtype)
-    return _in_support(x, logits - (x + 1) * jax.nn.softplus(logits), 0)
+    return _in_support(x, logits - (x + 1) * softplus(logits), 0)
 
 
 def _poisson(x, rate):

@@ -39,6 +39,7 @@ import numpy as np
 from ..compiler.library import REQUIRED, ParamSpec
 from ..compiler.types import ArrayType
 from .abstract import abstract_type, as_real, first_line, format_shape, shape_of
+from .special import softplus
 
 Explain = Callable[[Mapping[str, Any]], "str | None"]
 
@@ -229,7 +230,7 @@ _ROWS = [
     _unary("round", jnp.round, "Nearest integer (halves to even)."),
     _real_unary("sigmoid", jax.nn.sigmoid, "1 / (1 + exp(-x))."),
     _real_unary("log_sigmoid", jax.nn.log_sigmoid, "log(sigmoid(x)), computed stably."),
-    _real_unary("softplus", jax.nn.softplus, "log(1 + exp(x)), computed stably."),
+    _real_unary("softplus", softplus, "log(1 + exp(x)), computed stably."),
     _unary("relu", jax.nn.relu, "max(x, 0)."),
     JaxFunction("leaky_relu", (X, _static("negative_slope", 0.01)),
                 lambda x, negative_slope: jax.nn.leaky_relu(x, negative_slope), "x if x >= 0 else negative_slope * x."),
