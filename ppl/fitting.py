@@ -364,11 +364,11 @@ class Batcher:
         over (JAX would bake those into the compiled step as constants)."""
         order = sorted(self.minibatched)
 
-        def minibatched_inputs(*rows):
+        def from_batch(*rows):
             arrays = self._built(rows).lower_inputs()[0].arrays
             return [arrays[i] for i in order]
 
-        closed = jax.make_jaxpr(minibatched_inputs)(*sample)
+        closed = jax.make_jaxpr(from_batch)(*sample)
         consts = tuple((str(np.asarray(c).dtype), np.shape(c), np.asarray(c).tobytes())
                        for c in closed.consts)
         return str(closed.jaxpr), consts

@@ -18,7 +18,9 @@ reported together:
 - a choice drawn by ``rsim(g)`` is reparameterised (it must not be overridden,
   and its distribution must have a reparameterisation);
 - no choice is drawn outside ``expect`` (a ``fn`` that simulates, called
-  from an objective outside ``expect``, would have no estimator).
+  from an objective outside ``expect``, would have no estimator);
+- a learned REINFORCE baseline reads only parameters used nowhere else in the
+  objective (``check_baselines``: fitting it would bias their gradients).
 
     >>> # draw[dist=bernoulli, estimator=enum]   with {"b": "reinforce"}   ->   estimator=reinforce
 """
@@ -27,8 +29,8 @@ from __future__ import annotations
 
 import fnmatch
 
-from ..diagnostics import CompileError, DataError, Diagnostic, did_you_mean
-from ..ir import Eqn, Function, Lit, Program, Region, walk
+from ..diagnostics import CompileError, DataError, Diagnostic, did_you_mean, error
+from ..ir import Eqn, Function, Lit, Program, Region, Var, walk
 
 
 def unsound_estimator_message(name: str, dist_name: str, address: str, dist) -> str:
@@ -73,7 +75,9 @@ def assign_estimators(program: Program, library, overrides: dict[str, str] | Non
     if errors:
         cls = DataError if all(d.span is None for d in errors) else CompileError
         raise cls(errors)
-    return Program(functions, program.entry, program.params, program.data_scale)
+    program = Program(functions, program.entry, program.params, program.data_scale)
+    check_baselines(program)
+    return program
 
 
 def _region(region: Region, library, overrides, matched, addresses, errors, in_expect, in_loop,
@@ -144,3 +148,86 @@ def _region(region: Region, library, overrides, matched, addresses, errors, in_e
                            in_outer_loop or (e.op == "scan" and not in_expect)) for r in e.regions]
         eqns.append(Eqn(e.op, e.outs, e.args, attrs, regions, e.span))
     return Region(region.params, eqns, region.outs)
+
+
+# ---------------------------------------------------------------- learned baselines
+
+
+def check_baselines(program: Program) -> None:
+    """Reject a learned baseline that reads a parameter the objective also uses elsewhere.
+
+    REINFORCE fits a learned baseline b by adding (ℓ − b)·ḃ, the gradient of
+    −(ℓ − b)²/2, to the gradient of b's parameters; if those parameters also enter the
+    objective otherwise, that term would bias their gradient. Found on the IR: which
+    parameters each value depends on, and which values feed only baselines.
+    """
+    body = program.functions[program.entry].body
+    deps: dict = {}  # Var -> frozenset of the parameter paths it depends on
+
+    def dep_of(a):
+        return deps.get(a, frozenset()) if isinstance(a, Var) else frozenset()
+
+    def forward(region: Region, outer: frozenset = frozenset()):
+        for p in region.params:
+            deps[p] = deps.get(p, frozenset()) | outer
+        for e in region.eqns:
+            # A draw's value does not depend on its baseline.
+            args = e.args[:len(e.attrs["form"])] if e.op == "draw" else e.args
+            d = frozenset().union(*[dep_of(a) for a in args])
+            if e.op == "param" and not e.attrs.get("stop", False):
+                d = d | {e.attrs["path"]}
+            for r in e.regions:
+                forward(r, d)
+                d = d.union(*[dep_of(o) for o in r.outs])
+            for o in e.outs:
+                deps[o] = d
+
+    forward(body)
+    baselines = [(a, e) for e in walk(body) if e.op == "draw"
+                 for a in e.args[len(e.attrs["form"]):] if dep_of(a)]
+    if not baselines:
+        return
+    only_baseline = _feeding_only_baselines(body)
+    used_elsewhere = set(dep_of(body.outs[0]))
+    for e in walk(body):
+        if e.op != "draw" and e.outs and all(o in only_baseline for o in e.outs):
+            continue
+        args = e.args[:len(e.attrs["form"])] if e.op == "draw" else e.args
+        for a in list(args) + [o for r in e.regions for o in r.outs]:
+            used_elsewhere |= dep_of(a)
+    for a, e in baselines:
+        shared = sorted(dep_of(a) & used_elsewhere)
+        if shared:
+            raise error(
+                f"the learned baseline of this choice reads the parameter {shared[0]}, which "
+                "the objective also uses elsewhere: fitting the baseline would bias that "
+                "parameter's gradient", e.span,
+                help="give the baseline a parameter of its own (param b: real = 0.0, then "
+                     "reinforce(baseline=b)), or use a constant")
+
+
+def _feeding_only_baselines(body: Region) -> set:
+    """Variables whose only uses, transitively, are as a draw's baseline."""
+    uses: dict = {}
+    for e in walk(body):
+        n_dist = len(e.attrs["form"]) if e.op == "draw" else len(e.args)
+        for i, a in enumerate(e.args):
+            if isinstance(a, Var):
+                uses.setdefault(a, []).append(None if i >= n_dist else e)
+        for r in e.regions:
+            for o in r.outs:
+                if isinstance(o, Var):
+                    uses.setdefault(o, []).append(e)
+    for o in body.outs:
+        if isinstance(o, Var):
+            uses.setdefault(o, []).append(body)  # the value itself: never only a baseline
+    only: set = set()
+    changed = True
+    while changed:
+        changed = False
+        for v, us in uses.items():
+            if v not in only and all(u is None or (isinstance(u, Eqn) and u.op != "draw" and u.outs
+                                                   and all(o in only for o in u.outs)) for u in us):
+                only.add(v)
+                changed = True
+    return only
