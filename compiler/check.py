@@ -24,6 +24,7 @@ from __future__ import annotations
 from . import ast
 from .diagnostics import CheckError, Diagnostic, Note, did_you_mean
 from .library import Library, bind_arguments
+from .combinators import COMBINATORS, combinator_arity_problem
 from .lower import SPECIAL_BUILTINS, _assigned_names, estimator_names, unsound_estimator_message
 from .lower_estimates import EstimateTyping
 from .lower_expressions import literal_problem
@@ -357,6 +358,10 @@ class _Checker:
                                {k.name: k.value for k in e.kwargs})
             except ValueError as ex:
                 self.err(str(ex), e.span)
+        elif name in COMBINATORS:
+            problem = combinator_arity_problem(name, len(e.args), kwnames)
+            if problem:
+                self.err(problem, e.span)
         elif name in SPECIAL_BUILTINS:
             want = 2 if name == "density" else 1
             if e.kwargs:

@@ -34,7 +34,8 @@ from .diagnostics import Note, Span, did_you_mean, error
 from .ir import Function, Lit, ParamInfo, Region, Var, stacked
 from .library import Library, ParamSpec, bind_arguments
 from .types import INT, REAL, ArrayType, tree_leaves, tree_unflatten
-from .values import DistValue, GenValue, Ref, describe, is_static_number, literal, type_of
+from .values import (DistValue, GenValue, Ref, describe, is_generative, is_static_number, literal,
+                     type_of)
 
 from .builder import Builder
 from .lower_expressions import SPECIAL_BUILTINS, ExpressionLowering  # noqa: F401 (re-exported)
@@ -152,7 +153,7 @@ class Lowerer(ExpressionLowering):
                             f"got {describe(value)}", span or arg.span)
             return value
         if t.name == "gen":
-            if not isinstance(value, GenValue):
+            if not is_generative(value):
                 raise error(f"{where} must be a generative function, got {describe(value)}",
                             span or arg.span)
             return value

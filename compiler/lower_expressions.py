@@ -29,9 +29,12 @@ from .ir import Lit, Region, Var
 from .library import bind_arguments
 from .lower_estimates import EMPTY, NotUnbiased, as_input, combine
 from .types import REAL, ArrayType, TraceType, tree_leaves, tree_unflatten
-from .values import DistValue, GenValue, Ref, describe, is_static_number, literal, type_of
+from .combinators import COMBINATORS, CombinatorLowering
+from .values import (DistValue, GenValue, Ref, describe, is_generative, is_static_number, literal,
+                     type_of)
 
-SPECIAL_BUILTINS = {"size", "shape", "ndim", "sim", "rsim", "density", "retval", "detach"}
+SPECIAL_BUILTINS = {"size", "shape", "ndim", "sim", "rsim", "density", "retval", "detach",
+                    *COMBINATORS}
 
 _BINARY_FUNCTIONS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "%": "mod", "@": "matmul",
                      "**": "pow", "==": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt",
@@ -44,7 +47,7 @@ _STATIC_FOLD: dict[str, Callable] = {
 }
 
 
-class ExpressionLowering:
+class ExpressionLowering(CombinatorLowering):
     """Mixed into :class:`~ppl.compiler.lower.Lowerer`: the expression rules."""
 
 
@@ -111,7 +114,7 @@ class ExpressionLowering:
                 raise error(f"'{e.op}' needs numbers or arrays, not {describe(side)}", e.span,
                             help="draw a value from a distribution with '~' first, as in "
                                  "'x ~ normal(0.0, 1.0)'" if isinstance(side, DistValue) else None)
-        if isinstance(left, GenValue) or isinstance(right, GenValue):
+        if is_generative(left) or is_generative(right):
             raise error(f"'{e.op}' cannot be applied to a generative function", e.span,
                         help="condition a model with '|', as in model(x) | {y: data}"
                         if e.op == "|" else None)
@@ -119,7 +122,7 @@ class ExpressionLowering:
 
     def expr_Condition(self, e: ast.Condition, env: dict, b: Builder) -> Any:
         target = self.expr(e.target, env, b)
-        if not isinstance(target, GenValue):
+        if not is_generative(target):
             raise error(f"'|' conditions a generative function on observations, but the left "
                         f"side is {describe(target)}", e.target.span)
         obs = self.expr(e.observations, env, b)
@@ -132,6 +135,8 @@ class ExpressionLowering:
             if addr in observations:
                 raise error(f"address '{addr}' is observed twice", e.observations.span)
             observations[addr] = self.as_array(v, e.observations.span, f"the observation of '{addr}'")
+        if not isinstance(target, GenValue):
+            return self.condition_combinator(target, dict(observations), e.span)
         return GenValue(target.decl, target.static, target.dynamic, tuple(observations.items()),
                         e.span, target.detached)
 
@@ -150,6 +155,8 @@ class ExpressionLowering:
         if not e.items:
             raise error("an empty array literal has no type; use zeros(0)", e.span)
         items = [self.expr(x, env, b) for x in e.items]
+        if all(isinstance(x, str) for x in items):  # a static list of names (marginal's keep)
+            return tuple(items)
         if all(is_static_number(x) for x in items) and any(isinstance(x, float) for x in items):
             items = [float(x) for x in items]
         return self.call_function("stack", items, {}, e.span, b)
@@ -324,6 +331,8 @@ class ExpressionLowering:
         return result
 
     def builtin(self, name: str, e: ast.Call, env: dict, b: Builder) -> Any:
+        if name in COMBINATORS:
+            return self.combinator(name, e, env, b)
         args = [self.expr(a, env, b) for a in e.args]
         if e.kwargs:
             raise error(f"{name}() takes no keyword arguments", e.kwargs[0].span)
@@ -353,10 +362,10 @@ class ExpressionLowering:
             if self.current_decl.kind == "gen":
                 raise error("detach() belongs in objectives, where it holds a generative "
                             "function's parameters constant", e.span)
-            if not isinstance(args[0], GenValue):
+            if not is_generative(args[0]):
                 raise error(f"detach() needs a generative function, got {describe(args[0])}",
                             e.args[0].span)
-            return dataclasses.replace(args[0], detached=True)
+            return self.detach_value(args[0])
         if self.current_decl.kind == "gen":
             raise error(f"{name}() belongs in objectives; a generative function draws with '~'",
                         e.span)
@@ -364,10 +373,10 @@ class ExpressionLowering:
             raise error(f"{name}() draws or scores random choices; in an objective it belongs "
                         "inside 'expect { ... }'", e.span)
         g = args[0]
-        if not isinstance(g, GenValue):
+        if not is_generative(g):
             raise error(f"{name}() needs a generative function, got {describe(g)}", e.args[0].span)
         if name in ("sim", "rsim"):
-            if g.observations:
+            if getattr(g, "observations", ()):
                 raise error(f"{name}() of a conditioned program: there is no sampler for a "
                             "posterior", e.span, help="simulate the unconditioned model, or use "
                                                       "the conditioned one as a target in density()")
@@ -378,9 +387,11 @@ class ExpressionLowering:
                         e.args[1].span)
         return self.emit_density(g, trace, b, e.span)
 
-    def emit_sim(self, g: GenValue, b: Builder, span, reparam_only: bool = False) -> tuple:
+    def emit_sim(self, g, b: Builder, span, reparam_only: bool = False) -> tuple:
         from .passes.addresses import trace_type  # a pure IR analysis
 
+        if not isinstance(g, GenValue):
+            return self.combinator_sim(g, b, span, reparam_only)
         fn = self.specialise(g)
         ttype = trace_type(fn, self.functions, span)
         ttype = TraceType(ttype.fields, getattr(fn, "retval_tree", None))
@@ -389,23 +400,38 @@ class ExpressionLowering:
                        [v for _, v in g.dynamic], attrs, span=span)
         return (t, lp)
 
-    def emit_generate(self, g: GenValue, given: Var, b: Builder, span) -> tuple:
-        """Simulate ``g`` with the choices in ``given`` fixed: (full trace, log joint)."""
+    def emit_generate(self, g: GenValue, given: Var, b: Builder, span, weight: bool = False,
+                      reparam_only: bool = False) -> tuple:
+        """Simulate ``g`` with the choices in ``given`` fixed: (full trace, log joint), or,
+        with ``weight``, (full trace, log density of the given choices alone): the
+        importance weight of the drawn ones, which are a proposal's draws."""
         from .passes.addresses import trace_type
 
         fn = self.specialise(g)
         ttype = trace_type(fn, self.functions, span)
         ttype = TraceType(ttype.fields, getattr(fn, "retval_tree", None))
+        attrs = _callee(fn, g)
+        if weight:
+            attrs["scored"] = tuple(sorted(given.type.addresses))
+        if reparam_only:
+            attrs["require"] = "reparam"
         t, lp = b.emit("generate", [Var(ttype, "trace"), Var(REAL, "logp")],
-                       [given] + [v for _, v in g.dynamic], _callee(fn, g), span=span)
+                       [given] + [v for _, v in g.dynamic], attrs, span=span)
         return (t, lp)
 
-    def emit_density(self, g: GenValue, trace: Var, b: Builder, span) -> Var:
+    def emit_density(self, g, trace: Var, b: Builder, span,
+                     scored: tuple[str, ...] | None = None) -> Var:
+        """``log g(trace)``; with ``scored``, only the choices at those addresses (and
+        factors) are scored, the others only read from the trace."""
+        if not isinstance(g, GenValue):
+            return self.combinator_density(g, trace, b, span)
         fn = self.specialise(g)
         observed = tuple(a for a, _ in g.observations)
+        attrs = {**_callee(fn, g), "observed": observed}
+        if scored is not None:
+            attrs["scored"] = tuple(scored)
         return b.emit1("density", REAL, [trace] + [v for _, v in g.observations]
-                       + [v for _, v in g.dynamic],
-                       {**_callee(fn, g), "observed": observed}, span=span, hint="logp")
+                       + [v for _, v in g.dynamic], attrs, span=span, hint="logp")
 
     def trace_get(self, t: Var, address: str, span, b: Builder) -> Var:
         ft = t.type.field(address)

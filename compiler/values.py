@@ -7,6 +7,9 @@ While lowering, a name is bound to one of:
 - a Python ``tuple`` or ``dict`` of values: a tuple or record;
 - a :class:`GenValue`: a generative function applied to its arguments, maybe
   conditioned on observations (static: the compiler specialises on it);
+- a :class:`MarginalValue` or :class:`NormalizeValue`: a generative function
+  made by ``marginal(q, keep=[…], particles=m)`` or ``normalize(p, q,
+  particles=N)`` (compiler/combinators.py lowers their ``sim`` and ``density``);
 - a :class:`DistValue`: a distribution applied to its arguments;
 - a :class:`Ref`: a declaration, library function or distribution not yet called.
 
@@ -39,13 +42,59 @@ class GenValue:
 
 
 def _label(v: Any) -> str:
-    if isinstance(v, GenValue):
+    if isinstance(v, GENERATIVE):
         return v.label() + ("|obs" if v.observations else "")
     if isinstance(v, tuple):
         return "(" + ",".join(_label(x) for x in v) + ")"
     if isinstance(v, ArrayType):
         return repr(v)
     return repr(v)
+
+
+@dataclass(frozen=True)
+class MarginalValue:
+    """``marginal(family, keep=[…], particles=m, proposal=r)``: ``family`` over its
+    ``keep`` addresses, every other choice integrated out by importance sampling with
+    ``particles`` inner particles drawn from ``proposal`` (a gen declaration called
+    with the kept trace; None: ``family`` itself, its kept choices held), or summed
+    out exactly (``exact``). ``observations``: kept addresses given as data."""
+
+    family: Any  # a GenValue, MarginalValue or NormalizeValue
+    keep: tuple[str, ...]
+    particles: int = 1
+    proposal: str | None = None
+    exact: bool = False
+    observations: tuple[tuple[str, Any], ...] = ()
+    span: Span | None = field(default=None, compare=False)
+    detached: bool = False  # detach(): the proposal's parameters are held too
+
+    def label(self) -> str:
+        how = "exact" if self.exact else f"m={self.particles}"
+        via = f",proposal={self.proposal}" if self.proposal else ""
+        return f"marginal({_label(self.family)},keep={list(self.keep)},{how}{via})"
+
+
+@dataclass(frozen=True)
+class NormalizeValue:
+    """``normalize(target, family, particles=N)``: sampling-importance-resampling of
+    ``target`` (an unnormalised density, usually ``model | obs``) with ``family`` as
+    the proposal and ``particles`` particles, as a generative function."""
+
+    target: Any
+    family: Any
+    particles: int
+    span: Span | None = field(default=None, compare=False)
+
+    def label(self) -> str:
+        return f"normalize({_label(self.target)},{_label(self.family)},N={self.particles})"
+
+
+# Every value that is a generative function: what sim, density and a `gen` argument accept.
+GENERATIVE = (GenValue, MarginalValue, NormalizeValue)
+
+
+def is_generative(v: Any) -> bool:
+    return isinstance(v, GENERATIVE)
 
 
 @dataclass(frozen=True)
@@ -105,6 +154,10 @@ def describe(v: Any) -> str:
         return "a string"
     if isinstance(v, GenValue):
         return f"the generative function {v.decl}"
+    if isinstance(v, MarginalValue):
+        return "a marginal() generative function"
+    if isinstance(v, NormalizeValue):
+        return "a normalize() generative function"
     if isinstance(v, DistValue):
         return f"the distribution {v.name}"
     if isinstance(v, Ref):

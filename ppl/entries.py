@@ -97,6 +97,8 @@ class Inputs:
             return int(x), ("static", "int", int(x))
         if isinstance(x, GenerativeArgument):
             return x.lower_into(self)
+        if isinstance(x, tuple) and x and all(isinstance(a, str) for a in x):
+            return x, ("static", "names", x)  # static names (the addresses marginal keeps)
         if isinstance(x, tuple):
             items = [self.value(v, f"{hint}{i}") for i, v in enumerate(x)]
             return tuple(v for v, _ in items), ("tuple", tuple(s for _, s in items))

@@ -43,6 +43,7 @@ from .compiler.parser import parse
 from .compiler.passes.addresses import trace_type
 from .compiler.types import TraceType, tree_leaves, tree_unflatten
 from .compiler.values import GenValue
+from .combinators import Marginal, Normalize
 from .entries import EntryPoints, GenerativeArgument, Inputs, as_array, check_key, format_call
 from .objective import Objective
 from .trace import Trace
@@ -114,7 +115,7 @@ class Module:
                                     else f" (it declares: {', '.join(decls) or 'nothing'})"))
         decl = decls[name]
         if decl.kind == "gen":
-            return lambda *args, **kwargs: GenerativeFunction(self, name, args, kwargs)
+            return GenDeclaration(self, name)
         if decl.kind == "objective":
             return lambda *args, **kwargs: Objective(self, name, args, kwargs)
         return lambda *args, **kwargs: self.call_fn(name, args, kwargs)
@@ -137,6 +138,14 @@ class Module:
             raise DataError(Diagnostic(f"there is no objective '{name}'"))
         return Objective(self, name, tuple(args), dict(kwargs))
 
+    def marginal(self, family, keep, particles: int = 1, proposal=None, exact: bool = False):
+        """``marginal(family, keep=[…], particles=m)`` (see ppl.stdlib.marginal)."""
+        return Marginal(family, keep, particles, proposal, exact)
+
+    def normalize(self, target, family, particles: int):
+        """``normalize(target, family, particles=N)`` (see ppl.stdlib.normalize)."""
+        return Normalize(target, family, particles)
+
     def call_fn(self, name: str, args, kwargs, params: dict | None = None, key=None):
         """Run the ``fn`` ``name`` (of the program or the standard library) on arguments;
         ``params`` and ``key`` serve a fn that simulates families (``sim``)."""
@@ -150,6 +159,21 @@ class Module:
         entry = self.entries.get("fn", name, sig, inputs, emit)
         outs = entry(params, key, inputs.arrays)
         return tree_unflatten(entry.structure, list(outs))
+
+
+class GenDeclaration:
+    """A ``gen`` declaration of a module (``m.guide``): call it with its arguments for a
+    :class:`GenerativeFunction`; uncalled, it names a proposal (``marginal(..., proposal=m.rev)``)."""
+
+    def __init__(self, module: Module, name: str):
+        self.module = module
+        self.declaration = name
+
+    def __call__(self, *args, **kwargs) -> "GenerativeFunction":
+        return GenerativeFunction(self.module, self.declaration, args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"<gen {self.declaration}>"
 
 
 class GenerativeFunction(GenerativeArgument):

@@ -145,3 +145,81 @@ def forward_kl(p, q, K: int):
     """
     K = _particles("forward_kl", K)
     return _objective("forward_kl", p, q, K=K)
+
+
+def _generative(name: str, what: str, g) -> None:
+    from ..compiler.diagnostics import DataError, Diagnostic
+
+    if not (hasattr(g, "module") and hasattr(g, "gen_value")):
+        raise DataError(Diagnostic(
+            f"{name}(): {what} must be a generative function of a loaded program, got "
+            f"{type(g).__name__}", help=f"e.g. ppl.stdlib.{name}(m.family(), ...)"))
+
+
+def _keep(name: str, keep) -> tuple:
+    from ..compiler.diagnostics import DataError, Diagnostic
+
+    keep = (keep,) if isinstance(keep, str) else keep
+    if not (isinstance(keep, (list, tuple)) and keep and all(isinstance(k, str) for k in keep)):
+        raise DataError(Diagnostic(f"{name}(): keep must list addresses (strings), got {keep!r}",
+                                   help=f'e.g. ppl.stdlib.{name}(..., keep=["x", "y"])'))
+    return tuple(keep)
+
+
+def _count(name: str, what: str, n) -> int:
+    import numbers
+
+    from ..compiler.diagnostics import DataError, Diagnostic
+
+    if not (isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 1):
+        raise DataError(Diagnostic(f"{name}(): {what} must be an integer of at least 1, got {n!r}"))
+    return int(n)
+
+
+def marginal(q, keep, particles: int = 1, proposal=None, exact: bool = False):
+    """``q`` over its ``keep`` addresses, its other choices (auxiliaries u) integrated out
+    (see compiler/combinators.py).
+
+    With ``particles=m`` inner particles from the proposal (``q`` itself with the kept
+    choices held, or ``proposal=m.reverse``, a gen whose one argument is the kept trace),
+    ``sim`` returns a reciprocal-unbiased estimate of log q(x) and ``density`` an unbiased
+    one; ``exact=True`` sums finite-support auxiliaries out exactly.
+
+    >>> # fam = ppl.stdlib.marginal(m.family(), keep=["x", "y"], particles=5)
+    >>> # obj = ppl.stdlib.elbo(m.model() | {"z": 5.0}, fam)
+    """
+    _generative("marginal", "q", q)
+    return q.module.marginal(q, _keep("marginal", keep), _count("marginal", "particles", particles),
+                             proposal, bool(exact))
+
+
+def normalize(p, q, particles: int):
+    """Sampling-importance-resampling of the target ``p`` with proposal ``q`` and
+    ``particles`` particles, as a family (see compiler/combinators.py):
+    ``elbo(p, normalize(p, q, N))`` is IWAE's bound with N particles.
+
+    >>> # obj = ppl.stdlib.elbo(target, ppl.stdlib.normalize(target, m.guide(), particles=10))
+    """
+    _generative("normalize", "p", p)
+    _generative("normalize", "q", q)
+    return q.module.normalize(p, q, _count("normalize", "particles", particles))
+
+
+def hvi(p, q, keep):
+    """Hierarchical VI: ``elbo(p, marginal(q, keep, particles=1))`` (see objectives.ppl).
+
+    >>> # obj = ppl.stdlib.hvi(m.model() | {"z": 5.0}, m.family(), keep=["x", "y"])
+    """
+    return _objective("hvi", p, q, keep=_keep("hvi", keep))
+
+
+def iwhvi(p, q, keep, m: int = 5):
+    """Importance-weighted HVI: ``elbo(p, marginal(q, keep, particles=m))`` (see objectives.ppl)."""
+    return _objective("iwhvi", p, q, keep=_keep("iwhvi", keep), m=_count("iwhvi", "m", m))
+
+
+def diwhvi(p, q, keep, K: int = 5, m: int = 5):
+    """Doubly importance-weighted HVI: ``iwelbo(p, marginal(q, keep, particles=m), K)``
+    (see objectives.ppl)."""
+    return _objective("diwhvi", p, q, keep=_keep("diwhvi", keep), K=_particles("diwhvi", K),
+                      m=_count("diwhvi", "m", m))

@@ -9,7 +9,13 @@ log-density accumulator:
   ``make_trace`` into the trace, and ``Σ lp_i`` (factors included) is the
   log density;
 - ``density``: each sample's value comes from the trace (``trace_get``) or,
-  if observed, from the observations, and is scored by ``logpdf``.
+  if observed, from the observations, and is scored by ``logpdf``;
+- ``generate``: the given choices come from the trace, the others are drawn.
+
+A ``density`` or ``generate`` with a ``scored`` attribute scores only the
+choices at those addresses (and factors): with ``generate`` given the kept
+choices of a ``marginal``, that is the importance weight q(u, x) / r(u | x)
+of the drawn u, r being the family run with x held (compiler/combinators.py).
 
 A plate or loop around choices gets extra outputs: its per-iteration log
 density (summed after the region) and, for ``sim``, the stacked values; for
@@ -46,9 +52,15 @@ class Source:
     """Where the values of given choices come from: ``source(address, emit)`` returns an
     atom holding the value; ``has(address)`` says whether the address is given."""
 
-    def __init__(self, get: Callable[[str, list], Atom], addresses: set[str] | None = None):
+    def __init__(self, get: Callable[[str, list], Atom], addresses: set[str] | None = None,
+                 scored: frozenset[str] | None = None):
         self._get = get
         self.addresses = addresses  # None: every address is given (density)
+        # Only the choices at these addresses are scored (None: all): an importance weight.
+        self.scored = scored
+
+    def scores(self, address: str) -> bool:
+        return self.scored is None or address in self.scored
 
     def has(self, address: str) -> bool:
         return self.addresses is None or address in self.addresses
@@ -179,7 +191,8 @@ def _rewrite(eqns_in: list[Eqn], mode: str, subst: dict[Var, Atom],
             else:
                 value = source(e.attrs["address"], out)
                 subst[x] = value
-            if mode in ("sim", "density", "generate"):
+            if mode in ("sim", "density", "generate") and (
+                    source is None or source.scores(e.attrs["address"])):
                 lp = Var(REAL, "lp")
                 out.append(Eqn("logpdf", [lp], [value] + args[:len(e.attrs["form"])],
                                {"dist": e.attrs["dist"], "form": e.attrs["form"]}, [], e.span))
@@ -269,7 +282,9 @@ def _expand_call(e: Eqn, args: list[Atom], subst: dict[Var, Atom],
             scaling.mark([v], [given])
             return v
 
-        source = Source(get, set(given.type.addresses))
+        scored = e.attrs.get("scored")
+        source = Source(get, set(given.type.addresses),
+                        frozenset(scored) if scored is not None else None)
         inner, terms, values = _rewrite(body.eqns, "generate", subst, source, scaling)
         out.extend(inner)
         trace, lp = e.outs
@@ -328,7 +343,10 @@ def _expand_call(e: Eqn, args: list[Atom], subst: dict[Var, Atom],
             return cast
         return v
 
-    inner, terms, _ = _rewrite(body.eqns, "density", subst, Source(source), scaling)
+    scored = e.attrs.get("scored")
+    inner, terms, _ = _rewrite(body.eqns, "density", subst,
+                               Source(source, None, frozenset(scored) if scored is not None else None),
+                               scaling)
     out.extend(inner)
     total = _checked_total(terms, out, scaling)
     out.append(Eqn("fn", [e.outs[0]], [total], {"name": "identity"}, [], e.span))
@@ -369,7 +387,7 @@ def _rewrite_loop(e: Eqn, args: list[Atom], mode: str, subst: dict[Var, Atom],
             params.append(p)
             new_args.append(outer)
             slices[address] = p
-        inner_source = Source(lambda address, emit: slices[address], set(slices))
+        inner_source = Source(lambda address, emit: slices[address], set(slices), source.scored)
     for p, a in zip(params[1:], new_args):
         scaling.mark([p], [a])
     if e.op == "scan" and scaling.read(new_args):
