@@ -382,6 +382,8 @@ class ExpressionLowering(CombinatorLowering):
                                                       "the conditioned one as a target in density()")
             return self.emit_sim(g, b, e.span, reparam_only=name == "rsim")
         trace = args[1]
+        if isinstance(trace, dict):  # density(g, {x: 1.0}): a trace from a record of values
+            trace = self.record_trace(trace, e.args[1].span, b)
         if not (isinstance(trace, Var) and isinstance(trace.type, TraceType)):
             raise error(f"density() needs a trace as its second argument, got {describe(trace)}",
                         e.args[1].span)
@@ -432,6 +434,14 @@ class ExpressionLowering(CombinatorLowering):
             attrs["scored"] = tuple(scored)
         return b.emit1("density", REAL, [trace] + [v for _, v in g.observations]
                        + [v for _, v in g.dynamic], attrs, span=span, hint="logp")
+
+    def record_trace(self, record: dict, span, b: Builder) -> Var:
+        """The trace holding a record's values at its field names (addresses)."""
+        addresses = tuple(sorted(record))
+        values = [self.as_array(record[a], span, f"the value at '{a}'") for a in addresses]
+        ttype = TraceType(tuple((a, v.type) for a, v in zip(addresses, values)))
+        return b.emit1("make_trace", ttype, values, {"addresses": addresses}, span=span,
+                       hint="trace")
 
     def trace_get(self, t: Var, address: str, span, b: Builder) -> Var:
         ft = t.type.field(address)

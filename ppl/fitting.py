@@ -84,7 +84,7 @@ def fit(objective, steps: int | None = None, optimizer: optax.GradientTransforma
         chunk: int = 100, progress: bool | None = None, checkpoint: str | None = None,
         checkpoint_every: int | None = None, resume: str | None = None,
         patience: int | None = None, window: int = 100, min_delta: float = 0.0,
-        shard: bool | None = None) -> FitResult:
+        shard: bool | None = None, estimates: int = 1) -> FitResult:
     """Maximise ``objective`` with ``optimizer`` (default ``optax.adam(1e-2)``).
 
     ``objective`` is an :class:`~ppl.objective.Objective`, or, with ``data``
@@ -97,7 +97,9 @@ def fit(objective, steps: int | None = None, optimizer: optax.GradientTransforma
     (default: on at a terminal, off under CI). ``resume`` continues a run from
     its checkpoint file. ``shard`` splits each minibatch across the local
     devices (default: when there are several and they divide the batch).
-    Returns a :class:`FitResult`.
+    ``estimates=E`` averages E independent estimates of the objective and its
+    gradient per step (vectorised, one program; NumPyro's ``num_particles``):
+    the history holds their mean. Returns a :class:`FitResult`.
     """
     key = jax.random.PRNGKey(0) if key is None else check_key(key, "fit(key=...)")
     optimizer = optimizer if optimizer is not None else default_optimizer()
@@ -123,7 +125,10 @@ def fit(objective, steps: int | None = None, optimizer: optax.GradientTransforma
     params = {k: jnp.asarray(v, jnp.float32) for k, v in batcher.entry.params(params).items()}
     if opt_state is None:
         opt_state = optimizer.init(params)
-    run_chunk = _chunk_runner(batcher, optimizer, divide)
+    if isinstance(estimates, bool) or not isinstance(estimates, (int, np.integer)) or estimates < 1:
+        raise DataError(Diagnostic(f"fit(estimates=...) must be a positive integer, got "
+                                   f"{estimates!r}"))
+    run_chunk = _chunk_runner(batcher, optimizer, divide, int(estimates))
     bar = _progress_bar(steps, start, progress)
     t0 = time.perf_counter()
     status, failure = "completed", None
@@ -203,7 +208,8 @@ def _progress_bar(steps: int, start: int, progress: bool | None):
 # ---------------------------------------------------------------- the compiled chunk
 
 
-def _chunk_runner(batcher: "Batcher", optimizer, divide: float = 1.0) -> Callable:
+def _chunk_runner(batcher: "Batcher", optimizer, divide: float = 1.0,
+                  estimates: int = 1) -> Callable:
     """``run(params, opt_state, key, first_step, n)``: ``n`` steps in one ``lax.scan``.
 
     The scan freezes the state at the first non-finite objective or gradient
@@ -218,7 +224,7 @@ def _chunk_runner(batcher: "Batcher", optimizer, divide: float = 1.0) -> Callabl
         opt_key = optimizer
     except TypeError:
         opt_key = ("id", id(optimizer))
-    cache_key = ("fit", batcher.key(), opt_key, float(divide))
+    cache_key = ("fit", batcher.key(), opt_key, float(divide), estimates)
     runners = batcher.objective.module.entries.runners
     if cache_key not in runners:
         runners[cache_key] = ({}, optimizer)  # the optimiser is kept alive with its chunks
@@ -226,8 +232,8 @@ def _chunk_runner(batcher: "Batcher", optimizer, divide: float = 1.0) -> Callabl
 
     def body(key, full_data, static, carry, step):
         params, opt_state, prev, ok, bad_step, bad_leaves = carry
-        value, grads = batcher.value_and_grad(params, jax.random.fold_in(key, step), full_data,
-                                              static)
+        value, grads = _averaged(batcher, estimates, params, jax.random.fold_in(key, step),
+                                 full_data, static)
         if divide != 1.0:
             value = value / divide
             grads = {p: g if p in running else g / divide for p, g in grads.items()}
@@ -270,6 +276,16 @@ def _chunk_runner(batcher: "Batcher", optimizer, divide: float = 1.0) -> Callabl
 
     return lambda params, opt_state, key, first_step, n: chunk(n)(
         params, opt_state, key, first_step, batcher.full_data, batcher.static)
+
+
+def _averaged(batcher: "Batcher", estimates: int, params, key, full_data, static):
+    """The mean of ``estimates`` independent (value, gradient) estimates, vectorised;
+    one estimate is the batcher's own (so ``estimates=1`` is the plain step)."""
+    if estimates == 1:
+        return batcher.value_and_grad(params, key, full_data, static)
+    values, grads = jax.vmap(lambda k: batcher.value_and_grad(params, k, full_data, static))(
+        jax.random.split(key, estimates))
+    return jnp.mean(values), jax.tree_util.tree_map(lambda g: jnp.mean(g, axis=0), grads)
 
 
 # ---------------------------------------------------------------- minibatches

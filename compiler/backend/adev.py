@@ -376,15 +376,20 @@ def _plate(adev: ADEV, e: Eqn, env: dict, at: At):
         dv = adev.read(env, a)
         inner[p] = DV(dv.primal, dv.tangent, dv.axes + (level,))
 
+    def stacked(dv):
+        if isinstance(dv, TraceDV):  # a trace made in the plate: each value stacked
+            return TraceDV({a: stacked(v) for a, v in dv.values.items()},
+                           [stacked(v) for v in dv.retval])
+        to = dv.axes if level in dv.axes else dv.axes + (level,)
+        prim = _lift(dv.primal, dv.axes, to, inner_lead)
+        tan = None if dv.tangent is None else _lift(dv.tangent, dv.axes, to, inner_lead)
+        # Outside, this plate's axis is the value's first own axis.
+        return DV(prim, tan, to[:-1])
+
     def k_plate(env_inner, acc2):
         env2 = dict(env)
         for out, o in zip(e.outs, region.outs):
-            dv = adev.read(env_inner, o)
-            to = dv.axes if level in dv.axes else dv.axes + (level,)
-            prim = _lift(dv.primal, dv.axes, to, inner_lead)
-            tan = None if dv.tangent is None else _lift(dv.tangent, dv.axes, to, inner_lead)
-            # Outside, this plate's axis is the value's first own axis.
-            env2[out] = DV(prim, tan, to[:-1])
+            env2[out] = stacked(adev.read(env_inner, o))
         return adev.rest(at, env2, acc2)
 
     # Keys are not batched over plates: a choice in a plate is drawn as one batch.

@@ -133,13 +133,20 @@ class Site:
 
         return jax.jvp(h, tuple(self.primals[i] for i in diff), tuple(self.tangents[i] for i in diff))
 
+    def _batched(self, d):
+        """``d`` with one independent element per element of the choice: parameters that
+        are literals (or lack a plate's axis) give a smaller batch, whose single draw
+        must not be broadcast over the plate."""
+        batch = self.shape[:len(self.shape) - len(d.event_shape)]
+        return d if tuple(d.batch_shape) == batch else d.expand(batch)
+
     def sample(self, salt: int = 0):
         key = self.key if not salt else jax.random.fold_in(self.key, 7919 * salt)
-        x = self.distribution.sample(self.form, self._bound(self.primals), key)
-        return jax.lax.stop_gradient(jnp.broadcast_to(x, self.shape).astype(self.dtype))
+        x = self._batched(self._dist(self.primals)).sample(key)
+        return jax.lax.stop_gradient(x.astype(self.dtype))
 
     def rsample(self):
-        return self._jvp(lambda *a: jnp.broadcast_to(self._dist(a).rsample(self.key), self.shape))
+        return self._jvp(lambda *a: self._batched(self._dist(a)).rsample(self.key))
 
     def score(self, x):
         """Σ over elements of the tangent of log d(x; θ) (None if θ has no tangent)."""

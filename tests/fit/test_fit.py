@@ -238,3 +238,32 @@ def test_epochs_and_per_datapoint_objectives(m, data):
     np.testing.assert_allclose(averaged.history[:1], summed.history[:1] / n, rtol=1e-5)
     with pytest.raises(ppl.DataError, match="steps= or epochs="):
         ppl.fit(build, data=data, batch_size=40, steps=10, epochs=1, progress=False)
+
+
+def test_several_estimates_per_step_average_independent_estimates(m):
+    """fit(estimates=E) averages E independent estimates: at fixed parameters (a zero step)
+    the objective's per-step variance falls by E, and its mean stays the objective's."""
+    obj = ppl.stdlib.elbo(m.model() | {"x": 2.0}, m.guide())
+    frozen = optax.sgd(0.0)
+    one = ppl.fit(obj, steps=2000, optimizer=frozen, progress=False).history
+    many = ppl.fit(obj, steps=2000, optimizer=frozen, progress=False, estimates=16).history
+    ratio = one.var() / many.var()
+    assert 11 < ratio < 23, ratio
+    assert abs(one.mean() - many.mean()) < 5 * np.sqrt(one.var() / 2000 + many.var() / 2000)
+    # and the first step's gradient is the mean of the 16 estimates it drew
+    p0 = obj.init(jax.random.PRNGKey(0))
+    key = jax.random.PRNGKey(3)
+    stepped = ppl.fit(obj, steps=1, optimizer=optax.sgd(1.0), key=key, params=p0,
+                      progress=False, estimates=16).params
+    keys = jax.random.split(jax.random.fold_in(key, 0), 16)
+    grads = [obj.value_and_grad(jax.random.fold_in(k, 0), p0)[1] for k in keys]
+    for path in p0:
+        mean = np.mean([g[path] for g in grads])
+        np.testing.assert_allclose(stepped[path], p0[path] + mean, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True])
+def test_estimates_must_be_a_positive_integer(m, bad):
+    obj = ppl.stdlib.elbo(m.model() | {"x": 2.0}, m.guide())
+    with pytest.raises(ppl.DataError, match="estimates"):
+        ppl.fit(obj, steps=1, estimates=bad, progress=False)
