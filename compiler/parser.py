@@ -210,8 +210,12 @@ class ToAst(Transformer):
 
     @v_args(meta=True)
     def sample_stmt(self, meta, children):
-        target, value, address, estimator = children
-        return ast.Sample(str(target), value, address, estimator, self._span(meta), self._tok(target))
+        target, value, address, estimator, mask = children
+        return ast.Sample(str(target), value, address, estimator, self._span(meta), self._tok(target),
+                          mask)
+
+    def mask(self, children):
+        return children[0]
 
     def address(self, children):
         return _unquote(children[0], self.source)
@@ -319,6 +323,10 @@ class ToAst(Transformer):
         return ast.Slice(children[0], children[1], self._span(meta))
 
     @v_args(meta=True)
+    def new_axis(self, meta, children):
+        return ast.NewAxis(self._span(meta))
+
+    @v_args(meta=True)
     def field(self, meta, children):
         return ast.Field(children[0], str(children[1]), self._span(meta))
 
@@ -411,7 +419,7 @@ _WORDS = {
 _EXPRESSION_START = {"NAME", "INT", "FLOAT", "STRING", "LPAR", "LSQB", "LBRACE", "MINUS", "PLUS",
                      "NOT", "TRUE", "FALSE", "EXPECT"}
 # Operator terminals, by their text: lark names some of them __ANON_n.
-_OPERATOR_TEXTS = {"+", "-", "*", "/", "%", "@", "**", "==", "!=", "<", ">", "<=", ">=", "and",
+_OPERATOR_TEXTS = {"+", "-", "*", "/", "//", "%", "@", "**", "==", "!=", "<", ">", "<=", ">=", "and",
                    "or", "|", ".", "(", "["}
 # Terminals that can start a statement, and the declaration keywords.
 _STATEMENT_START = {"NAME", "LPAR", "FACTOR", "FOR", "IF", "PARAM", "PLATE", "RETURN"}
