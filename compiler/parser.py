@@ -538,6 +538,8 @@ def _syntax_help(source: Source, tok: Token, expected: set[str]) -> str | None:
         return "'else' must follow the '}' that closes an 'if' block"
     if tok.type in _DECLARATION_START and "RBRACE" in expected:
         return "declarations cannot be nested: is a '}' missing above?"
+    if text == "None":
+        return "'None' is only an index, a new axis of size 1 as in x[:, None]"
     if tok.type != "NAME" and _is_keyword(tok.type) and "NAME" in expected:
         return f"'{tok.value}' is a keyword and cannot be used as a name"
     before = source.text[:tok.start_pos or 0].rstrip()
