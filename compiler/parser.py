@@ -538,6 +538,9 @@ def _syntax_help(source: Source, tok: Token, expected: set[str]) -> str | None:
         return "'else' must follow the '}' that closes an 'if' block"
     if tok.type in _DECLARATION_START and "RBRACE" in expected:
         return "declarations cannot be nested: is a '}' missing above?"
+    line_before = source.text[source.text.rfind("\n", 0, tok.start_pos or 0) + 1:tok.start_pos or 0]
+    if text in ("at", "with") and "~" in line_before and " if " in line_before:
+        return f"a mask comes last: write '{text} ...' before 'if', as in 'x ~ d(...) {text} ... if m'"
     if text == "None":
         return "'None' is only an index, a new axis of size 1 as in x[:, None]"
     if tok.type != "NAME" and _is_keyword(tok.type) and "NAME" in expected:
