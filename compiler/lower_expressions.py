@@ -171,12 +171,12 @@ class ExpressionLowering:
                 raise error("a trace is indexed by an address string, like t[\"x\"]", e.span)
             return self.trace_get(v, e.indices[0].value, e.span, b)
         if isinstance(v, dict):
-            key = self.expr(e.indices[0], env, b) if len(e.indices) == 1 else None
+            key = self.single_key(e, env, b)
             if not isinstance(key, str) or key not in v:
                 raise error("a record is indexed by one of its field names", e.span)
             return v[key]
         if isinstance(v, tuple):
-            k = self.expr(e.indices[0], env, b) if len(e.indices) == 1 else None
+            k = self.single_key(e, env, b)
             if not isinstance(k, int) or isinstance(k, bool) or not -len(v) <= k < len(v):
                 raise error(f"a tuple of {len(v)} is indexed by a static int in range", e.span)
             return v[k]
@@ -235,6 +235,13 @@ class ExpressionLowering:
         sources = self.estimate_sources("index", args, e.span)
         return self.mark(b.emit1("index", ArrayType(base.type.dtype, out_shape), args,
                                  {"spec": tuple(spec)}, span=e.span), sources)
+
+    def single_key(self, e: ast.Index, env: dict, b: Builder):
+        """The value of the one index of a tuple or record (``t[0]``, ``r["a"]``), or None
+        when there are several, or a slice or ``None`` (which index arrays only)."""
+        if len(e.indices) != 1 or isinstance(e.indices[0], (ast.Slice, ast.NewAxis)):
+            return None
+        return self.expr(e.indices[0], env, b)
 
     def index_array(self, k, idx, n: int, env: dict, b: Builder):
         """A traced index (a scalar or an array of ints) of a dimension of size ``n``:
