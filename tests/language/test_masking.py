@@ -8,8 +8,9 @@ the same traces. A NaN observation of a masked choice means missing (the
 mask must be false there); its log density and gradient are those of the
 observed elements only, and an ELBO fit on such data matches the fit on the
 observed subset (and the exact conjugate posterior). Masks do not change
-what is drawn, so gradient estimators stay unbiased: a masked bernoulli site
-under enum and reinforce is checked against its exact value and gradient.
+what is drawn, so gradient estimators stay unbiased: masked bernoulli sites
+under enum and reinforce (a vector choice) and enum and mvd (in a plate, their
+per-element rules) are checked against the exact value and gradient.
 """
 
 from __future__ import annotations
@@ -54,8 +55,14 @@ gen guide() {
 gen flips(m: bool[3]) {
     param theta: real = 0.3
     param phi: real = -0.4
+    param psi: real = 0.8
+    param chi: real = -1.1
     a ~ bernoulli(logits=theta + zeros(3)) if m               # enum, the default
     b ~ bernoulli(logits=phi + zeros(3)) with reinforce if m
+    plate i in 3 {                                            # per-element (separable) rules
+        c ~ bernoulli(logits=psi) if m[i]
+        d ~ bernoulli(logits=chi) with mvd if m[i]
+    }
 }
 
 objective log_q(m: bool[3]) {
@@ -167,7 +174,8 @@ def test_gradient_estimators_of_masked_sites_are_unbiased(module):
         def neg_entropy(logit):
             q = jax.nn.sigmoid(logit)
             return q * jnp.log(q) + (1 - q) * jnp.log1p(-q)
-        return 2.0 * (neg_entropy(p["flips.theta"]) + neg_entropy(p["flips.phi"]))
+        return 2.0 * sum(neg_entropy(p[f"flips.{k}"]) for k in ("theta", "phi", "psi", "chi"))
 
+    params = {"flips.theta": 0.3, "flips.phi": -0.4, "flips.psi": 0.8, "flips.chi": -1.1}
     assert_unbiased(module.log_q(m), exact, n=20_000,
-                    params={"flips.theta": jnp.float32(0.3), "flips.phi": jnp.float32(-0.4)})
+                    params={k: jnp.float32(v) for k, v in params.items()})
