@@ -46,6 +46,11 @@ gen regression(m: bool[N]) {
     plate i in N { y ~ normal(mu, 1.0) if m[i] }
 }
 
+gen counts(seen: bool[N]) {
+    rate ~ gamma(2.0, 1.0)
+    plate i in N { c ~ poisson(rate) if seen[i] }
+}
+
 gen guide() {
     param loc: real = 0.0
     param scale: real<lower=0> = 1.0
@@ -137,6 +142,10 @@ def test_nan_observations_of_a_masked_choice_are_missing(module):
         grad = jax.grad(lambda x: target.density({"mu": x}))(jnp.float32(mu))
         assert np.isclose(grad, -mu / 100.0 + np.sum(data[m] - mu), rtol=1e-4)
         assert np.isclose(grad, jax.grad(lambda x: subset.density({"mu": x}))(jnp.float32(mu)))
+    # Data of a discrete choice arrive as floats (NaN for missing) and are cast to ints.
+    counts = module.counts(m[:3]) | {"c": np.array([3.0, np.nan, 1.0], np.float32)}
+    want = stats.gamma.logpdf(1.5, 2.0) + stats.poisson.logpmf([3, 1], 1.5).sum()
+    assert np.isclose(counts.density({"rate": 1.5}), want, rtol=1e-5)
 
 
 def test_nan_of_an_unmasked_choice_and_inf_are_data_errors(module):
