@@ -257,7 +257,7 @@ class Lowerer(ExpressionLowering):
                 attrs["baseline"] = float(baseline)
             elif baseline is not None:
                 args.append(baseline)
-            mask = self.mask(s, env, b, decl)
+            mask = self.sample_mask(s, env, b, decl)
             if mask is not None:  # the last argument (passes/expand.py hands it to logpdf)
                 attrs["masked"] = True
                 args.append(mask)
@@ -292,7 +292,7 @@ class Lowerer(ExpressionLowering):
             raise error(f"the right of '~' must be a distribution or a generative function, "
                         f"got {describe(value)}", s.value.span)
 
-    def mask(self, s: ast.Sample, env: dict, b: Builder, decl: ast.Decl):
+    def sample_mask(self, s: ast.Sample, env: dict, b: Builder, decl: ast.Decl):
         """The mask of ``x ~ d(...) if m``: None when there is none (or it is static
         ``true``), else a bool atom that broadcasts over the choice's elements (the
         backend checks its shape against theirs, which it knows: see ``_logpdf``)."""

@@ -36,8 +36,8 @@ SPECIAL_BUILTINS = {"size", "shape", "ndim", "sim", "rsim", "density", "retval",
 
 _STATIC_FOLD: dict[str, Callable] = {
     "add": operator.add, "sub": operator.sub, "mul": operator.mul, "div": operator.truediv,
-    "floor_divide": operator.floordiv, "mod": operator.mod, "pow": operator.pow, "eq": operator.eq, "ne": operator.ne,
-    "lt": operator.lt, "le": operator.le, "gt": operator.gt, "ge": operator.ge,
+    "floor_divide": operator.floordiv, "mod": operator.mod, "pow": operator.pow,
+    "eq": operator.eq, "ne": operator.ne, "lt": operator.lt, "le": operator.le, "gt": operator.gt, "ge": operator.ge,
     "logical_and": lambda a, b: bool(a and b), "logical_or": lambda a, b: bool(a or b),
 }
 
@@ -219,7 +219,7 @@ class ExpressionLowering:
                     spec.append(("c", k % n))
                     items.append(spec[-1])
                 else:
-                    ka = self.index_array(k, idx, n, env, b)
+                    ka = self.traced_index(k, idx, n)
                     spec.append(("d",))
                     items.append(("d", ka.type.shape))
                     args.append(ka)
@@ -243,7 +243,7 @@ class ExpressionLowering:
             return None
         return self.expr(e.indices[0], env, b)
 
-    def index_array(self, k, idx, n: int, env: dict, b: Builder):
+    def traced_index(self, k, idx, n: int):
         """A traced index (a scalar or an array of ints) of a dimension of size ``n``:
         a literal array of static ints is bounds-checked here; other values outside the
         dimension are clamped when the program runs."""

@@ -419,8 +419,8 @@ _WORDS = {
 _EXPRESSION_START = {"NAME", "INT", "FLOAT", "STRING", "LPAR", "LSQB", "LBRACE", "MINUS", "PLUS",
                      "NOT", "TRUE", "FALSE", "EXPECT"}
 # Operator terminals, by their text: lark names some of them __ANON_n.
-_OPERATOR_TEXTS = {"+", "-", "*", "/", "//", "%", "@", "**", "==", "!=", "<", ">", "<=", ">=", "and",
-                   "or", "|", ".", "(", "["}
+_OPERATOR_TEXTS = {"+", "-", "*", "/", "//", "%", "@", "**", "==", "!=", "<", ">", "<=", ">=",
+                   "and", "or", "|", ".", "(", "["}
 # Terminals that can start a statement, and the declaration keywords.
 _STATEMENT_START = {"NAME", "LPAR", "FACTOR", "FOR", "IF", "PARAM", "PLATE", "RETURN"}
 _DECLARATION_START = {"GEN", "FN", "OBJECTIVE"}
@@ -540,7 +540,8 @@ def _syntax_help(source: Source, tok: Token, expected: set[str]) -> str | None:
         return "declarations cannot be nested: is a '}' missing above?"
     line_before = source.text[source.text.rfind("\n", 0, tok.start_pos or 0) + 1:tok.start_pos or 0]
     if text in ("at", "with") and "~" in line_before and " if " in line_before:
-        return f"a mask comes last: write '{text} ...' before 'if', as in 'x ~ d(...) {text} ... if m'"
+        return (f"a mask comes last: write '{text} ...' before 'if', as in "
+                f"'x ~ d(...) {text} ... if m'")
     if text == "None":
         return "'None' is only an index, a new axis of size 1 as in x[:, None]"
     if tok.type != "NAME" and _is_keyword(tok.type) and "NAME" in expected:
