@@ -55,7 +55,7 @@ class Unary:
 
 @dataclass(frozen=True)
 class Binary:
-    op: str  # "+", "-", "*", "/", "%", "@", "**", "==", ..., "and", "or"
+    op: str  # "+", "-", "*", "/", "//", "%", "@", "**", "==", ..., "and", "or"
     left: "Expr"
     right: "Expr"
     span: Span
@@ -93,9 +93,16 @@ class Slice:
 
 
 @dataclass(frozen=True)
+class NewAxis:
+    """``None`` as an index (``x[:, None]``): a new axis of size 1, as NumPy's."""
+
+    span: Span
+
+
+@dataclass(frozen=True)
 class Index:
     value: "Expr"
-    indices: tuple["Expr | Slice", ...]
+    indices: tuple["Expr | Slice | NewAxis", ...]
     span: Span
 
 
@@ -151,7 +158,11 @@ class Estimator:
 
 @dataclass(frozen=True)
 class Sample:
-    """``x ~ d(args)``: a random choice at an address (the binder, or ``at "..."``)."""
+    """``x ~ d(args)``: a random choice at an address (the binder, or ``at "..."``).
+
+    ``mask`` (``x ~ d(args) if m``): a bool array broadcast over the choice's
+    elements; elements where it is false are drawn but add nothing to the log density.
+    """
 
     target: str
     value: Expr
@@ -159,6 +170,7 @@ class Sample:
     estimator: Estimator | None
     span: Span
     target_span: Span
+    mask: Expr | None = None
 
 
 @dataclass(frozen=True)

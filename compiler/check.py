@@ -137,6 +137,12 @@ class _Checker:
                 else:
                     addresses[address] = s.span
             self.estimator(s)
+            if s.mask is not None:
+                self.expr(s.mask, scope, in_expect)
+                if kind != "gen":
+                    self.err("a mask drops elements of a choice's log density, but a choice "
+                             "drawn inside 'expect' is not scored", s.mask.span,
+                             help="mask the choice in the generative function that draws it")
             scope.add(s.target)
         elif isinstance(s, ast.Factor):
             if kind != "gen":

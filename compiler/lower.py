@@ -241,7 +241,8 @@ class Lowerer(ExpressionLowering):
         if b.inside(("cond",)):
             raise error("a random choice under a condition known only at run time is not "
                         "supported; use where(...) to select values, or a static condition",
-                        s.span)
+                        s.span, help="to drop the choice's log density where a condition is "
+                                     "false, mask it: 'x ~ d(...) if cond', outside the 'if'")
         value = self.expr(s.value, env, b)
         address = s.address or s.target
         if "/" in address:
@@ -257,9 +258,17 @@ class Lowerer(ExpressionLowering):
                 attrs["baseline"] = float(baseline)
             elif baseline is not None:
                 args.append(baseline)
+            mask = self.sample_mask(s, env, b, decl)
+            if mask is not None:  # the last argument (passes/expand.py hands it to logpdf)
+                attrs["masked"] = True
+                args.append(mask)
             out = b.emit1("sample", value.value_type, args, attrs, span=s.span, hint=s.target)
             env[s.target] = out
         elif isinstance(value, GenValue):
+            if s.mask is not None:
+                raise error("a mask drops the log density of one distribution's elements; the "
+                            f"generative function {value.decl} has its own choices", s.mask.span,
+                            help="mask the choices inside it, passing the mask as an argument")
             if s.estimator is not None:
                 raise error("'with' chooses the estimator of one distribution; the generative "
                             f"function {value.decl} has its own choices", s.estimator.span)
@@ -283,6 +292,27 @@ class Lowerer(ExpressionLowering):
         else:
             raise error(f"the right of '~' must be a distribution or a generative function, "
                         f"got {describe(value)}", s.value.span)
+
+    def sample_mask(self, s: ast.Sample, env: dict, b: Builder, decl: ast.Decl):
+        """The mask of ``x ~ d(...) if m``: None when there is none (or it is static
+        ``true``), else a bool atom that broadcasts over the choice's elements (the
+        backend checks its shape against theirs, which it knows: see ``_logpdf``)."""
+        if s.mask is None:
+            return None
+        if decl.kind != "gen":
+            raise error("a mask drops elements of a choice's log density, but a choice drawn "
+                        "inside 'expect' is not scored", s.mask.span,
+                        help="mask the choice in the generative function that draws it")
+        m = self.expr(s.mask, env, b)
+        if m is True:
+            return None
+        if not isinstance(m, bool):
+            m = self.as_array(m, s.mask.span, "a mask")
+            if m.type.dtype != "bool":
+                raise error(f"a mask must be a bool or a bool array, got {m.type!r}",
+                            s.mask.span, help="compare to make one, as in 'if y > 0.0', or "
+                                              "pass a bool array")
+        return literal(m) if isinstance(m, bool) else m
 
     def estimator_for(self, s: ast.Sample, d: DistValue) -> str:
         dist = self.library.distributions[d.name]

@@ -36,9 +36,11 @@ from .library import Library, bind_arguments
 Sources = frozenset
 EMPTY: Sources = frozenset()
 
-_BINARY_FUNCTIONS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "%": "mod", "@": "matmul",
-                     "**": "pow", "==": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt",
-                     ">=": "ge", "and": "logical_and", "or": "logical_or"}
+# Each binary operator of the source and the library function it lowers to (lower_expressions.py).
+BINARY_FUNCTIONS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "//": "floor_divide",
+                    "%": "mod", "@": "matmul",
+                    "**": "pow", "==": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt",
+                    ">=": "ge", "and": "logical_and", "or": "logical_or"}
 
 _HELP = ("objectives may add, subtract and scale expectations, and multiply independent ones; "
          "put {name}(...) inside the expect block instead")
@@ -268,7 +270,7 @@ class EstimateTyping:
             return self.apply("neg" if e.op == "neg" else "logical_not", [flat(v)], e.span)
         if isinstance(e, ast.Binary):
             left, right = self.expr(e.left, env), self.expr(e.right, env)
-            return self.apply(_BINARY_FUNCTIONS[e.op], [flat(left), flat(right)], e.span)
+            return self.apply(BINARY_FUNCTIONS[e.op], [flat(left), flat(right)], e.span)
         if isinstance(e, ast.Condition):
             self.expr(e.target, env)
             self.input("an observation", self.expr(e.observations, env), e.observations.span)

@@ -25,9 +25,10 @@ from typing import Any, Callable
 from . import ast
 from .builder import Builder
 from .diagnostics import Note, did_you_mean, error
+from .indexing import broadcast_shapes, index_shape
 from .ir import Lit, Region, Var
 from .library import bind_arguments
-from .lower_estimates import EMPTY, NotUnbiased, as_input, combine
+from .lower_estimates import BINARY_FUNCTIONS, EMPTY, NotUnbiased, as_input, combine
 from .types import REAL, ArrayType, TraceType, tree_leaves, tree_unflatten
 from .combinators import COMBINATORS, CombinatorLowering
 from .values import (DistValue, GenValue, Ref, describe, is_generative, is_static_number, literal,
@@ -36,13 +37,10 @@ from .values import (DistValue, GenValue, Ref, describe, is_generative, is_stati
 SPECIAL_BUILTINS = {"size", "shape", "ndim", "sim", "rsim", "density", "retval", "detach",
                     *COMBINATORS}
 
-_BINARY_FUNCTIONS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "%": "mod", "@": "matmul",
-                     "**": "pow", "==": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt",
-                     ">=": "ge", "and": "logical_and", "or": "logical_or"}
 _STATIC_FOLD: dict[str, Callable] = {
     "add": operator.add, "sub": operator.sub, "mul": operator.mul, "div": operator.truediv,
-    "mod": operator.mod, "pow": operator.pow, "eq": operator.eq, "ne": operator.ne,
-    "lt": operator.lt, "le": operator.le, "gt": operator.gt, "ge": operator.ge,
+    "floor_divide": operator.floordiv, "mod": operator.mod, "pow": operator.pow,
+    "eq": operator.eq, "ne": operator.ne, "lt": operator.lt, "le": operator.le, "gt": operator.gt, "ge": operator.ge,
     "logical_and": lambda a, b: bool(a and b), "logical_or": lambda a, b: bool(a or b),
 }
 
@@ -99,7 +97,7 @@ class ExpressionLowering(CombinatorLowering):
             if (e.op == "and" and not left) or (e.op == "or" and left):
                 return left
         right = self.expr(e.right, env, b)
-        name = _BINARY_FUNCTIONS[e.op]
+        name = BINARY_FUNCTIONS[e.op]
         if is_static_number(left) and is_static_number(right) and name in _STATIC_FOLD:
             try:
                 result = _STATIC_FOLD[name](left, right)
@@ -180,12 +178,12 @@ class ExpressionLowering(CombinatorLowering):
                 raise error("a trace is indexed by an address string, like t[\"x\"]", e.span)
             return self.trace_get(v, e.indices[0].value, e.span, b)
         if isinstance(v, dict):
-            key = self.expr(e.indices[0], env, b) if len(e.indices) == 1 else None
+            key = self.single_key(e, env, b)
             if not isinstance(key, str) or key not in v:
                 raise error("a record is indexed by one of its field names", e.span)
             return v[key]
         if isinstance(v, tuple):
-            k = self.expr(e.indices[0], env, b) if len(e.indices) == 1 else None
+            k = self.single_key(e, env, b)
             if not isinstance(k, int) or isinstance(k, bool) or not -len(v) <= k < len(v):
                 raise error(f"a tuple of {len(v)} is indexed by a static int in range", e.span)
             return v[k]
@@ -202,9 +200,14 @@ class ExpressionLowering(CombinatorLowering):
                     self.mark(p, self.sources(base))
                 return b.mapped[base][1]
         spec, args, shape = [], [base], list(base.type.shape)
-        out_shape: list[int] = []
+        items: list[tuple] = []  # the spec, with each traced index's shape (indexing.py)
+        arrays: list = []  # (shape, span) of each traced index
         dim = 0
         for idx in e.indices:
+            if isinstance(idx, ast.NewAxis):
+                spec.append(("n",))
+                items.append(("n",))
+                continue
             if dim >= len(shape):
                 raise error(f"too many indices for an array of type {base.type!r}", e.span)
             n = shape[dim]
@@ -213,7 +216,7 @@ class ExpressionLowering(CombinatorLowering):
                 stop = self.static_int(idx.stop, env, b, n)
                 start, stop = _clip_slice(start, n), _clip_slice(stop, n)
                 spec.append(("s", start, stop))
-                out_shape.append(max(stop - start, 0))
+                items.append(spec[-1])
             else:
                 k = self.expr(idx, env, b)
                 if isinstance(k, int) and not isinstance(k, bool):
@@ -221,21 +224,51 @@ class ExpressionLowering(CombinatorLowering):
                         raise error(f"index {k} is out of bounds for a dimension of size {n}",
                                     idx.span)
                     spec.append(("c", k % n))
+                    items.append(spec[-1])
                 else:
-                    ka = self.as_array(k, idx.span, "an index")
-                    if ka.type.dtype != "int32":
-                        raise error(f"an index must be an int, got {ka.type!r}", idx.span)
-                    self.check_index_range(ka, n, idx.span)
-                    if ka.type.shape and len(e.indices) > 1:
-                        raise error("an array of indices must be the only index", idx.span)
+                    ka = self.traced_index(k, idx, n)
                     spec.append(("d",))
+                    items.append(("d", ka.type.shape))
                     args.append(ka)
-                    out_shape.extend(ka.type.shape)
+                    arrays.append((ka.type.shape, idx.span))
             dim += 1
-        out_shape.extend(shape[dim:])
+        if broadcast_shapes([a for a, _ in arrays]) is None:
+            described = " and ".join(f"[{', '.join(map(str, a))}]" for a, _ in arrays)
+            raise error(f"the index arrays have shapes {described}, which do not broadcast "
+                        "together", arrays[-1][1],
+                        help="index arrays pick elements together, as in NumPy: give them one "
+                             "shape, or add axes with None to pick every combination")
+        out_shape = index_shape(tuple(shape), items)
         sources = self.estimate_sources("index", args, e.span)
-        return self.mark(b.emit1("index", ArrayType(base.type.dtype, tuple(out_shape)), args,
+        return self.mark(b.emit1("index", ArrayType(base.type.dtype, out_shape), args,
                                  {"spec": tuple(spec)}, span=e.span), sources)
+
+    def single_key(self, e: ast.Index, env: dict, b: Builder):
+        """The value of the one index of a tuple or record (``t[0]``, ``r["a"]``), or None
+        when there are several, or a slice or ``None`` (which index arrays only)."""
+        if len(e.indices) != 1 or isinstance(e.indices[0], (ast.Slice, ast.NewAxis)):
+            return None
+        return self.expr(e.indices[0], env, b)
+
+    def traced_index(self, k, idx, n: int):
+        """A traced index (a scalar or an array of ints) of a dimension of size ``n``:
+        a literal array of static ints is bounds-checked here; other values outside the
+        dimension are clamped when the program runs."""
+        ka = self.as_array(k, idx.span, "an index")
+        if ka.type.dtype == "bool":
+            raise error(f"an index must be an int, got {ka.type!r}: selecting with a bool "
+                        "array gives a number of elements known only at run time", idx.span,
+                        help="use where(mask, x, ...) to keep the shape, or a mask on the "
+                             "random choice ('y ~ d(...) if mask')")
+        if ka.type.dtype != "int32":
+            raise error(f"an index must be an int, got {ka.type!r}", idx.span,
+                        help="convert it with int(...), which truncates towards zero")
+        for value in _static_ints(idx):
+            if not -n <= value < n:
+                raise error(f"index {value} is out of bounds for a dimension of size {n}",
+                            idx.span)
+        self.check_index_range(ka, n, idx.span)
+        return ka
 
     def check_index_range(self, k, n: int, span) -> None:
         """A traced index whose range is known (a plate's or loop's index, shifted by a
@@ -657,6 +690,18 @@ def _arg_type(a):
     if is_static_number(a):
         return a
     return a.type
+
+
+def _static_ints(e) -> list[int]:
+    """The ints of an array literal of int literals (``[0, -1, 2]``, nested), else []."""
+    if isinstance(e, ast.ArrayLit):
+        out = [_static_ints(x) for x in e.items]
+        return [v for vs in out for v in vs] if all(out) else []
+    if isinstance(e, ast.Unary) and e.op == "neg":
+        return [-v for v in _static_ints(e.operand)]
+    if isinstance(e, ast.Literal) and isinstance(e.value, int) and not isinstance(e.value, bool):
+        return [e.value]
+    return []
 
 
 def _clip_slice(k: int, n: int) -> int:

@@ -210,8 +210,12 @@ class ToAst(Transformer):
 
     @v_args(meta=True)
     def sample_stmt(self, meta, children):
-        target, value, address, estimator = children
-        return ast.Sample(str(target), value, address, estimator, self._span(meta), self._tok(target))
+        target, value, address, estimator, mask = children
+        return ast.Sample(str(target), value, address, estimator, self._span(meta), self._tok(target),
+                          mask)
+
+    def mask(self, children):
+        return children[0]
 
     def address(self, children):
         return _unquote(children[0], self.source)
@@ -319,6 +323,10 @@ class ToAst(Transformer):
         return ast.Slice(children[0], children[1], self._span(meta))
 
     @v_args(meta=True)
+    def new_axis(self, meta, children):
+        return ast.NewAxis(self._span(meta))
+
+    @v_args(meta=True)
     def field(self, meta, children):
         return ast.Field(children[0], str(children[1]), self._span(meta))
 
@@ -411,8 +419,8 @@ _WORDS = {
 _EXPRESSION_START = {"NAME", "INT", "FLOAT", "STRING", "LPAR", "LSQB", "LBRACE", "MINUS", "PLUS",
                      "NOT", "TRUE", "FALSE", "EXPECT"}
 # Operator terminals, by their text: lark names some of them __ANON_n.
-_OPERATOR_TEXTS = {"+", "-", "*", "/", "%", "@", "**", "==", "!=", "<", ">", "<=", ">=", "and",
-                   "or", "|", ".", "(", "["}
+_OPERATOR_TEXTS = {"+", "-", "*", "/", "//", "%", "@", "**", "==", "!=", "<", ">", "<=", ">=",
+                   "and", "or", "|", ".", "(", "["}
 # Terminals that can start a statement, and the declaration keywords.
 _STATEMENT_START = {"NAME", "LPAR", "FACTOR", "FOR", "IF", "PARAM", "PLATE", "RETURN"}
 _DECLARATION_START = {"GEN", "FN", "OBJECTIVE"}
@@ -530,6 +538,12 @@ def _syntax_help(source: Source, tok: Token, expected: set[str]) -> str | None:
         return "'else' must follow the '}' that closes an 'if' block"
     if tok.type in _DECLARATION_START and "RBRACE" in expected:
         return "declarations cannot be nested: is a '}' missing above?"
+    line_before = source.text[source.text.rfind("\n", 0, tok.start_pos or 0) + 1:tok.start_pos or 0]
+    if text in ("at", "with") and "~" in line_before and " if " in line_before:
+        return (f"a mask comes last: write '{text} ...' before 'if', as in "
+                f"'x ~ d(...) {text} ... if m'")
+    if text == "None":
+        return "'None' is only an index, a new axis of size 1 as in x[:, None]"
     if tok.type != "NAME" and _is_keyword(tok.type) and "NAME" in expected:
         return f"'{tok.value}' is a keyword and cannot be used as a name"
     before = source.text[:tok.start_pos or 0].rstrip()

@@ -27,7 +27,8 @@ from ppl.stdlib.functions import FUNCTIONS
 from ppl.stdlib.initializers import INITIALIZERS
 
 # Operators in the source and the builtin each one lowers to.
-OPERATORS = {"add": "a + b", "sub": "a - b", "mul": "a * b", "div": "a / b", "mod": "a % b",
+OPERATORS = {"add": "a + b", "sub": "a - b", "mul": "a * b", "div": "a / b",
+             "floor_divide": "a // b", "mod": "a % b",
              "pow": "a ** b", "neg": "-x", "matmul": "a @ b", "eq": "a == b", "ne": "a != b",
              "lt": "a < b", "le": "a <= b", "gt": "a > b", "ge": "a >= b",
              "logical_and": "a and b", "logical_or": "a or b", "logical_not": "not x"}

@@ -216,16 +216,17 @@ class GenerativeFunction(GenerativeArgument):
         args, kwargs, sig = inputs.call(self.args, self.kwargs, f"{self.name}_arg")
         lowerer = self.module.lowerer
         gv = lowerer.gen_value(self.name, args, kwargs)
-        choices, supports = {}, {}
+        choices, supports, masked = {}, {}, set()
         if self.observations:
             fn = lowerer.specialise(gv)
             choices = dict(trace_type(fn, lowerer.functions).fields)
             supports = finite_supports(fn.body, lowerer.functions, self.module.library)
+            masked = masked_addresses(fn.body, lowerer.functions)
         obs, obs_sig = [], []
         for address in sorted(self.observations):
             v = inputs.add(self.observations[address], address)
             check_observation(address, inputs.arrays[-1], choices.get(address),
-                              supports.get(address))
+                              supports.get(address), address in masked)
             obs.append((address, v))
             obs_sig.append((address, v.type))
         gv = GenValue(gv.decl, gv.static, gv.dynamic, tuple(obs), None)
@@ -342,49 +343,67 @@ def _count(n, what: str) -> int:
     return int(n)
 
 
-def finite_supports(region, functions: dict, library, prefix: str = "") -> dict:
+def sample_equations(region, functions: dict, prefix: str = ""):
+    """``(address, eqn)`` for each ``sample`` of a region, calls followed under their address."""
+    for e in region.eqns:
+        if e.op == "sample":
+            yield prefix + e.attrs["address"], e
+        elif e.op == "call":
+            callee = e.regions[0] if e.regions else functions[e.attrs["callee"]].body
+            yield from sample_equations(callee, functions, prefix + e.attrs["address"] + "/")
+        else:
+            for r in e.regions:
+                yield from sample_equations(r, functions, prefix)
+
+
+def finite_supports(region, functions: dict, library) -> dict:
     """``address -> (distribution, K)`` for each choice of a finite family whose values
     0 .. K-1 are known when the model is compiled (bernoulli, categorical, a binomial
     with a literal count); the library's ``support_size`` says K."""
     from .compiler.ir import Lit
 
     out = {}
-    for e in region.eqns:
-        if e.op == "sample":
-            dist = library.distributions[e.attrs["dist"]]
-            size = getattr(dist, "support_size", None)
-            if size is not None and getattr(dist, "enumerable", False):
-                args = [a.value if isinstance(a, Lit) else a.type
-                        for a in e.args[:len(e.attrs["form"])]]
-                try:
-                    k = size(e.attrs["form"], args)
-                except ValueError:  # a support known only at run time (a traced count)
-                    k = None
-                if k is not None:
-                    out[prefix + e.attrs["address"]] = (e.attrs["dist"], int(k))
-        elif e.op == "call":
-            callee = e.regions[0] if e.regions else functions[e.attrs["callee"]].body
-            out.update(finite_supports(callee, functions, library,
-                                       prefix + e.attrs["address"] + "/"))
-        else:
-            for r in e.regions:
-                out.update(finite_supports(r, functions, library, prefix))
+    for address, e in sample_equations(region, functions):
+        dist = library.distributions[e.attrs["dist"]]
+        size = getattr(dist, "support_size", None)
+        if size is not None and getattr(dist, "enumerable", False):
+            args = [a.value if isinstance(a, Lit) else a.type
+                    for a in e.args[:len(e.attrs["form"])]]
+            try:
+                k = size(e.attrs["form"], args)
+            except ValueError:  # a support known only at run time (a traced count)
+                k = None
+            if k is not None:
+                out[address] = (e.attrs["dist"], int(k))
     return out
 
 
-def check_observation(address: str, value, choice, support: tuple | None = None) -> None:
+def masked_addresses(region, functions: dict) -> set[str]:
+    """The addresses of masked choices (``y ~ d(...) if m``), where NaN data mean missing."""
+    return {address for address, e in sample_equations(region, functions) if e.attrs.get("masked")}
+
+
+def check_observation(address: str, value, choice, support: tuple | None = None,
+                      masked: bool = False) -> None:
     """Observed data must fit the choice it observes: finite; for an ``int`` or
     ``bool`` choice whole numbers (0 or 1 for bool); for a finite family
-    (``support``: its name and size K) values in 0 .. K-1. Data known only
-    inside a trace (a minibatch inside ``fit``) are not checked here."""
+    (``support``: its name and size K) values in 0 .. K-1. A masked choice
+    (``y ~ d(...) if m``) may hold NaN, meaning missing: the mask must be false
+    there, which is the program's to say (a NaN where it is true makes the log
+    density NaN). Data known only inside a trace (a minibatch inside ``fit``) are
+    not checked here."""
     if isinstance(value, jax.core.Tracer) or not hasattr(value, "dtype"):
         return
     a = np.asarray(value)
+    if masked and a.dtype.kind == "f":
+        a = a[~np.isnan(a)]
     if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
         what = "NaN" if np.any(np.isnan(a)) else "infinite values"
-        raise DataError(Diagnostic(f"the observation at '{address}' holds {what}",
-                                   help="a log density of NaN or inf data is not a number; "
-                                        "drop or impute the missing points"))
+        raise DataError(Diagnostic(
+            f"the observation at '{address}' holds {what}",
+            help="a log density of NaN or inf data is not a number; drop or impute the missing "
+                 "points" + (", or mark them missing: NaN where the choice is masked "
+                             "('y ~ d(...) if m', with m false there)" if what == "NaN" else "")))
     want = getattr(choice, "dtype", None)
     if want in ("int32", "bool") and a.dtype.kind == "f":
         bad = a[a != np.round(a)]

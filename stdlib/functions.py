@@ -196,6 +196,7 @@ _ROWS = [
     _binary("sub", jnp.subtract, "a - b, elementwise with broadcasting."),
     _binary("mul", jnp.multiply, "a * b, elementwise with broadcasting."),
     _binary("div", jnp.true_divide, "a / b, true division (integers give reals)."),
+    _binary("floor_divide", jnp.floor_divide, "a // b, the floor of a / b (ints stay ints, as in Python)."),
     _binary("mod", jnp.mod, "a % b, with the sign of b (as in Python)."),
     _binary("pow", jnp.power, "a ** b, elementwise."),
     _unary("neg", jnp.negative, "-x."),

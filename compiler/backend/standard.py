@@ -23,6 +23,8 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
+from ..diagnostics import error
+from ..indexing import broadcast_shapes
 from ..ir import Eqn, Function, Lit, Program, Region, Var
 from ..types import ArrayType, TraceType
 
@@ -113,6 +115,8 @@ def _cast(x, t):
 
 
 def _index(it, eqn, args, key, env):
+    # The spec as a NumPy index (compiler/indexing.py); jax.numpy clamps traced indices
+    # outside the array to its ends, the documented rule for indices known only at run time.
     x, rest = args[0], list(args[1:])
     idx = []
     for s in eqn.attrs["spec"]:
@@ -120,9 +124,11 @@ def _index(it, eqn, args, key, env):
             idx.append(s[1])
         elif s[0] == "s":
             idx.append(slice(s[1], s[2]))
+        elif s[0] == "n":
+            idx.append(None)
         else:
             idx.append(rest.pop(0))
-    return [x[tuple(idx)]]
+    return [jnp.asarray(x)[tuple(idx)]]
 
 
 def _param(it, eqn, args, key, env):
@@ -145,7 +151,37 @@ def _draw(it, eqn, args, key, env):
 def _logpdf(it, eqn, args, key, env):
     # The row's log density, not numpyro's: its derivatives are right at boundary points.
     d = it.library.distributions[eqn.attrs["dist"]]
-    return [jnp.sum(d.log_prob(eqn.attrs["form"], args[1:], args[0]))]
+    form = eqn.attrs["form"]
+    value, params = args[0], args[1:1 + len(form)]
+    if eqn.attrs.get("masked"):
+        return [masked_log_density(d, form, params, value, args[1 + len(form)], eqn.span)]
+    return [jnp.sum(d.log_prob(form, params, value))]
+
+
+def masked_log_density(d, form, params, value, mask, span):
+    """Σ over the elements where ``mask`` is true of their log densities (``x ~ d if m``).
+
+    The mask broadcasts over the choice's elements: its batch shape, the value's
+    shape without the distribution's event axes (one element per vector of an
+    ``mvnormal``), as numpyro's ``mask``. Masked-out values (missing data, NaN) are
+    replaced by a point of the support before the density is computed, so neither
+    their value nor a derivative through them (0 · NaN) reaches the sum.
+    """
+    dist = d.build(form, params)
+    value = jnp.asarray(value)
+    events = len(dist.event_shape)
+    batch = value.shape[:value.ndim - events]
+    mask = jnp.asarray(mask)
+    if broadcast_shapes([mask.shape, batch]) != batch:
+        raise error(f"the mask has shape {list(mask.shape)}, which does not broadcast to the "
+                    f"shape {list(batch)} of the choice's elements", span,
+                    help="give the mask the choice's shape, or one that broadcasts to it "
+                         "(add axes with None: m[:, None])")
+    mask = jnp.broadcast_to(mask, batch)
+    inside = jnp.reshape(mask, batch + (1,) * events)
+    feasible = jax.lax.stop_gradient(dist.support.feasible_like(value)).astype(value.dtype)
+    log_density = d.log_prob(form, params, jnp.where(inside, value, feasible))
+    return jnp.sum(jnp.where(mask, log_density, 0.0))
 
 
 def _make_trace(it, eqn, args, key, env):

@@ -5,7 +5,8 @@ region. This pass replaces it by that body, rewritten with an explicit
 log-density accumulator:
 
 - ``sim``: each ``x = sample[d](args)`` becomes ``x = draw[d](args)`` and
-  ``lp_i = logpdf[d](x, args)``; the drawn values are packed by
+  ``lp_i = logpdf[d](x, args)`` (a masked sample's mask, its last argument,
+  goes to the ``logpdf`` only); the drawn values are packed by
   ``make_trace`` into the trace, and ``Σ lp_i`` (factors included) is the
   log density;
 - ``density``: each sample's value comes from the trace (``trace_get``) or,
@@ -181,6 +182,9 @@ def _rewrite(eqns_in: list[Eqn], mode: str, subst: dict[Var, Atom],
             x = e.outs[0]
             attrs = {k: e.attrs[k] for k in ("dist", "form", "estimator", "address", "baseline")
                      if k in e.attrs}  # a constant REINFORCE baseline is an attribute
+            # ``x ~ d if m``: the mask (the last argument) reaches the logpdf only; every
+            # element is still drawn, as numpyro's mask handler does.
+            mask = [args.pop()] if e.attrs.get("masked") else []
             drawn = mode in ("sim", "expect", "plain") or (
                 mode == "generate" and not source.has(e.attrs["address"]))
             if drawn:
@@ -194,9 +198,10 @@ def _rewrite(eqns_in: list[Eqn], mode: str, subst: dict[Var, Atom],
             if mode in ("sim", "density", "generate") and (
                     source is None or source.scores(e.attrs["address"])):
                 lp = Var(REAL, "lp")
-                out.append(Eqn("logpdf", [lp], [value] + args[:len(e.attrs["form"])],
-                               {"dist": e.attrs["dist"], "form": e.attrs["form"]}, [], e.span))
-                scaling.term(lp, [value] + args, e.span, "choice")
+                out.append(Eqn("logpdf", [lp], [value] + args[:len(e.attrs["form"])] + mask,
+                               {"dist": e.attrs["dist"], "form": e.attrs["form"],
+                                **({"masked": True} if mask else {})}, [], e.span))
+                scaling.term(lp, [value] + args + mask, e.span, "choice")
                 terms.append(lp)
         elif e.op == "factor":
             scaling.term(args[0], args, e.span, "factor")

@@ -183,6 +183,8 @@ def outline(block: ast.Block, indent: str) -> list[str]:
                 line += f" with {s.estimator.name}"
                 if s.estimator.args or s.estimator.kwargs:
                     line += "(" + call_args(s.estimator.args, s.estimator.kwargs) + ")"
+            if s.mask is not None:
+                line += f" if {expr(s.mask, indent)}"
             out.append(indent + line)
         elif isinstance(s, ast.Assign):
             names = ", ".join(s.targets)
@@ -242,6 +244,8 @@ def expr(e, indent: str = "") -> str:
     if isinstance(e, ast.Slice):
         return (expr(e.start) if e.start is not None else "") + ":" + \
             (expr(e.stop) if e.stop is not None else "")
+    if isinstance(e, ast.NewAxis):
+        return "None"
     if isinstance(e, ast.Field):
         return f"{expr(e.value)}.{e.name}"
     if isinstance(e, ast.TupleLit):

@@ -32,7 +32,7 @@ def call(*args, **kwargs):
 
 ELEMENTWISE = ("neg exp log log1p expm1 sqrt square abs sign sin cos tan tanh sinh cosh arctan floor ceil round "
                "sigmoid log_sigmoid softplus relu gelu lgamma digamma logit erf isfinite stop_gradient float int").split()
-BINARY = "add sub mul div mod pow eq ne lt le gt ge minimum maximum".split()
+BINARY = "add sub mul div floor_divide mod pow eq ne lt le gt ge minimum maximum".split()
 REDUCTIONS = "sum mean prod max min logsumexp std var".split()
 
 # Representative calls of every function: ArrayTypes stand for arrays, other values are literals or static.
@@ -181,9 +181,11 @@ def run(name, *args, **kwargs):
 
 
 def test_semantics_users_rely_on():
-    # Operators follow Python: true division, a remainder with the divisor's sign, truncating int().
+    # Operators follow Python: true division, floor division and a remainder with the divisor's
+    # sign, truncating int().
     np.testing.assert_allclose(run("div", jnp.array([7, -7]), 2), [3.5, -3.5])
     np.testing.assert_array_equal(run("mod", jnp.array([-1, 4]), 3), [2, 1])
+    np.testing.assert_array_equal(run("floor_divide", jnp.array([7, -7]), 2), [3, -4])
     np.testing.assert_array_equal(run("int", jnp.array([-1.7, 1.7])), [-1, 1])
     assert run("arange", 5).dtype == np.int32 and list(run("arange", 5)) == [0, 1, 2, 3, 4]
     assert run("zeros", (2, 3)).shape == run("zeros", 2, 3).shape == (2, 3)
