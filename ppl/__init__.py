@@ -16,7 +16,7 @@ from .errors import CheckError, CompileError, DataError, PPLError, SyntaxErrorPP
 from .fitting import fit
 from .inference_data import to_arviz
 from .module import GenerativeFunction, Module, compile, load
-from .nuts import NutsResult, nuts
+from .mcmc import NutsResult, nuts
 from .objective import Objective
 from .result import FitResult, summarize
 from .trace import Trace

@@ -1,6 +1,6 @@
 """Draws as ArviZ ``InferenceData``: ``ppl.to_arviz(draws)`` (an optional extra).
 
-``draws`` is a :class:`~ppl.nuts.NutsResult` (its chains become ArviZ's
+``draws`` is a :class:`~ppl.mcmc.NutsResult` (its chains become ArviZ's
 ``chain`` dimension; ``sample_stats`` holds ``diverging`` and ``lp``, the
 unconstrained log density of each draw; ``observed_data`` the target's
 observations) or stacked traces from ``family.sample`` or ``predictive``
@@ -25,7 +25,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from .compiler.diagnostics import DataError, Diagnostic
-from .nuts import NutsResult
+from .mcmc import NutsResult
 from .trace import Trace
 
 

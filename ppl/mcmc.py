@@ -45,12 +45,12 @@ import numpy as np
 import numpyro.distributions as numpyro_dist
 from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
 from numpyro.distributions.transforms import biject_to
-from numpyro.infer import MCMC, NUTS
+from numpyro.infer.hmc import hmc
 
 from .compiler.diagnostics import DataError, Diagnostic
+from .compiler.backend.standard import bind_for_impl
 from .compiler.ir import Lit
 from .compiler.passes.addresses import trace_type
-from .compiler.types import ArrayType
 from .entries import Inputs, check_key
 from .module import GenerativeFunction, _count
 from .result import summarize
@@ -82,34 +82,42 @@ def latent_sites(target: GenerativeFunction) -> list[LatentSite]:
     gv, _ = target.lower_into(Inputs(target.module))
     fn = lowerer.specialise(gv)
     shapes = dict(trace_type(fn, lowerer.functions).fields)
-    eqns = dict(_samples(fn.body, lowerer.functions))
+    constants: dict = {}
+    eqns = dict(_samples(fn.body, lowerer.functions, target.module.library, constants))
     sites = []
     for address in sorted(set(shapes) - set(target.observations)):
-        eqn = eqns[address]
-        sites.append(LatentSite(address, tuple(shapes[address].shape),
-                                biject_to(_support(target, address, eqn))))
+        support = _support(target, address, eqns[address], constants)
+        sites.append(LatentSite(address, tuple(shapes[address].shape), biject_to(support)))
     if not sites:
         raise DataError(Diagnostic(f"{target!r} has no latent choices: every address it draws "
                                    "is observed, so there is nothing to sample"))
     return sites
 
 
-def _samples(region, functions: dict, prefix: str = ""):
-    """``(address, sample equation)`` for every random choice, nested calls under their address."""
+def _samples(region, functions: dict, library, constants: dict, prefix: str = ""):
+    """``(address, sample equation)`` for every random choice, nested calls under their
+    address; on the way, ``constants`` gets the value of every builtin call whose
+    arguments are all literals or constants (``-1.0``, ``[1.0, 2.0]``)."""
     for e in region.eqns:
-        if e.op == "sample":
+        if e.op == "fn" and all(isinstance(a, Lit) or a in constants for a in e.args):
+            f = library.functions.get(e.attrs["name"])
+            if f is not None:
+                args = [a.value if isinstance(a, Lit) else constants[a] for a in e.args]
+                constants[e.outs[0]] = f.impl(**bind_for_impl(f, e.attrs, args))
+        elif e.op == "sample":
             yield prefix + e.attrs["address"], e
         elif e.op == "call":
             callee = e.regions[0] if e.regions else functions[e.attrs["callee"]].body
-            yield from _samples(callee, functions, prefix + e.attrs["address"] + "/")
+            yield from _samples(callee, functions, library, constants,
+                                prefix + e.attrs["address"] + "/")
         else:
             for r in e.regions:
-                yield from _samples(r, functions, prefix)
+                yield from _samples(r, functions, library, constants, prefix)
 
 
-def _support(target: GenerativeFunction, address: str, eqn) -> Any:
+def _support(target: GenerativeFunction, address: str, eqn, constants: dict) -> Any:
     """The numpyro support of the choice ``eqn``, which must be continuous and known
-    when the model is compiled (it may read literals, not traced values)."""
+    when the model is compiled (it may read literals and ``constants``, not traced values)."""
     name, form = eqn.attrs["dist"], eqn.attrs["form"]
     family = target.module.library.distributions[name]
     if family.discrete:
@@ -118,15 +126,17 @@ def _support(target: GenerativeFunction, address: str, eqn) -> Any:
             help="observe it, or sum it out of the model exactly (marginal(..., exact=true), "
                  "not available yet); NUTS moves continuous latents only"))
     args = eqn.args[:len(form)]
-    literals = {i: a.value for i, a in enumerate(args) if isinstance(a, Lit)}
-    traced = [jax.ShapeDtypeStruct(a.type.shape, a.type.dtype) for a in args
-              if not isinstance(a, Lit) and isinstance(a.type, ArrayType)]
+    literals = {i: a.value if isinstance(a, Lit) else constants[a] for i, a in enumerate(args)
+                if isinstance(a, Lit) or a in constants}
+    traced = [jax.ShapeDtypeStruct(a.type.shape, a.type.dtype) for i, a in enumerate(args)
+              if i not in literals]
     found = {}
 
     def build(*values):
         it = iter(values)
         bound = [literals[i] if i in literals else next(it) for i in range(len(args))]
-        d = family.build(form, bound)
+        with jax.ensure_compile_time_eval():  # what reads only literals stays concrete
+            d = family.build(form, bound)
         found["point mass"] = isinstance(d, numpyro_dist.Delta)
         found["support"] = d.support
 
@@ -146,8 +156,13 @@ def _support(target: GenerativeFunction, address: str, eqn) -> Any:
 
 
 class Density:
-    """The log density of a conditioned model on the unconstrained space of its latents:
-    ``log p(T(u), obs) + log |det J_T(u)|``, through the model's compiled density entry."""
+    """The log density of a conditioned model on the unconstrained space of its latents,
+    ``log p(T(u), obs) + log |det J_T(u)|``, through the model's compiled density entry.
+
+    ``log_density(params, data, u)`` takes the model's parameters and the entry's other
+    inputs (the observations and arguments, ``self.data``) as arguments, so that one
+    compiled sampler serves every data set of the same shapes.
+    """
 
     def __init__(self, target: GenerativeFunction, params):
         self.target = target
@@ -160,54 +175,96 @@ class Density:
             "density", target.name, (("trace", tvar.type), sig), inputs,
             lambda low, b: ([low.emit_density(gv, tvar, b, None)], None))
         self.params = self.entry.params(params)
-        self.rest = list(inputs.arrays[1:])
+        self.data = list(inputs.arrays[1:])
 
     def constrain(self, unconstrained: dict) -> dict:
         return {s.address: s.transform(unconstrained[s.address]) for s in self.sites}
 
-    def __call__(self, unconstrained: dict):
+    def log_density(self, params: dict, data: list, unconstrained: dict):
         values = self.constrain(unconstrained)
         log_det = sum(jnp.sum(s.transform.log_abs_det_jacobian(unconstrained[s.address],
                                                                 values[s.address]))
                       for s in self.sites)
-        (logp,) = self.entry.run(self.params, jax.random.PRNGKey(0),
-                                 [(values, ())] + self.rest)
+        (logp,) = self.entry.run(params, jax.random.PRNGKey(0), [(values, ())] + data)
         return logp + log_det
 
-    def initial_points(self, key, chains: int) -> dict:
-        """For each chain, the first of ``INIT_TRIES`` uniform(-2, 2) points where the log
-        density and its gradient are finite, stacked along a leading chain axis."""
-        n = INIT_TRIES * chains
+    def initial_point(self, key, params: dict, data: list):
+        """The first of ``INIT_TRIES`` uniform(-2, 2) points where the log density and its
+        gradient are finite, and whether there was one."""
         keys = jax.random.split(key, len(self.sites))
-        points = {s.address: jax.random.uniform(k, (n,) + s.unconstrained_shape, jnp.float32,
-                                                -2.0, 2.0)
+        points = {s.address: jax.random.uniform(k, (INIT_TRIES,) + s.unconstrained_shape,
+                                                jnp.float32, -2.0, 2.0)
                   for s, k in zip(self.sites, keys)}
-        logp, grads = jax.jit(jax.vmap(jax.value_and_grad(self)))(points)
+        logp, grads = jax.vmap(jax.value_and_grad(
+            lambda u: self.log_density(params, data, u)))(points)
         finite = jnp.isfinite(logp)
         for g in jax.tree_util.tree_leaves(grads):
-            finite &= jnp.all(jnp.isfinite(g.reshape(n, -1)), axis=1)
-        finite = np.asarray(finite).reshape(INIT_TRIES, chains)
-        if not finite.any(0).all():
-            raise DataError(Diagnostic(
-                f"the log density of {self.target!r} (or its gradient) is not finite at any of "
-                f"{INIT_TRIES} starting points drawn uniformly in (-2, 2) on the unconstrained "
-                "scale", help="check the data against the model (an observation outside its "
-                              "distribution's support has log density -inf)"))
-        first = finite.argmax(0) * chains + np.arange(chains)
-        return {a: v[first] for a, v in points.items()}
+            finite &= jnp.all(jnp.isfinite(g.reshape(INIT_TRIES, -1)), axis=1)
+        first = jnp.argmax(finite)
+        return {a: v[first] for a, v in points.items()}, jnp.any(finite)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What fixes a compiled sampler besides the density entry (part of its cache key)."""
+
+    chains: int
+    num_samples: int
+    num_warmup: int
+    chain_method: str
+    target_accept_prob: float
+    max_tree_depth: int
+
+
+def sampler(density: Density, settings: Settings):
+    """``run(keys, params, data) -> (draws, diverging, potential_energy, started)``: every
+    chain's start, warmup and draws as one jitted program (numpyro's NUTS kernel in a
+    ``lax.scan``), cached on the module by the density entry and the settings."""
+    runners = density.target.module.entries.runners
+    cache_key = ("nuts", density.entry.key, settings)
+    if cache_key in runners:
+        return runners[cache_key]
+    init_kernel, sample_kernel = hmc(
+        potential_fn_gen=lambda params, data: lambda u: -density.log_density(params, data, u),
+        algo="NUTS")
+    warmup, total = settings.num_warmup, settings.num_warmup + settings.num_samples
+
+    def chain(key, params, data):
+        start_key, run_key = jax.random.split(key)
+        start, started = density.initial_point(start_key, params, data)
+        state = init_kernel(start, warmup, target_accept_prob=settings.target_accept_prob,
+                            max_tree_depth=settings.max_tree_depth, model_args=(params, data),
+                            rng_key=run_key)
+
+        def step(state, _):
+            state = sample_kernel(state, model_args=(params, data))
+            return state, (state.z, state.diverging, state.potential_energy)
+
+        _, (z, diverging, energy) = jax.lax.scan(step, state, None, length=total)
+        draws = jax.vmap(density.constrain)({a: v[warmup:] for a, v in z.items()})
+        return draws, diverging[warmup:], energy[warmup:], started
+
+    if settings.chain_method == "vectorized":
+        run = jax.jit(jax.vmap(chain, in_axes=(0, None, None)))
+    else:
+        run = jax.jit(lambda keys, params, data: jax.lax.map(
+            lambda k: chain(k, params, data), keys))
+    runners[cache_key] = run
+    return run
 
 
 def nuts(target: GenerativeFunction, num_samples: int = 1000, num_warmup: int = 1000,
          chains: int = 4, key=None, params=None, chain_method: str = "vectorized",
-         target_accept_prob: float = 0.8, max_tree_depth: int = 10,
-         progress: bool = False) -> "NutsResult":
+         target_accept_prob: float = 0.8, max_tree_depth: int = 10) -> "NutsResult":
     """Run numpyro's NUTS on a conditioned model and return its draws.
 
     ``params`` gives the model's parameters (unconstrained, as ``init`` or a fit
     returns them; a :class:`~ppl.FitResult` is taken for its ``params``);
     without them a model with parameters starts from its ``init``.
-    ``chain_method`` is numpyro's: ``"vectorized"`` (one program for all
-    chains), ``"parallel"`` (one device each) or ``"sequential"``.
+    ``chain_method``: ``"vectorized"`` (the chains in lockstep, one program)
+    or ``"sequential"`` (one after another, in one program). The sampler is
+    compiled once per model signature and settings: a second call with new
+    data of the same shapes compiles nothing.
     """
     if not isinstance(target, GenerativeFunction):
         raise DataError(Diagnostic(f"ppl.nuts needs a conditioned model, like model | "
@@ -220,32 +277,30 @@ def nuts(target: GenerativeFunction, num_samples: int = 1000, num_warmup: int = 
             or num_warmup < 0):
         raise DataError(Diagnostic(f"num_warmup must be a non-negative integer, got "
                                    f"{num_warmup!r}"))
-    if chain_method not in ("vectorized", "parallel", "sequential"):
-        raise DataError(Diagnostic(f"chain_method must be 'vectorized', 'parallel' or "
-                                   f"'sequential', got {chain_method!r}"))
+    if chain_method not in ("vectorized", "sequential"):
+        raise DataError(Diagnostic(f"chain_method must be 'vectorized' or 'sequential', got "
+                                   f"{chain_method!r}"))
     key = check_key(jax.random.PRNGKey(0) if key is None else key)
     if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         key = jax.random.key_data(key)
-    init_key, run_key, params_key = jax.random.split(key, 3)
+    chain_key, params_key = jax.random.split(key)
     params = getattr(params, "params", params)
     start = time.perf_counter()
     density = Density(target, _model_params(target, params, params_key))
-    init = density.initial_points(init_key, chains)
-    kernel = NUTS(potential_fn=lambda u: -density(u), target_accept_prob=target_accept_prob,
-                  max_tree_depth=max_tree_depth)
-    mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples, num_chains=chains,
-                chain_method=chain_method, progress_bar=progress)
-    mcmc.run(run_key, init_params=init if chains > 1 else {a: v[0] for a, v in init.items()},
-             extra_fields=("diverging", "potential_energy"))
-    unconstrained = mcmc.get_samples(group_by_chain=True)
-    extra = mcmc.get_extra_fields(group_by_chain=True)
-    flat = {a: v.reshape((chains * num_samples,) + v.shape[2:]) for a, v in unconstrained.items()}
-    values = jax.jit(jax.vmap(density.constrain))(flat)
-    by_chain = Trace({a: np.asarray(v).reshape((chains, num_samples) + v.shape[1:])
-                      for a, v in values.items()})
-    return NutsResult(target, density.params, by_chain, np.asarray(extra["diverging"]),
-                      np.asarray(extra["potential_energy"]), num_warmup,
-                      time.perf_counter() - start)
+    settings = Settings(chains, num_samples, int(num_warmup), chain_method,
+                        float(target_accept_prob), int(max_tree_depth))
+    run = sampler(density, settings)
+    draws, diverging, energy, started = run(jax.random.split(chain_key, chains),
+                                            density.params, density.data)
+    if not np.all(started):
+        raise DataError(Diagnostic(
+            f"the log density of {target!r} (or its gradient) is not finite at any of "
+            f"{INIT_TRIES} starting points drawn uniformly in (-2, 2) on the unconstrained "
+            "scale", help="check the data against the model (an observation outside its "
+                          "distribution's support has log density -inf)"))
+    by_chain = Trace({a: np.asarray(v) for a, v in draws.items()})
+    return NutsResult(target, density.params, by_chain, np.asarray(diverging),
+                      np.asarray(energy), int(num_warmup), time.perf_counter() - start)
 
 
 def _model_params(target: GenerativeFunction, params, key) -> dict | None:
@@ -314,4 +369,4 @@ class NutsResult:
         return model.predictive(key, self.samples, self.params)
 
 
-__all__ = ["nuts", "NutsResult", "latent_sites", "LatentSite", "Density"]
+__all__ = ["nuts", "NutsResult", "latent_sites", "LatentSite", "Density", "Settings", "sampler"]
