@@ -350,12 +350,15 @@ class NutsResult:
 
     def summarize(self, quantiles=(0.05, 0.5, 0.95)) -> dict[str, dict[str, np.ndarray]]:
         """Per address: mean, sd and quantiles of the pooled draws (``ppl.summarize``), and
-        numpyro's split r-hat and effective sample size over the chains."""
+        numpyro's split r-hat and effective sample size over the chains (NaN with fewer
+        than 4 draws per chain, too few to split)."""
         out = summarize(self.samples, quantiles)
         for address, v in self.by_chain.items():
             v = np.asarray(v, np.float64)
-            out[address]["r_hat"] = split_gelman_rubin(v)
-            out[address]["ess"] = effective_sample_size(v)
+            enough = self.draws >= 4
+            nan = np.full(v.shape[2:], np.nan)
+            out[address]["r_hat"] = split_gelman_rubin(v) if enough else nan
+            out[address]["ess"] = effective_sample_size(v) if enough else nan
         return out
 
     @property

@@ -23,7 +23,9 @@ import ppl
 Z = 5.0
 SAMPLES, WARMUP, CHAINS = 500, 300, 2
 # Compiling the sampler dominates: "sequential" chains compile faster (no batching of
-# NUTS's loops); the eight schools run covers "vectorized".
+# NUTS's loops, 1-4 s less per program); examples/eight_schools.py's test runs the
+# default, "vectorized".
+METHOD = "sequential"
 
 CONJUGATE = """
 gen rate_prior() {
@@ -85,7 +87,7 @@ def conjugate():
         "y": Y, "flips": FLIPS, "counts": COUNTS, "colour": COLOURS}
     return ppl.nuts(target, num_samples=SAMPLES, num_warmup=WARMUP, chains=CHAINS,
                     key=jax.random.PRNGKey(0), params={"conjugate.loc": np.float32(LOC)},
-                    chain_method="sequential")
+                    chain_method=METHOD)
 
 
 def test_conjugate_posteriors_match_their_closed_forms(conjugate):
@@ -127,13 +129,14 @@ def numpyro_eight_schools(sigma, y=None):
 def schools():
     m = ppl.load("examples/eight_schools.ppl")
     return ppl.nuts(m.eight_schools(SIGMA8) | {"y": Y8}, num_samples=SAMPLES,
-                    num_warmup=WARMUP, chains=CHAINS, key=jax.random.PRNGKey(2))
+                    num_warmup=WARMUP, chains=CHAINS, key=jax.random.PRNGKey(2),
+                    chain_method=METHOD)
 
 
 @pytest.fixture(scope="module")
 def numpyro_schools():
     mcmc = MCMC(NUTS(numpyro_eight_schools), num_warmup=WARMUP, num_samples=SAMPLES,
-                num_chains=CHAINS, chain_method="sequential", progress_bar=False)
+                num_chains=CHAINS, chain_method=METHOD, progress_bar=False)
     mcmc.run(jax.random.PRNGKey(3), SIGMA8, y=Y8)
     return mcmc.get_samples(group_by_chain=True)
 
@@ -152,6 +155,17 @@ def test_eight_schools_agrees_with_numpyros_nuts(schools, numpyro_schools):
     assert np.all(schools.samples["tau"] > 0)
     assert schools.divergences.shape == (CHAINS, SAMPLES) and schools.divergences.dtype == bool
     assert schools.divergences.mean() < 0.05  # the non-centred model hardly diverges
+
+
+def test_new_data_of_the_same_shapes_reuse_the_compiled_sampler(schools):
+    runners = schools.target.module.entries.runners
+    before = len(runners)
+    shifted = ppl.nuts(schools.target._unconditioned() | {"y": Y8 + 30.0}, num_samples=SAMPLES,
+                       num_warmup=WARMUP, chains=CHAINS, key=jax.random.PRNGKey(5),
+                       chain_method=METHOD)
+    assert len(runners) == before
+    se = np.hypot(*(mc_errors(r.by_chain["mu"])[0] for r in (schools, shifted)))
+    assert shifted.summary["mu"]["mean"] - schools.summary["mu"]["mean"] > Z * se
 
 
 def test_predictive_runs_the_model_at_each_draw(schools):
@@ -273,6 +287,16 @@ def test_bad_arguments_are_errors(kwargs, words):
     target = BAD.literal_bounds() | {"y": np.float32(0.5)}
     with pytest.raises(ppl.DataError, match=words):
         ppl.nuts(target, **kwargs)
+
+
+def test_a_model_with_parameters_starts_from_its_init_without_params():
+    from ppl.mcmc import _model_params
+
+    m = ppl.compile(CONJUGATE)
+    target = m.conjugate(SIGMA, 1, 1, 1, 1) | {"y": Y[:1]}
+    assert set(_model_params(target, None, jax.random.PRNGKey(0))) == {"conjugate.loc"}
+    assert _model_params(target, {"conjugate.loc": 2.0}, None) == {"conjugate.loc": 2.0}
+    assert _model_params(BAD.literal_bounds() | {"y": 0.5}, None, jax.random.PRNGKey(0)) is None
 
 
 def test_the_target_must_be_a_conditioned_model():
