@@ -21,7 +21,7 @@ from .objective import Objective
 from .result import FitResult, summarize
 from .trace import Trace
 
-__all__ = ["load", "compile", "fit", "nuts", "to_arviz", "Module", "GenerativeFunction", "Objective", "FitResult",
-           "NutsResult", "summarize", "Trace", "PPLError",
+__all__ = ["load", "compile", "fit", "nuts", "to_arviz", "Module", "GenerativeFunction",
+           "Objective", "FitResult", "NutsResult", "summarize", "Trace", "PPLError",
            "SyntaxErrorPPL", "CheckError", "CompileError", "DataError"]
 __version__ = "0.1.0"

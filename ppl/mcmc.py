@@ -1,12 +1,12 @@
 """NUTS as a reference posterior: numpyro's sampler on a conditioned model's density.
 
 ``ppl.nuts(model | obs, num_samples, num_warmup, chains, key)`` runs
-numpyro's No-U-Turn sampler (``MCMC(NUTS(potential_fn=...))``) on the
-target's log density in an unconstrained space, and returns a
-:class:`NutsResult`: the draws as stacked traces (by chain, and flattened
-for ``summarize`` and ``predictive``), the divergences, and per-address
-summaries with numpyro's split r-hat and effective sample size. It is a
-gold standard to check a variational fit against, in the same language.
+numpyro's No-U-Turn sampler on the target's log density in an
+unconstrained space, and returns a :class:`NutsResult`: the draws as
+stacked traces (by chain, and flattened for ``summarize`` and
+``predictive``), the divergences, and per-address summaries with numpyro's
+split r-hat and effective sample size. It is a gold standard to check a
+variational fit against, in the same language.
 
 How the unconstrained space is built: each latent choice (a ``sample`` of
 the compiled model whose address is not observed) has its distribution's
@@ -14,7 +14,16 @@ support from the library's row (``build(form, args).support``, a numpyro
 constraint) and numpyro's bijection ``biject_to(support)`` onto it. The
 potential is ``-(log p(T(u), obs) + log |det J_T(u)|)``, with the log joint
 evaluated by the model's own compiled ``density`` entry (the one
-``target.density`` uses), so numpyro jits one program around it.
+``target.density`` uses).
+
+How it runs: numpyro's NUTS kernel (``numpyro.infer.hmc.hmc(algo="NUTS")``,
+the kernel ``MCMC(NUTS(...))`` drives, with its step-size and diagonal
+mass-matrix adaptation during warmup) in a ``lax.scan``, every chain's
+start, warmup and draws in one jitted program. The program takes the model
+parameters and the data as arguments and is cached on the module by the
+density entry and the settings, so a second call with new data of the same
+shapes compiles nothing (``MCMC`` would trace and compile each call anew,
+and evaluate its initialisation operation by operation).
 
 Invariants:
 
@@ -236,13 +245,25 @@ def sampler(density: Density, settings: Settings):
                             max_tree_depth=settings.max_tree_depth, model_args=(params, data),
                             rng_key=run_key)
 
-        def step(state, _):
-            state = sample_kernel(state, model_args=(params, data))
-            return state, (state.z, state.diverging, state.potential_energy)
+        def kept(state):
+            return state.z, state.diverging, state.potential_energy
 
-        _, (z, diverging, energy) = jax.lax.scan(step, state, None, length=total)
-        draws = jax.vmap(density.constrain)({a: v[warmup:] for a, v in z.items()})
-        return draws, diverging[warmup:], energy[warmup:], started
+        def step(carry, i):
+            # Step i's draw goes to row i - warmup; warmup steps write row 0, which the
+            # first kept draw overwrites (numpyro's fori_collect): memory for the kept only.
+            state, rows = carry
+            state = sample_kernel(state, model_args=(params, data))
+            row = jnp.maximum(i - warmup, 0)
+            rows = jax.tree_util.tree_map(
+                lambda buf, x: jax.lax.dynamic_update_index_in_dim(buf, x, row, 0),
+                rows, kept(state))
+            return (state, rows), None
+
+        rows = jax.tree_util.tree_map(
+            lambda x: jnp.zeros((settings.num_samples,) + jnp.shape(x), jnp.result_type(x)),
+            kept(state))
+        (_, (z, diverging, energy)), _ = jax.lax.scan(step, (state, rows), jnp.arange(total))
+        return jax.vmap(density.constrain)(z), diverging, energy, started
 
     if settings.chain_method == "vectorized":
         run = jax.jit(jax.vmap(chain, in_axes=(0, None, None)))
