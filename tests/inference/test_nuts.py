@@ -161,7 +161,7 @@ def test_new_data_of_the_same_shapes_reuse_the_compiled_sampler(schools):
     runners = schools.target.module.entries.runners
     before = len(runners)
     shifted = ppl.nuts(schools.target._unconditioned() | {"y": Y8 + 30.0}, num_samples=SAMPLES,
-                       num_warmup=WARMUP, chains=CHAINS, key=jax.random.PRNGKey(5),
+                       num_warmup=WARMUP, chains=CHAINS, key=jax.random.key(5),
                        chain_method=METHOD)
     assert len(runners) == before
     se = np.hypot(*(mc_errors(r.by_chain["mu"])[0] for r in (schools, shifted)))
