@@ -110,6 +110,16 @@ def test_constrained_latents_stay_on_their_supports(conjugate):
     assert np.all(draws["w"] > 0)
 
 
+def test_a_log_density_infinite_everywhere_is_an_error(conjugate):
+    # Negative counts: the poisson's log density is -inf at every rate. Same shapes as the
+    # fixture's data, so its compiled sampler runs again (no compile).
+    observed = dict(conjugate.target.observations, counts=-1 - COUNTS)
+    with pytest.raises(ppl.DataError, match="not finite at any of 20 starting points"):
+        ppl.nuts(conjugate.target._unconditioned() | observed, num_samples=SAMPLES,
+                 num_warmup=WARMUP, chains=CHAINS, params={"conjugate.loc": np.float32(LOC)},
+                 chain_method=METHOD)
+
+
 # ---------------------------------------------------------------- eight schools
 
 Y8 = np.array([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0], np.float32)
