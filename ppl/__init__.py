@@ -14,12 +14,14 @@ and run them on JAX.
 from . import compiler, stdlib  # noqa: F401  (the subpackages ppl.compiler and ppl.stdlib)
 from .errors import CheckError, CompileError, DataError, PPLError, SyntaxErrorPPL
 from .fitting import fit
+from .inference_data import to_arviz
 from .module import GenerativeFunction, Module, compile, load
+from .mcmc import NutsResult, nuts
 from .objective import Objective
 from .result import FitResult, summarize
 from .trace import Trace
 
-__all__ = ["load", "compile", "fit", "Module", "GenerativeFunction", "Objective", "FitResult",
-           "summarize", "Trace", "PPLError",
+__all__ = ["load", "compile", "fit", "nuts", "to_arviz", "Module", "GenerativeFunction",
+           "Objective", "FitResult", "NutsResult", "summarize", "Trace", "PPLError",
            "SyntaxErrorPPL", "CheckError", "CompileError", "DataError"]
 __version__ = "0.1.0"
