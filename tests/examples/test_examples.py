@@ -18,7 +18,7 @@ import pytest
 import ppl
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-NAMES = ["coin", "linear_regression", "eight_schools", "state_space"]
+NAMES = ["coin", "linear_regression", "eight_schools", "state_space", "cone"]
 
 
 def load_example(name: str):
@@ -206,3 +206,16 @@ def test_state_space_noise_is_standard_normal(state_space):
     by_hand = (math.log(0.5) + halfnormal_logpdf(q, 1.0) + halfnormal_logpdf(r, 1.0)
                + normal_logpdf(x, a * previous, q).sum() + normal_logpdf(y, x, r).sum())
     np.testing.assert_allclose(logp, by_hand, rtol=1e-4)
+
+
+# ---------------------------------------------------------------- the noisy cone
+
+
+def test_cone_main_runs_every_objective(capsys):
+    cone = load_example("cone")
+    values = cone.main(**cone.QUICK)
+    out = capsys.readouterr().out
+    assert set(values) == set(cone.PAPER)
+    assert all(np.isfinite(v) for v in values.values())
+    for name in cone.PAPER:
+        assert name in out

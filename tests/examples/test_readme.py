@@ -106,6 +106,7 @@ ARGS = {
     "regression": (np.linspace(-1, 1, 4).astype(np.float32), 2.0),
     "choices": (), "nested": (), "random_walk": (5,), "branches": (True,),
     "soft_constraint": (), "layer": (3, 2), "layout": (np.ones(3, np.float32),),
+    "missing": (np.array([True, False, True]),),
     "hierarchy": (np.zeros(4, np.float32), np.ones(4, np.float32)),
     "expressions": (np.arange(5.0, dtype=np.float32) - 2, np.ones((3, 4), np.float32),
                     np.array([0, 4], np.int32)),
