@@ -40,7 +40,7 @@ from typing import Any
 
 from . import ast
 from .builder import Builder
-from .diagnostics import did_you_mean, error
+from .diagnostics import Note, did_you_mean, error
 from .ir import Lit, Region, Var
 from .types import INT, REAL, ArrayType, TraceType, tree_leaves
 from .values import GenValue, MarginalValue, NormalizeValue, Ref, describe, is_generative
@@ -233,14 +233,23 @@ class CombinatorLowering:
             return {a: inner[a] for a in g.keep if a not in dict(g.observations)}
         return self.trace_fields(g.family, span)
 
-    def detach_value(self, g):
-        """``detach(g)`` for any generative value: every parameter it reaches is held."""
+    def detach_value(self, g, span=None):
+        """``detach(g)``: every parameter ``g`` reaches is held. Of an estimated density
+        (``marginal`` by importance sampling, ``normalize``) it is an error: the objectives
+        that detach a family (stl, dreg, vimco, rws, forward_kl) rely on its log density
+        being exact — its score ∇log q(z), or E_q[∇log q] = 0 — which an estimate is not."""
         if isinstance(g, GenValue):
             return dataclasses.replace(g, detached=True)
-        if isinstance(g, MarginalValue):
-            return dataclasses.replace(g, family=self.detach_value(g.family), detached=True)
-        return dataclasses.replace(g, target=self.detach_value(g.target),
-                                   family=self.detach_value(g.family))
+        if isinstance(g, MarginalValue) and g.exact:
+            return dataclasses.replace(g, family=self.detach_value(g.family, span),
+                                       detached=True)
+        raise error(f"detach() of {describe(g)}: its log density is an estimate, but holding "
+                    "its parameters is only sound for an exact log density (the objectives "
+                    "that detach a family, stl, dreg, vimco, rws and forward_kl, use its score "
+                    "or that E_q[∇log q(z)] = 0)", g.span or span,
+                    help="use elbo, iwelbo, renyi or cubo with it, or marginal(..., exact=true) "
+                         "where the auxiliaries have finite supports",
+                    notes=[Note("detached here", span)] if g.span is not None and span else ())
 
     def condition_combinator(self, g, observations: dict, span):
         if isinstance(g, NormalizeValue):

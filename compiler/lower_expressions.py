@@ -398,7 +398,7 @@ class ExpressionLowering(CombinatorLowering):
             if not is_generative(args[0]):
                 raise error(f"detach() needs a generative function, got {describe(args[0])}",
                             e.args[0].span)
-            return self.detach_value(args[0])
+            return self.detach_value(args[0], e.span)
         if self.current_decl.kind == "gen":
             raise error(f"{name}() belongs in objectives; a generative function draws with '~'",
                         e.span)
