@@ -32,7 +32,7 @@ from typing import Any
 from . import ast
 from .diagnostics import Note, Span, did_you_mean, error
 from .ir import Function, Lit, ParamInfo, Region, Var, stacked, walk
-from .library import Library, ParamSpec, bind_arguments
+from .library import LearnedParameter, Library, ParamSpec, bind_arguments
 from .types import INT, REAL, ArrayType, tree_leaves, tree_unflatten
 from .values import (DistValue, GenValue, Ref, describe, is_generative, is_static_number, literal,
                      type_of)
@@ -469,6 +469,30 @@ class Lowerer(ExpressionLowering):
                     help="a parameter's shape is fixed when the program is compiled: take it from "
                          "an int argument ('H: int'), from an argument's size ('x: real[D]' binds "
                          "D), or from 'D = shape(x)[-1]'")
+
+    def _call_function(self, name: str, args: list, kwargs: dict, span, b: Builder) -> Any:
+        """A library function's call; a learnable one (a module passed as an extern) also
+        reads its parameters, ``param[path=enc.Dense_0.kernel]``, and passes them after
+        its arguments (see ``LearnedParameter`` in library.py)."""
+        f = self.library.functions.get(name) or self.externs.get(name)
+        learned = getattr(f, "parameters", ())
+        if learned:
+            args = list(args) + [self.learned_param(name, p, span, b) for p in learned]
+        return super()._call_function(name, args, kwargs, span, b)
+
+    def learned_param(self, function: str, p: LearnedParameter, span, b: Builder) -> Var:
+        """The parameter ``<function>.<name>`` of a learnable function: one per function,
+        however many calls read it (a module passed once is one set of weights), drawn
+        at ``init`` by the initialiser the function names (its module's own init)."""
+        path = f"{function}.{p.name}"
+        if path not in self.params:
+            init = Builder("function")
+            value = init.emit1("init", p.type, [], {"name": p.initializer, "shape": p.type.shape},
+                               span=span)
+            self.params[path] = ParamInfo(path, p.type, ("real",),
+                                          Function(f"init {path}", Region([], init.eqns, [value]),
+                                                   "init", span), span)
+        return b.emit1("param", p.type, [], {"path": path}, span=span, hint=p.name.split(".")[-1])
 
     def constraint_of(self, t: ast.TypeAnn) -> tuple:
         if t.name == "simplex":
