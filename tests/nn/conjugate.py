@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import ppl
+from adev_stats import run_once
 
 X = np.random.default_rng(0).normal(0.0, np.sqrt(1.25), size=8).astype(np.float32)
 LOG_EVIDENCE = float(np.sum(-0.5 * np.log(2 * np.pi * 1.25) - X.astype(np.float64) ** 2 / 2.5))
@@ -48,7 +49,7 @@ def fit_and_estimate(module: ppl.Module, steps: int = 1000, n: int = 4000):
     result = ppl.fit(objective, steps=steps, optimizer=optax.adam(optax.cosine_decay_schedule(
         0.05, steps)), key=jax.random.PRNGKey(0), progress=False)
     keys = jax.random.split(jax.random.PRNGKey(1), n)
-    values = jax.jit(jax.vmap(lambda k: objective.value(k, result.params)))(keys)
+    values = run_once(jax.vmap(lambda k: objective.value(k, result.params)), keys)
     return objective, result, np.asarray(values, np.float64)
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import ppl
+from adev_stats import sample_estimates
 from conjugate import assert_exact_elbo, fit_and_estimate, program
 
 LAYERS = ppl.compile("""
@@ -52,6 +53,10 @@ objective detached() {
         return density(detach(q()), t)
     }
 }
+
+objective dreg_q() { return dreg(p0(), q(), 4) }
+
+objective iwelbo_q() { return iwelbo(p0(), q(), 4) }
 
 objective attached() {
     return expect {
@@ -188,6 +193,20 @@ objective mean_z(x: real[N]) {
     }
 }
 """)
+
+
+def test_dreg_sees_nested_parameters_through_rsim_and_detach():
+    """dreg (rsim(q) and detach(q)) and iwelbo estimate the same gradient of the
+    nested layer's parameters: their means agree within standard errors."""
+    params = random_like(LAYERS.iwelbo_q().init(jax.random.PRNGKey(0)))
+    _, dreg = sample_estimates(LAYERS.dreg_q(), params, n=4000, seed=1)
+    _, iwae = sample_estimates(LAYERS.iwelbo_q(), params, n=4000, seed=2)
+    assert set(dreg) == set(iwae) == {"q.loc.W", "q.loc.b"}
+    for k in dreg:
+        se = np.sqrt(dreg[k].var(0) / 4000 + iwae[k].var(0) / 4000)
+        gap = np.abs(dreg[k].mean(0) - iwae[k].mean(0))
+        assert np.all(gap < 5 * se + 1e-6), (k, gap, se)
+        assert np.all(np.abs(iwae[k].mean(0)) > 5 * se)   # a gradient that is not zero
 
 
 def test_gradients_reach_layers_called_in_plates_and_loops():
