@@ -162,6 +162,8 @@ class Sample:
 
     ``mask`` (``x ~ d(args) if m``): a bool array broadcast over the choice's
     elements; elements where it is false are drawn but add nothing to the log density.
+    ``shares`` (``y ~ g(args) shares x``): a call of a generative function with the
+    parameters of the call at ``x``.
     """
 
     target: str
@@ -171,6 +173,9 @@ class Sample:
     span: Span
     target_span: Span
     mask: Expr | None = None
+    # ``shares h1``: a generative function's call that uses the parameters of the call at h1
+    shares: str | None = None
+    shares_span: Span | None = None
 
 
 @dataclass(frozen=True)

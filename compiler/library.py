@@ -69,6 +69,18 @@ def bind_arguments(fname: str, specs: Sequence[ParamSpec], args: Sequence[Any],
     return bound
 
 
+@dataclass(frozen=True)
+class LearnedParameter:
+    """One array of a *learnable* function's parameters (a Flax or Equinox module
+    passed as an extern): its name under the function's (``Dense_0.kernel``; the
+    program's parameter is ``enc.Dense_0.kernel``), its type, and the name of the
+    library initialiser that draws its initial value (the module's own init)."""
+
+    name: str
+    type: ArrayType
+    initializer: str
+
+
 class Function(Protocol):
     """A builtin deterministic function (``exp``, ``sum``, ``@``, ...).
 
@@ -77,6 +89,12 @@ class Function(Protocol):
     value of each static one. It returns the result's ArrayType, or raises
     ``ValueError`` with a message about shapes. ``impl`` is the JAX code;
     only the backend calls it.
+
+    A *learnable* function also has ``parameters``, a tuple of
+    :class:`LearnedParameter` (a function without the attribute has none): the
+    program reads each as a parameter named ``<function>.<name>`` and passes
+    them, in order, after the call's own arguments, to its one variadic
+    parameter. Its ``result_type`` and ``impl`` see them there.
     """
 
     name: str

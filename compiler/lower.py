@@ -31,8 +31,8 @@ from typing import Any
 
 from . import ast
 from .diagnostics import Note, Span, did_you_mean, error
-from .ir import Function, Lit, ParamInfo, Region, Var, stacked
-from .library import Library, ParamSpec, bind_arguments
+from .ir import Function, Lit, ParamInfo, Region, Var, stacked, walk
+from .library import LearnedParameter, Library, ParamSpec, bind_arguments
 from .types import INT, REAL, ArrayType, tree_leaves, tree_unflatten
 from .values import (DistValue, GenValue, Ref, describe, is_generative, is_static_number, literal,
                      type_of)
@@ -59,6 +59,9 @@ class Lowerer(ExpressionLowering):
         self.externs = dict(externs or {})
         self.functions: dict[str, Function] = {}
         self.params: dict[str, ParamInfo] = {}
+        self.scope = ""  # the path the parameters being lowered are named under (specialise)
+        self.scope_free: set[str] = set()  # functions whose parameters do not depend on it
+        self.calls_here: dict[str, ast.Sample] = {}  # address -> call, in the body being lowered
         self.stack: list[str] = []
         self.estimated: dict[Var, frozenset] = {}  # var -> the expects it estimates
         self.expect_count = 0  # numbers the expects, the sources of estimates
@@ -75,16 +78,27 @@ class Lowerer(ExpressionLowering):
         dynamic = tuple((k, v) for k, v in bound.items() if isinstance(v, (Var, Lit)))
         return GenValue(name, static, dynamic, (), span)
 
-    def specialise(self, gv: GenValue) -> Function:
-        """The IR function for ``gv``'s declaration at its signature (cached)."""
+    def specialise(self, gv: GenValue, scope: str | None = None) -> Function:
+        """The IR function for ``gv``'s declaration at its signature (cached).
+
+        ``scope`` is the path its parameters are named under (see :meth:`param`):
+        None at the top level (the declaration's own name), ``"enc.h1"`` for a
+        call at address ``h1`` from a function whose scope is ``enc``. A function
+        whose parameters (or its callees') do not depend on the scope is lowered
+        once and shared; one that has scoped parameters is lowered once per scope,
+        named ``key@scope``.
+        """
         decl = self.decls[gv.decl]
         key = gv.label() + "".join(f"[{k}:{v.type!r}]" for k, v in gv.dynamic
                                    if isinstance(v, Var))
-        if key in self.functions:
+        if key in self.functions and (scope is None or key in self.scope_free):
             return self.functions[key]
+        if scope is not None and f"{key}@{scope}" in self.functions:
+            return self.functions[f"{key}@{scope}"]
         if gv.decl in self.stack:
             raise error(f"'{gv.decl}' calls itself; recursion is not supported "
                         "(use a plate or a for loop)", gv.span or decl.name_span)
+        own_scope = gv.decl if scope is None else scope
         self.stack.append(gv.decl)
         try:
             b = Builder("function")
@@ -94,22 +108,34 @@ class Lowerer(ExpressionLowering):
                 b.params.append(p)
                 b.defined.add(p)
                 env[k] = p
-            ret = self.lower_body(decl, env, b)
+            ret = self.lower_body(decl, env, b, own_scope)
         finally:
             self.stack.pop()
         leaves = [self.as_atom(x, decl.span) for x in tree_leaves(ret)] if ret is not None else []
-        fn = Function(key, Region(b.params, b.eqns, leaves), decl.kind, decl.span)
+        region = Region(b.params, b.eqns, leaves)
+        free = not _reaches_scope(region, own_scope)
+        name = key if scope is None or free else f"{key}@{scope}"
+        if name in self.functions:  # lowered at the top level before, and scope-free after all
+            return self.functions[name]
+        fn = Function(name, region, decl.kind, decl.span)
         fn.retval_tree = _type_tree(ret)  # type: ignore[attr-defined]
-        self.functions[key] = fn
+        self.functions[name] = fn
+        if free:
+            self.scope_free.add(key)
         return fn
 
-    def lower_body(self, decl: ast.Decl, env: dict, b: Builder) -> Any:
-        saved = getattr(self, "current_decl", None)
+    def lower_body(self, decl: ast.Decl, env: dict, b: Builder, scope: str | None = None) -> Any:
+        """Lower ``decl`` 's body; its parameters are named under ``scope`` (a gen's,
+        given by :meth:`specialise`), else the declaration's name (an objective's),
+        while a ``fn``, which has none, keeps its caller's."""
+        saved = (getattr(self, "current_decl", None), self.scope, self.calls_here)
         self.current_decl = decl
+        self.scope = scope if scope is not None else self.scope if decl.kind == "fn" else decl.name
+        self.calls_here = {} if decl.kind != "fn" else self.calls_here
         try:
             return self.block(decl.body, env, b, decl)
         finally:
-            self.current_decl = saved
+            self.current_decl, self.scope, self.calls_here = saved
 
     def bind_decl_args(self, decl: ast.Decl, args: list, kwargs: dict, span: Span | None) -> dict:
         names = [a.name for a in decl.args]
@@ -248,6 +274,9 @@ class Lowerer(ExpressionLowering):
         if "/" in address:
             raise error(f"address '{address}' may not contain '/', which separates nested "
                         "addresses", s.span)
+        if s.shares is not None and not isinstance(value, GenValue):
+            raise error("'shares' names the call whose parameters a generative function's call "
+                        f"uses; {describe(value)} has no parameters", s.shares_span)
         if isinstance(value, DistValue):
             estimator = self.estimator_for(s, value)
             args = [self.as_atom(a, s.value.span) for a in value.args]
@@ -277,7 +306,7 @@ class Lowerer(ExpressionLowering):
                             "condition the whole model from outside instead", s.value.span)
             if self.decls[value.decl].kind != "gen":
                 raise error(f"'{value.decl}' is not a generative function", s.value.span)
-            fn = self.specialise(value)
+            fn = self.specialise(value, self.call_scope(s, address, value))
             outs = [Var(a.type, s.target) for a in fn.body.outs]
             b.emit("call", outs, [v for _, v in value.dynamic],
                    {"callee": fn.name, "address": address}, span=s.span)
@@ -313,6 +342,23 @@ class Lowerer(ExpressionLowering):
                             s.mask.span, help="compare to make one, as in 'if y > 0.0', or "
                                               "pass a bool array")
         return literal(m) if isinstance(m, bool) else m
+
+    def call_scope(self, s: ast.Sample, address: str, value: GenValue) -> str:
+        """The scope a generative function's call names its parameters under: the
+        caller's scope and the call's address (``enc.h1``), or with ``shares h1``, the
+        scope of the earlier call at ``h1`` in the same body (its parameters)."""
+        if s.shares is None:
+            self.calls_here[address] = s
+            return f"{self.scope}.{address}"
+        other = self.calls_here.get(s.shares)
+        if other is None or s.shares == address:
+            calls = [a for a in self.calls_here if a != address]
+            raise error(f"'shares {s.shares}': there is no earlier call of a generative function "
+                        f"at address '{s.shares}' in {self.current_decl.name}", s.shares_span,
+                        help=did_you_mean(s.shares, calls) or (
+                            "name the address of an earlier call, as in 'h2 ~ layer(h1) shares h1'"
+                            if not calls else "earlier calls: " + ", ".join(calls)))
+        return f"{self.scope}.{s.shares}"
 
     def estimator_for(self, s: ast.Sample, d: DistValue) -> str:
         dist = self.library.distributions[d.name]
@@ -371,7 +417,7 @@ class Lowerer(ExpressionLowering):
         if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 <= decay < 1:
             raise error(f"running(decay) needs a number with 0 <= decay < 1, got {decay!r}",
                         call.span, help="0.9 averages over roughly the last 10 steps")
-        path = f"{self.current_decl.name}.{s.address or s.target}.baseline"
+        path = f"{self.scope}.{s.address or s.target}.baseline"
         init = Function(f"init {path}", Region([], [], [literal(0.0)]), "init", call.span)
         previous = self.params.get(path)
         if previous is None:
@@ -388,29 +434,65 @@ class Lowerer(ExpressionLowering):
                         "inside a plate, loop, branch or expect", s.span)
         t = s.type
         dims = t.dims or ()
-        shape = []
-        for d in dims:
-            if isinstance(d, str):
-                v = env.get(d)
-                if not isinstance(v, int) or isinstance(v, bool):
-                    raise error(f"dimension '{d}' of a parameter must be a static int", t.span)
-                d = v
-            shape.append(d)
+        shape = [self.param_dimension(d, s, env) for d in dims]
         constraint = self.constraint_of(t)
         if constraint[0] == "simplex" and not shape:
             raise error("a simplex parameter needs a size, like simplex[3]", t.span)
         dtype = "float32"
         ptype = ArrayType(dtype, tuple(shape))
-        path = f"{decl.name}.{s.name}"
+        path = f"{self.scope}.{s.name}"
         init_fn = self.param_init(s, ptype, env, path)
         previous = self.params.get(path)
         if previous is not None and (previous.type != ptype or previous.constraint != constraint):
             raise error(f"parameter {path} has type {ptype!r} here but {previous.type!r} in "
                         "another use of its declaration", s.span,
-                        help="a parameter's shape may not depend on the arguments of its function")
+                        help="one path names one parameter: a function called from Python with "
+                             "other argument sizes, or two calls that share parameters "
+                             "('shares'), must give it the same shape")
         if previous is None:
             self.params[path] = ParamInfo(path, ptype, constraint, init_fn, s.span)
         return b.emit1("param", ptype, [], {"path": path}, span=s.span, hint=s.name)
+
+    def param_dimension(self, d: int | str, s: ast.ParamDecl, env: dict) -> int:
+        """A dimension of a parameter's type: a number, or a name bound to a static int
+        (an ``int`` argument, a size bound by an argument's type, ``size``/``shape``)."""
+        if not isinstance(d, str):
+            return d
+        v = env.get(d)
+        if isinstance(v, int) and not isinstance(v, bool):
+            return v
+        what = (f"not defined here" if d not in env else
+                f"{describe(v)}, known only when the program runs" if isinstance(v, (Var, Lit))
+                else describe(v))
+        raise error(f"dimension '{d}' of parameter '{s.name}' must be a static int, but "
+                    f"'{d}' is {what}", s.type.span,
+                    help="a parameter's shape is fixed when the program is compiled: take it from "
+                         "an int argument ('H: int'), from an argument's size ('x: real[D]' binds "
+                         "D), or from 'D = shape(x)[-1]'")
+
+    def _call_function(self, name: str, args: list, kwargs: dict, span, b: Builder) -> Any:
+        """A library function's call; a learnable one (a module passed as an extern) also
+        reads its parameters, ``param[path=enc.Dense_0.kernel]``, and passes them after
+        its arguments (see ``LearnedParameter`` in library.py)."""
+        f = self.library.functions.get(name) or self.externs.get(name)
+        learned = getattr(f, "parameters", ())
+        if learned:
+            args = list(args) + [self.learned_param(name, p, span, b) for p in learned]
+        return super()._call_function(name, args, kwargs, span, b)
+
+    def learned_param(self, function: str, p: LearnedParameter, span, b: Builder) -> Var:
+        """The parameter ``<function>.<name>`` of a learnable function: one per function,
+        however many calls read it (a module passed once is one set of weights), drawn
+        at ``init`` by the initialiser the function names (its module's own init)."""
+        path = f"{function}.{p.name}"
+        if path not in self.params:
+            init = Builder("function")
+            value = init.emit1("init", p.type, [], {"name": p.initializer, "shape": p.type.shape},
+                               span=span)
+            self.params[path] = ParamInfo(path, p.type, ("real",),
+                                          Function(f"init {path}", Region([], init.eqns, [value]),
+                                                   "init", span), span)
+        return b.emit1("param", p.type, [], {"path": path}, span=span, hint=p.name.split(".")[-1])
 
     def constraint_of(self, t: ast.TypeAnn) -> tuple:
         if t.name == "simplex":
@@ -618,6 +700,17 @@ class Lowerer(ExpressionLowering):
         b.emit("cond", outs, [c], {}, regions, s.span)
         for (k, _), out, a, b_ in zip(kept, outs, *outs_by_branch):
             env[k] = self.mark(out, self.sources(a) | self.sources(b_))
+
+
+def _reaches_scope(region: Region, scope: str) -> bool:
+    """Whether a lowered body reads parameters named under ``scope`` (its own, or a
+    scoped callee's), so that it must be lowered again for another scope."""
+    for e in walk(region):
+        if e.op == "param" and e.attrs["path"].startswith(scope + "."):
+            return True
+        if e.op == "call" and "@" in e.attrs["callee"]:
+            return True
+    return False
 
 
 def _type_tree(ret):

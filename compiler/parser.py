@@ -210,12 +210,19 @@ class ToAst(Transformer):
 
     @v_args(meta=True)
     def sample_stmt(self, meta, children):
-        target, value, address, estimator, mask = children
+        target, value, address, shares, estimator, mask = children
+        shared, shares_span = shares if shares is not None else (None, None)
         return ast.Sample(str(target), value, address, estimator, self._span(meta), self._tok(target),
-                          mask)
+                          mask, shared, shares_span)
 
     def mask(self, children):
         return children[0]
+
+    @v_args(meta=True)
+    def shares(self, meta, children):
+        (tok,) = children
+        name = _unquote(tok, self.source) if tok.type == "STRING" else str(tok)
+        return name, self._span(meta)
 
     def address(self, children):
         return _unquote(children[0], self.source)

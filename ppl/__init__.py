@@ -17,11 +17,13 @@ from .fitting import fit
 from .inference_data import to_arviz
 from .module import GenerativeFunction, Module, compile, load
 from .mcmc import NutsResult, nuts
+from .nn import eqx_module, flax_module
 from .objective import Objective
 from .result import FitResult, summarize
 from .trace import Trace
 
 __all__ = ["load", "compile", "fit", "nuts", "to_arviz", "Module", "GenerativeFunction",
            "Objective", "FitResult", "NutsResult", "summarize", "Trace", "PPLError",
+           "flax_module", "eqx_module",
            "SyntaxErrorPPL", "CheckError", "CompileError", "DataError"]
 __version__ = "0.1.0"

@@ -95,7 +95,8 @@ class Module:
         self.source_name = name
         self.library = standard_library(externs)
         self.program = parse(source, name)
-        self.stdlib_decls = _stdlib_decls()
+        # An extern named like a standard-library declaration (an "mlp") is the program's.
+        self.stdlib_decls = tuple(d for d in _stdlib_decls() if d.name not in self.library.functions)
         check_program(self.program, self.library, self.stdlib_decls)
         self.lowerer = Lowerer(self.program, self.library, extra_decls=self.stdlib_decls)
         self.entries = EntryPoints(self.lowerer, self.library)

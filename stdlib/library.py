@@ -69,14 +69,19 @@ class StandardLibrary:
         return ParamConstraint(c)
 
     def with_externs(self, externs: dict[str, Any]) -> "StandardLibrary":
-        """A copy whose functions include Python functions passed in at load time."""
+        """A copy whose functions include Python functions passed in at load time, and
+        modules (``ppl.flax_module``) with learnable parameters and their initialisers."""
         from .externs import extern_function
 
         lib = StandardLibrary.__new__(StandardLibrary)
         lib.__dict__.update(self.__dict__)
         lib.functions = dict(self.functions)
+        lib.initializers = dict(self.initializers)
         for name, fn in externs.items():
-            lib.functions[name] = extern_function(name, fn)
+            lib.functions[name] = f = extern_function(name, fn)
+            # A learnable extern's parameters are drawn by its module's init: one initialiser
+            # each, under a dotted name no program can write (enc.Dense_0.kernel).
+            lib.initializers.update(getattr(f, "initializers", dict)())
         return lib
 
 

@@ -8,6 +8,8 @@ body as its region, whose parameters are the equation's trailing arguments;
 expand.py turns it into sampling or scoring code.
 
 After this pass no ``call`` remains, and only the entry function is kept.
+Parameter reads inside plates, loops and branches (a layer called in a plate)
+are lifted to the start of the enclosing region (:func:`hoist_params`).
 
     >>> # y = call[callee=g(), address=y]()   becomes   y/x = sample[address=y/x, ...](...)
 """
@@ -78,5 +80,38 @@ def inline(program: Program) -> Program:
         return Region(region.params, eqns, region.outs)
 
     entry = functions[program.entry]
-    new_entry = Function(entry.name, inline_region(entry.body), entry.kind, entry.span)
+    new_entry = Function(entry.name, hoist_params(inline_region(entry.body)), entry.kind,
+                         entry.span)
     return Program({entry.name: new_entry}, program.entry, program.params, program.data_scale)
+
+
+# Regions a parameter read is lifted out of: it reads the same value in every iteration
+# and branch. Others (an expect, a sim or density body) keep theirs, at their start.
+_LIFTED_FROM = ("plate", "scan", "cond")
+
+
+def hoist_params(region: Region) -> Region:
+    """``region`` with the ``param`` reads of its plates, loops and branches (a layer
+    called in a plate) moved to its start, so that an objective's derivative sees
+    them where it tracks parameters, not inside a region evaluated as pure code.
+
+        >>> # plate { %W = param[path=enc.h.W](); ... }   becomes   %W = param[...](); plate { ... }
+    """
+    lifted: list[Eqn] = []
+    body = _lift(region.eqns, lifted, top=True)
+    return Region(region.params, lifted + body, region.outs)
+
+
+def _lift(eqns: list[Eqn], lifted: list[Eqn], top: bool) -> list[Eqn]:
+    out = []
+    for e in eqns:
+        if e.op == "param" and not top:
+            lifted.append(e)
+            continue
+        if e.op in _LIFTED_FROM:
+            regions = [Region(r.params, _lift(r.eqns, lifted, top=False), r.outs)
+                       for r in e.regions]
+        else:
+            regions = [hoist_params(r) for r in e.regions]
+        out.append(Eqn(e.op, e.outs, e.args, e.attrs, regions, e.span) if e.regions else e)
+    return out

@@ -435,10 +435,13 @@ def test_initialisers_give_the_declared_shapes(pm):
     np.testing.assert_array_equal(g.init(KEY)["initialised.w"], params["initialised.w"])
 
 
-def test_parameters_of_a_called_function_keep_its_path(pm):
+def test_parameters_of_a_called_function_are_named_by_its_call(pm):
+    """inner called at address y from outer: its parameter is outer.y.s (called from
+    Python, inner's own is inner.s)."""
     g = pm.outer()
     params = g.init(KEY)
-    assert set(params) == {"inner.s"}
+    assert set(params) == {"outer.y.s"}
+    assert set(pm.inner().init(KEY)) == {"inner.s"}
     np.testing.assert_allclose(g.density({"y/x": 0.0}, params), logn(0.0, 0.0, 3.0), rtol=1e-6)
 
 
