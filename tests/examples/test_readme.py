@@ -103,6 +103,8 @@ def test_the_tour_shows_the_coin_example_as_it_is():
 
 # Arguments for simulating the reference's programs: declaration -> args.
 ARGS = {
+    "tanh_layer": (np.ones(3, np.float32), 4), "stack3": (np.ones(3, np.float32),),
+    "lstm_sequence": (np.ones((2, 2, 3), np.float32),),
     "regression": (np.linspace(-1, 1, 4).astype(np.float32), 2.0),
     "choices": (), "nested": (), "random_walk": (5,), "branches": (True,),
     "soft_constraint": (), "layer": (3, 2), "layout": (np.ones(3, np.float32),),
