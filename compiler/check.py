@@ -375,7 +375,12 @@ class _Checker:
             elif len(e.args) != want:
                 self.err(f"{name}() takes {want} argument{'s' if want > 1 else ''} but "
                          f"{len(e.args)} {'was' if len(e.args) == 1 else 'were'} given", e.span)
-            if name in ("sim", "rsim", "density") and self.decl.kind == "gen":
+            scores_a_distribution = (name == "density" and e.args
+                                     and isinstance(e.args[0], ast.Call)
+                                     and isinstance(e.args[0].func, ast.Name)
+                                     and e.args[0].func.id in lib.distributions)
+            if (name in ("sim", "rsim", "density") and self.decl.kind == "gen"
+                    and not scores_a_distribution):
                 self.err(f"{name}() belongs in objectives; a generative function draws with '~'",
                          e.span)
             if name == "detach" and self.decl.kind == "gen":

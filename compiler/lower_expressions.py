@@ -391,6 +391,8 @@ class ExpressionLowering(CombinatorLowering):
             leaves = tree_leaves(t.type.retval)
             outs = b.emit("trace_retval", [Var(lt, "ret") for lt in leaves], [t], {}, span=e.span)
             return tree_unflatten(t.type.retval, outs)
+        if name == "density" and isinstance(args[0], DistValue):
+            return self.distribution_density(args[0], args[1], e.args[1].span, b)
         if name == "detach":
             if self.current_decl.kind == "gen":
                 raise error("detach() belongs in objectives, where it holds a generative "
@@ -467,6 +469,22 @@ class ExpressionLowering(CombinatorLowering):
             attrs["scored"] = tuple(scored)
         return b.emit1("density", REAL, [trace] + [v for _, v in g.observations]
                        + [v for _, v in g.dynamic], attrs, span=span, hint="logp")
+
+    def distribution_density(self, d: DistValue, x, span, b: Builder) -> Var:
+        """``density(normal(mu, s), x)``: the log density of ``x`` summed over its elements,
+        with the library row's exact derivatives (the ``logpdf`` a choice is scored by)."""
+        x = self.as_array(x, span, f"the value scored by {d.name}")
+        want = d.value_type
+        if not _broadcasts_to(want.shape, x.type.shape):
+            raise error(f"density({d.name}(...), x) scores values of shape "
+                        f"{list(want.shape)} (or an array they broadcast to), got {x.type!r}",
+                        span, help="the value's trailing axes must match the distribution's")
+        if x.type.dtype != want.dtype:
+            x = b.emit1("fn", ArrayType(want.dtype, x.type.shape), [x], {"name": "int" if want.dtype == "int32" else "float"},
+                        span=span)
+        args = [a if isinstance(a, (Var, Lit)) else literal(a) for a in d.args]
+        return b.emit1("logpdf", REAL, [x] + args, {"dist": d.name, "form": d.form}, span=span,
+                       hint="logp")
 
     def record_trace(self, record: dict, span, b: Builder) -> Var:
         """The trace holding a record's values at its field names (addresses)."""
@@ -684,6 +702,13 @@ def _choose_form(dist, args: list, kwargs: dict):
         if set(kwargs) == set(rest):
             return form
     return None
+
+
+def _broadcasts_to(shape: tuple, target: tuple) -> bool:
+    """Whether an array of ``shape`` broadcasts to ``target`` (NumPy's rule)."""
+    if len(shape) > len(target):
+        return False
+    return all(a in (1, t) for a, t in zip(reversed(shape), reversed(target)))
 
 
 def _arg_type(a):
