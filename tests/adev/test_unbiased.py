@@ -363,6 +363,19 @@ def test_distribution_value(distributions, name):
     assert distributions.check_value(name)
 
 
+@pytest.mark.parametrize("name, params, draw", [
+    ("pareto", "param sc: real<lower=0> = 0.8", "pareto(sc, 6.0)"),
+    ("truncated_normal", "param lo: real = -0.5", "truncated_normal(0.0, 1.0, low=lo, high=1.5)"),
+])
+def test_reinforce_is_unsound_where_the_support_moves(name, params, draw):
+    """pareto's support [scale, inf) and truncated_normal's [low, high] move with their
+    parameters, like uniform's (below): REINFORCE is rejected when compiled."""
+    assert "reinforce" not in REGISTRY[name].estimators
+    case = dist_case(name, params, draw, "x", lambda q: 0.0)
+    with pytest.raises(ppl.PPLError, match=f"support of {name} moves with its parameters"):
+        ppl.compile(variant_source(case, "reinforce"))
+
+
 def test_reinforce_is_unsound_for_uniform():
     """The support of uniform(lo, hi) moves with its parameters: the score function misses
     the boundary terms, so REINFORCE would be biased (its mean gradient in hi is

@@ -460,6 +460,22 @@ def test_static_and_ordered_parameters(name, form, args, words):
         DISTRIBUTIONS[name].value_type(form, args)
 
 
+@pytest.mark.parametrize("source, words, caret", [
+    ("gen g() { c ~ lkj_cholesky(1, 2.0) }", "the dimension of lkj_cholesky must be an integer of at least 2", "^"),
+    ("gen g() { c ~ pareto(-1.0, 2.0) }", "the scale of pareto must be positive, but it is -1.0", "^^^^"),
+    ("gen g(n) { d ~ gaussian_random_walk(0.5, n) }", "num_steps must be an int known when the program is compiled",
+     "^" * len("gaussian_random_walk(0.5, n)")),
+    ("gen g() { c ~ truncated_normal(0.0, 1.0, low=2.0, high=1.0) }", "low must be below high", "^^^^"),
+])
+def test_bad_literal_and_traced_static_arguments_are_caret_errors(source, words, caret):
+    import jax.numpy as jnp
+    import ppl
+    with pytest.raises(ppl.PPLError) as error:  # a literal when compiled, the rest when bound
+        m = ppl.compile(source)
+        (m.g(jnp.array(3)) if "(n)" in source else m.g()).simulate(KEY)
+    assert words in str(error.value) and caret in str(error.value), str(error.value)
+
+
 def test_static_parameters_fix_the_value_shape():
     grw, lkj = DISTRIBUTIONS["gaussian_random_walk"], DISTRIBUTIONS["lkj_cholesky"]
     assert grw.value_type(("scale", "num_steps"), [ArrayType("float32", (2,)), 5]) == ArrayType("float32", (2, 5))

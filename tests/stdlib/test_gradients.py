@@ -352,6 +352,29 @@ def test_derivatives_at_the_boundaries():
      "symmetric positive definite"),
     ("poisson", ("rate",), "rate", 0.0, "the rate of poisson must be positive"),
     ("student_t", ("df", "loc", "scale"), "df", -2.0, "the df of student_t must be positive"),
+    ("pareto", ("scale", "alpha"), "scale", -1.0, "the scale of pareto must be positive, but it is -1.0"),
+    ("pareto", ("scale", "alpha"), "alpha", 0.0, "the alpha of pareto must be positive"),
+    ("weibull", ("scale", "concentration"), "concentration", -0.5, "the concentration of weibull must be positive"),
+    ("logistic", ("loc", "scale"), "scale", 0.0, "the scale of logistic must be positive"),
+    ("truncated_normal", ("loc", "scale", "low", "high"), "scale", -2.0, "the scale of truncated_normal must be positive"),
+    ("truncated_normal", ("loc", "scale", "low"), "low", float("inf"), "the low of truncated_normal must be a finite number"),
+    ("von_mises", ("loc", "concentration"), "concentration", 0.0, "the concentration of von_mises must be positive"),
+    ("gaussian_random_walk", ("scale", "num_steps"), "num_steps", 0,
+     "the num_steps of gaussian_random_walk must be a positive integer, but it is 0"),
+    ("gaussian_random_walk", ("scale", "num_steps"), "num_steps", 2.5, "must be a positive integer, but it is 2.5"),
+    ("lkj_cholesky", ("dimension", "concentration"), "dimension", 1,
+     "the dimension of lkj_cholesky must be an integer of at least 2, but it is 1"),
+    ("lkj_cholesky", ("dimension", "concentration"), "concentration", -1.0, "the concentration of lkj_cholesky must be positive"),
+    ("beta_binomial", ("concentration1", "concentration0", "total_count"), "total_count", 2.5,
+     "the total_count of beta_binomial must be a non-negative integer"),
+    ("beta_binomial", ("concentration1", "concentration0", "total_count"), "concentration0", 0.0, "must be positive"),
+    ("multinomial", ("total_count", "probs"), "probs", [0.2, 0.3], "must be a probability vector: non-negative, summing to 1"),
+    ("multinomial", ("total_count", "logits"), "total_count", -2, "the total_count of multinomial must be a non-negative integer"),
+    ("negative_binomial", ("total_count", "probs"), "probs", 1.0,
+     "the probs of negative_binomial must be a probability in [0, 1), but it is 1.0"),
+    ("negative_binomial", ("total_count", "logits"), "total_count", 0.0, "the total_count of negative_binomial must be positive"),
+    ("zero_inflated_poisson", ("gate", "rate"), "gate", 1.5, "the gate of zero_inflated_poisson must be a probability, in [0, 1]"),
+    ("zero_inflated_poisson", ("gate", "rate"), "rate", -1.0, "the rate of zero_inflated_poisson must be positive"),
 ])
 def test_check_literal_rejects_values_outside_the_domain(name, form, param, value, words):
     message = DISTRIBUTIONS[name].check_literal(form, param, value)
@@ -376,6 +399,12 @@ def test_check_literal_rejects_values_outside_the_domain(name, form, param, valu
     ("mvnormal", ("loc", "scale_tril"), "scale_tril", [[1.0, 0.0], [0.5, 2.0]]),
     ("mvnormal", ("loc", "covariance_matrix"), "covariance_matrix", [[2.0, 0.5], [0.5, 1.0]]),
     ("uniform", ("low", "high"), "low", -1.0),
+    ("lkj_cholesky", ("dimension", "concentration"), "dimension", 2),
+    ("gaussian_random_walk", ("scale", "num_steps"), "num_steps", 1),
+    ("negative_binomial", ("total_count", "probs"), "probs", 0.0),
+    ("negative_binomial", ("total_count", "probs"), "total_count", 0.5),  # a real total_count
+    ("zero_inflated_poisson", ("gate", "rate"), "gate", 1.0),
+    ("multinomial", ("total_count", "probs"), "probs", [0.1, 0.2, 0.7]),
 ])
 def test_check_literal_accepts_values_inside_the_domain(name, form, param, value):
     assert DISTRIBUTIONS[name].check_literal(form, param, value) is None
