@@ -17,7 +17,17 @@ the compiler and the estimators need to know about its family:
 - the weak derivative that ``mvd`` uses (``weak_derivative``, from
   ``estimators.py``), and so which gradient estimators are sound
   (``estimators``, with :meth:`~NumpyroDistribution.unsound_reason` saying
-  why one is not).
+  why one is not): ``reparam`` where numpyro's sampler is pathwise (not
+  ``von_mises``, whose sampler is a rejection sampler), ``reinforce`` where
+  the support does not move with the parameters (not ``uniform``, ``pareto``,
+  ``truncated_normal``, ``delta``), ``enum`` for a finite support of scalar
+  values (``bernoulli``, ``categorical``, and ``binomial`` and
+  ``beta_binomial`` with a literal ``total_count``; not ``multinomial``,
+  whose values are count vectors), ``mvd`` where a weak derivative is written;
+- the parameters that must be known when compiling (``static``: a walk's
+  ``num_steps`` and an LKJ ``dimension`` fix the value's shape; numpyro's
+  multinomial sampler needs its ``total_count``), reported with a caret when
+  traced.
 
 Samplers and the continuous log densities are numpyro's. numpyro's discrete
 log-probabilities are not used, because their derivatives are conventions
@@ -32,8 +42,11 @@ finite differences in float64).
 
 ``categorical(probs=p)`` is the categorical of ``p / sum(p)``: numpyro's
 sampler normalises ``p`` (it samples from ``log p``), so the log density and
-the enumerated probabilities normalise too, and every estimator agrees. A
-literal ``p`` that does not sum to 1 is an error (``check_literal``).
+the enumerated probabilities normalise too, and every estimator agrees
+(``multinomial(n, probs=p)`` likewise). A literal ``p`` that does not sum to
+1 is an error (``check_literal``). The two-sided ``truncated_normal``'s log
+density is numpyro's, of the mirror image when the interval lies above
+``loc`` (numpyro's normaliser loses its digits there).
 
 Invariants:
 
