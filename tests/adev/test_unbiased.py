@@ -100,10 +100,12 @@ class Case:
     exact_enum: bool = False  # one enumerated choice and no other randomness: exact
 
 
-def dist_case(name, params, draw, ret, expectation) -> Case:
-    """``E_{x ~ draw}[ret]``, under every estimator the registry allows for the distribution."""
+def dist_case(name, params, draw, ret, expectation, baselines=True) -> Case:
+    """``E_{x ~ draw}[ret]``, under every estimator the registry allows for the distribution
+    (and reinforce's baselines, unless ``baselines`` is False: each variant compiles its own
+    sampler, and the baselines' rule does not depend on the family)."""
     allowed = REGISTRY[draw.split("(", 1)[0]].estimators
-    variants = tuple(v for v in VARIANTS if v.split("_")[0] in allowed)
+    variants = tuple(v for v in VARIANTS if v.split("_")[0] in allowed and (baselines or "_" not in v))
     return Case(name, params, f"x ~ {draw}{{est}}\n        return {ret}", expectation, variants,
                 exact_enum=True)
 
@@ -293,38 +295,39 @@ DISTRIBUTION_CASES = [
               lambda q: _geometric(unit(q["p"]))),
     dist_case("geometric_logits", "param l: real = 0.2", "geometric(logits=l)", "float(x) * float(x)",
               lambda q: _geometric(unit(q["l"]))),
+    # the baselines of reinforce on logistic only among the families below (see dist_case)
     dist_case("logistic", "param mu: real = 0.3\n    param s: real<lower=0> = 0.7", "logistic(mu, s)", "x * x + x",
               lambda q: q["mu"] ** 2 + pos(q["s"]) ** 2 * math.pi ** 2 / 3 + q["mu"]),
     dist_case("weibull", "param l: real<lower=0> = 1.3\n    param k: real<lower=0> = 2.0", "weibull(l, k)",
-              "x * x + x", lambda q: _weibull_moment(pos(q["l"]), pos(q["k"]), 2) + _weibull_moment(pos(q["l"]), pos(q["k"]), 1)),
+              "x * x + x", lambda q: _weibull_moment(pos(q["l"]), pos(q["k"]), 2) + _weibull_moment(pos(q["l"]), pos(q["k"]), 1), baselines=False),
     # reparam only (the support [scale, inf) moves with scale); alpha > 4, so x² has a variance
     dist_case("pareto", "param sc: real<lower=0> = 0.8\n    param al: real<lower=0> = 6.0", "pareto(sc, al)",
-              "x * x + x", lambda q: (lambda s, a: a * s ** 2 / (a - 2) + a * s / (a - 1))(pos(q["sc"]), pos(q["al"]))),
+              "x * x + x", lambda q: (lambda s, a: a * s ** 2 / (a - 2) + a * s / (a - 1))(pos(q["sc"]), pos(q["al"])), baselines=False),
     # reparam only; the gradient in the lower bound goes through numpyro's inverse-cdf sampler
     dist_case("truncated_normal", "param mu: real = 0.3\n    param s: real<lower=0> = 0.9\n    param lo: real = -0.5",
               "truncated_normal(mu, s, low=lo, high=1.5)", "x * x + x",
-              lambda q: sum(_truncated_moments(q["mu"], pos(q["s"]), q["lo"], 1.5))),
+              lambda q: sum(_truncated_moments(q["mu"], pos(q["s"]), q["lo"], 1.5)), baselines=False),
     dist_case("gaussian_random_walk", "param s: real<lower=0> = 0.7", "gaussian_random_walk(s, 3)",
-              "sum(x * x) + x[2]", lambda q: 6 * pos(q["s"]) ** 2),
+              "sum(x * x) + x[2]", lambda q: 6 * pos(q["s"]) ** 2, baselines=False),
     # L[1, 0] and L[2, 0] are correlations of L Lᵀ, each with (r + 1)/2 ~ beta(η + 1/2, η + 1/2)
     dist_case("lkj_cholesky", "param eta: real<lower=0> = 1.5", "lkj_cholesky(3, eta)",
-              "x[1, 0] * x[1, 0] + x[2, 0] * x[2, 0]", lambda q: 2 / (2 * pos(q["eta"]) + 2)),
+              "x[1, 0] * x[1, 0] + x[2, 0] * x[2, 0]", lambda q: 2 / (2 * pos(q["eta"]) + 2), baselines=False),
     # reinforce only (no pathwise sampler): E[cos x] = A(κ) cos μ, E[sin x] = A(κ) sin μ, A = I1/I0
     dist_case("von_mises", "param mu: real = 0.4\n    param kappa: real<lower=0> = 1.5", "von_mises(mu, kappa)",
               "cos(x) + 2.0 * sin(x)",
               lambda q: (lambda a: a * (jnp.cos(q["mu"]) + 2 * jnp.sin(q["mu"])))(
-                  jax.scipy.special.i1e(pos(q["kappa"])) / jax.scipy.special.i0e(pos(q["kappa"])))),
+                  jax.scipy.special.i1e(pos(q["kappa"])) / jax.scipy.special.i0e(pos(q["kappa"]))), baselines=False),
     dist_case("beta_binomial", "param a: real<lower=0> = 1.5\n    param b: real<lower=0> = 0.8", "beta_binomial(a, b, 4)",
-              "float(x) * float(x)", lambda q: _beta_binomial_second_moment(pos(q["a"]), pos(q["b"]), 4)),
+              "float(x) * float(x)", lambda q: _beta_binomial_second_moment(pos(q["a"]), pos(q["b"]), 4), baselines=False),
     dist_case("multinomial", "param p: simplex[3] = [0.2, 0.5, 0.3]", "multinomial(3, p)",
               "sum([1.0, -2.0, 3.0] * float(x)) * sum([1.0, -2.0, 3.0] * float(x))",
-              lambda q: _multinomial_square(3, simplex(q["p"]), CATEGORY_VALUES)),
+              lambda q: _multinomial_square(3, simplex(q["p"]), CATEGORY_VALUES), baselines=False),
     dist_case("negative_binomial", "param r: real<lower=0> = 2.0\n    param p: real<lower=0, upper=1> = 0.3",
               "negative_binomial(r, probs=p)", "float(x) * float(x)",
-              lambda q: _negative_binomial_second_moment(pos(q["r"]), unit(q["p"]))),
+              lambda q: _negative_binomial_second_moment(pos(q["r"]), unit(q["p"])), baselines=False),
     dist_case("zero_inflated_poisson", "param g: real<lower=0, upper=1> = 0.3\n    param r: real<lower=0> = 1.5",
               "zero_inflated_poisson(g, r)", "float(x) * float(x)",
-              lambda q: (1 - unit(q["g"])) * (pos(q["r"]) + pos(q["r"]) ** 2)),
+              lambda q: (1 - unit(q["g"])) * (pos(q["r"]) + pos(q["r"]) ** 2), baselines=False),
 ]
 
 
