@@ -56,22 +56,28 @@ def _cell(text: str) -> str:
 
 
 def draws(d) -> str:
-    """``real``, ``int`` or ``real vector``: the type of one draw with scalar (or vector) arguments."""
+    """``real``, ``int``, ``real vector`` or ``real matrix``: the type of one draw with scalar (or
+    vector) arguments, and 3 for a static parameter (a number of steps, a dimension)."""
     form = d.forms[0]
-    args = [ArrayType("float32", (3,) * d.ranks.get(p, 0)) for p in form]
+    args = [3 if p in d.static else ArrayType("float32", (3,) * d.ranks.get(p, 0)) for p in form]
     if d.vector_value:
         args[0] = ArrayType("float32", (3,))
     value = d.value_type(form, args)
-    return ("int" if d.discrete else "real") + (" vector" if value.shape else "")
+    return ("int" if d.discrete else "real") + ("", " vector", " matrix")[len(value.shape)]
+
+
+def forms(d) -> str:
+    """Each form as a call, and the parameters that must be known when compiling."""
+    static = f"<br>*Static: {', '.join(sorted(d.static))}.*" if d.static else ""
+    return "<br>".join(f"`{d.name}({', '.join(f)})`" for f in d.forms) + static
 
 
 def distributions_table() -> str:
     rows = ["| distribution | parameter forms | draws | default estimator | sound estimators | description |",
             "|---|---|---|---|---|---|"]
     for d in DISTRIBUTIONS.values():
-        forms = "<br>".join(f"`{d.name}({', '.join(f)})`" for f in d.forms)
         sound = ", ".join(sorted(d.estimators))
-        rows.append(f"| `{d.name}` | {forms} | {draws(d)} | `{d.default_estimator}` | {sound} | "
+        rows.append(f"| `{d.name}` | {forms(d)} | {draws(d)} | `{d.default_estimator}` | {sound} | "
                     f"{_cell(d.doc)} |")
     return "\n".join(rows)
 

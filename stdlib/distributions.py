@@ -17,7 +17,17 @@ the compiler and the estimators need to know about its family:
 - the weak derivative that ``mvd`` uses (``weak_derivative``, from
   ``estimators.py``), and so which gradient estimators are sound
   (``estimators``, with :meth:`~NumpyroDistribution.unsound_reason` saying
-  why one is not).
+  why one is not): ``reparam`` where numpyro's sampler is pathwise (not
+  ``von_mises``, whose sampler is a rejection sampler), ``reinforce`` where
+  the support does not move with the parameters (not ``uniform``, ``pareto``,
+  ``truncated_normal``, ``delta``), ``enum`` for a finite support of scalar
+  values (``bernoulli``, ``categorical``, and ``binomial`` and
+  ``beta_binomial`` with a literal ``total_count``; not ``multinomial``,
+  whose values are count vectors), ``mvd`` where a weak derivative is written;
+- the parameters that must be known when compiling (``static``: a walk's
+  ``num_steps`` and an LKJ ``dimension`` fix the value's shape; numpyro's
+  multinomial sampler needs its ``total_count``), reported with a caret when
+  traced.
 
 Samplers and the continuous log densities are numpyro's. numpyro's discrete
 log-probabilities are not used, because their derivatives are conventions
@@ -32,8 +42,11 @@ finite differences in float64).
 
 ``categorical(probs=p)`` is the categorical of ``p / sum(p)``: numpyro's
 sampler normalises ``p`` (it samples from ``log p``), so the log density and
-the enumerated probabilities normalise too, and every estimator agrees. A
-literal ``p`` that does not sum to 1 is an error (``check_literal``).
+the enumerated probabilities normalise too, and every estimator agrees
+(``multinomial(n, probs=p)`` likewise). A literal ``p`` that does not sum to
+1 is an error (``check_literal``). The two-sided ``truncated_normal``'s log
+density is numpyro's, of the mirror image when the interval lies above
+``loc`` (numpyro's normaliser loses its digits there).
 
 Invariants:
 
@@ -127,16 +140,25 @@ def _simplex(a):
             and bool(np.all(np.abs(a.sum(-1) - 1) <= SIMPLEX_TOLERANCE)))
 
 
+def _at_least(low):
+    return lambda a: a.dtype.kind != "b" and _count(a) and bool(np.all(a >= low))
+
+
 DOMAINS: dict[str, tuple[str, Callable[[np.ndarray], bool]]] = {
     "real": ("a finite number", _is_finite),
     "positive": ("positive", lambda a: _is_finite(a) and bool(np.all(a > 0))),
     "unit": ("a probability, in [0, 1]", lambda a: bool(np.all((a >= 0) & (a <= 1)))),
     "success": ("a probability in (0, 1]", lambda a: bool(np.all((a > 0) & (a <= 1)))),
+    "below_one": ("a probability in [0, 1)", lambda a: bool(np.all((a >= 0) & (a < 1)))),
     "simplex": ("a probability vector: non-negative, summing to 1", _simplex),
     "count": ("a non-negative integer", _count),
+    "size": ("a positive integer", _at_least(1)),
+    "dimension": ("an integer of at least 2", _at_least(2)),
     "lower_cholesky": ("lower triangular with a positive diagonal", _lower_cholesky),
     "positive_definite": ("symmetric positive definite", _positive_definite),
 }
+# Domains of integers: such a parameter is kept integral (``integer_params``).
+INTEGER_DOMAINS = frozenset({"count", "size", "dimension"})
 
 
 @dataclass(frozen=True)
@@ -156,7 +178,14 @@ class NumpyroDistribution:
     last axis). ``weak_derivative(site, x, k)`` is the measure-valued
     derivative's extra tangent (``estimators.mvd``). ``moving_support``: the
     support moves with the parameters, so the score function misses boundary
-    terms and REINFORCE is biased.
+    terms and REINFORCE is biased. ``static`` names the parameters that must be
+    known when the program is compiled, because they fix the value's shape
+    (``gaussian_random_walk``'s ``num_steps``, ``lkj_cholesky``'s ``dimension``)
+    or the sampler needs them (``multinomial``'s ``total_count``). ``ordered``:
+    two parameters whose literal values must satisfy ``first < second``
+    (``truncated_normal``'s ``low`` and ``high``). ``unsound`` gives the reason
+    for an estimator that the general rules of :meth:`unsound_reason` would
+    allow or explain wrongly (``multinomial``'s vector values cannot be enumerated).
     """
 
     name: str
@@ -174,6 +203,9 @@ class NumpyroDistribution:
     pmfs: Mapping[tuple[str, ...], Callable[..., Any]] = field(default_factory=dict)
     weak_derivative: Callable[..., Any] | None = None
     moving_support: bool = False
+    static: frozenset[str] = frozenset()
+    ordered: tuple[str, str] | None = None
+    unsound: Mapping[str, str] = field(default_factory=dict)
 
     # -- what the row implies ------------------------------------------------
 
@@ -185,7 +217,7 @@ class NumpyroDistribution:
     @property
     def integer_params(self) -> frozenset[str]:
         """Parameters kept integral (``binomial``'s ``total_count``); the others are real."""
-        return frozenset(n for n, d in self.domains.items() if d == "count")
+        return frozenset(n for n, d in self.domains.items() if d in INTEGER_DOMAINS)
 
     @property
     def estimators(self) -> frozenset[str]:
@@ -195,6 +227,8 @@ class NumpyroDistribution:
     def unsound_reason(self, estimator: str) -> str | None:
         """Why ``estimator`` is unsound for this family, or None when it is sound."""
         name = self.name
+        if estimator in self.unsound:
+            return self.unsound[estimator]
         if estimator == "reparam" and not self.reparameterizable:
             return (f"{name} is discrete, so it has no reparameterisation" if self.discrete
                     else f"{name} has no pathwise sampler")
@@ -237,6 +271,7 @@ class NumpyroDistribution:
     def value_type(self, form: tuple[str, ...], args: Sequence[Any]) -> ArrayType:
         """The type of one draw, or ``ValueError`` when the argument shapes do not fit."""
         self._check_form(form, args)
+        self._check_static(form, args)
         self._check_shapes(form, args)
         try:
             return abstract_type(lambda *a: self.sample(form, a, jax.random.PRNGKey(0)), list(args))
@@ -256,7 +291,7 @@ class NumpyroDistribution:
         if self.support is None:
             return None
         self._check_form(form, args)
-        return self.support(dict(zip(form, args)))
+        return self.support(self.name, dict(zip(form, args)))
 
     def support_values(self, form: tuple[str, ...], args: Sequence[Any]) -> np.ndarray:
         """The finite support, ``0, ..., K - 1``, as ``int32`` (``ValueError`` if there is none)."""
@@ -328,6 +363,19 @@ class NumpyroDistribution:
         if len(args) != len(form):
             raise ValueError(f"{self._signature(form)} takes {len(form)} arguments, got {len(args)}")
 
+    def _check_static(self, form: tuple[str, ...], args: Sequence[Any]) -> None:
+        """Static parameters are numbers (not traced), and ``ordered`` literals are ordered."""
+        for name, value in zip(form, args):
+            if name in self.static and not isinstance(value, (int, float, np.integer, np.floating)):
+                raise ValueError(f"{self._signature(form)}: {name} must be an int known when the "
+                                 "program is compiled (a literal or an int argument), but it is traced")
+        bound = dict(zip(form, args))
+        if self.ordered and all(n in bound for n in self.ordered):
+            low, high = (bound[n] for n in self.ordered)
+            if isinstance(low, (int, float)) and isinstance(high, (int, float)) and not low < high:
+                raise ValueError(f"{self._signature(form)}: {self.ordered[0]} must be below "
+                                 f"{self.ordered[1]}, but they are {low} and {high}")
+
     def _check_shapes(self, form: tuple[str, ...], args: Sequence[Any]) -> None:
         """Explain, before tracing, the shape errors users make most."""
         shapes = [shape_of(a) for a in args]
@@ -363,17 +411,19 @@ def _as_integer(value: Any) -> Any:
     return value if jnp.issubdtype(value.dtype, jnp.integer) else value.astype(jnp.int32)
 
 
-def _row(name, forms, family, doc, *, default, domains, discrete=False, support=None, ranks=None,
-         vector_value=False, log_densities=None, pmfs=None, weak_derivative=None,
-         moving_support=False) -> NumpyroDistribution:
-    # Every continuous family here has a pathwise sampler (implicit for gamma, beta, dirichlet).
+def _row(name, forms, family, doc, *, default, domains, discrete=False, pathwise=None, support=None,
+         ranks=None, vector_value=False, log_densities=None, pmfs=None, weak_derivative=None,
+         moving_support=False, static=(), ordered=None, unsound=None) -> NumpyroDistribution:
+    # A continuous family has a pathwise sampler (implicit for gamma, beta, dirichlet) unless
+    # ``pathwise=False`` says otherwise (von_mises: numpyro's sampler is a rejection sampler).
     split = lambda fs: {tuple(f.split()): v for f, v in (fs or {}).items()}  # noqa: E731
     row = NumpyroDistribution(
         name=name, forms=tuple(tuple(f.split()) for f in forms), family=family, discrete=discrete,
-        reparameterizable=not discrete, default_estimator=default, doc=doc, domains=dict(domains),
-        ranks=dict(ranks or {}), vector_value=vector_value, support=support,
-        log_densities=split(log_densities), pmfs=split(pmfs), weak_derivative=weak_derivative,
-        moving_support=moving_support)
+        reparameterizable=not discrete if pathwise is None else pathwise, default_estimator=default,
+        doc=doc, domains=dict(domains), ranks=dict(ranks or {}), vector_value=vector_value,
+        support=support, log_densities=split(log_densities), pmfs=split(pmfs),
+        weak_derivative=weak_derivative, moving_support=moving_support, static=frozenset(static),
+        ordered=ordered, unsound=dict(unsound or {}))
     assert set(row.domains) == {p for f in row.forms for p in f}, name
     assert default in row.estimators, name
     return row
@@ -382,22 +432,23 @@ def _row(name, forms, family, doc, *, default, domains, discrete=False, support=
 # -------------------------------------------------------------- finite supports
 
 
-def _two_values(bound: Mapping[str, Any]) -> int:
+def _two_values(name: str, bound: Mapping[str, Any]) -> int:
     return 2
 
 
-def _categories(bound: Mapping[str, Any]) -> int:
+def _categories(name: str, bound: Mapping[str, Any]) -> int:
     (probabilities,) = bound.values()  # probs or logits: the last axis lists the categories
     return shape_of(probabilities)[-1]
 
 
-def _trials(bound: Mapping[str, Any]) -> int:
+def _trials(name: str, bound: Mapping[str, Any]) -> int:
+    """0 .. total_count (binomial, beta_binomial), for a count known when compiling."""
     count = bound["total_count"]
     if isinstance(count, (float, np.floating)) and float(count).is_integer() and count >= 0:
         count = int(count)  # binomial(3.0, p): a count written as a float
     if isinstance(count, (int, np.integer)) and not isinstance(count, bool):
         return int(count) + 1
-    raise SupportNotStatic("binomial", "its total_count to be a number written in the program, "
+    raise SupportNotStatic(name, "its total_count to be a number written in the program, "
                            "to know its support",
                            "write the count as a literal (binomial(10, p)), or use reinforce")
 
@@ -490,6 +541,71 @@ def _poisson(x, rate):
     return _in_support(x, _xlogy(x, rate) - rate - gammaln(x + 1), 0)
 
 
+def _negative_binomial_probs(x, total_count, probs):
+    # numpyro's GammaPoisson(r, 1/p − 1) marginal: C(x + r − 1, x)·p^x·(1 − p)^r
+    x = x.astype(probs.dtype)
+    log_choose = gammaln(x + total_count) - gammaln(total_count) - gammaln(x + 1)
+    return _in_support(x, log_choose + _xlogy(x, probs) + total_count * jnp.log1p(-probs), 0)
+
+
+def _negative_binomial_logits(x, total_count, logits):
+    x = x.astype(logits.dtype)
+    log_choose = gammaln(x + total_count) - gammaln(total_count) - gammaln(x + 1)
+    return _in_support(x, log_choose + x * logits - (x + total_count) * softplus(logits), 0)
+
+
+def _zero_inflated_poisson(x, gate, rate):
+    # 0 with probability gate, else a poisson(rate). The log1p(−gate) of the x > 0 branch is
+    # taken at a safe gate where x = 0, so that its derivative at gate = 1 is not NaN there.
+    x = x.astype(rate.dtype)
+    zero = x == 0
+    at_zero = jnp.log(gate + (1 - gate) * jnp.exp(-rate))
+    above = jnp.log1p(-jnp.where(zero, 0.0, gate)) + _xlogy(x, rate) - rate - gammaln(x + 1)
+    return _in_support(x, jnp.where(zero, at_zero, above), 0)
+
+
+def _beta_binomial(x, concentration1, concentration0, total_count):
+    a, b = concentration1, concentration0
+    x = x.astype(a.dtype)
+    n = jnp.asarray(total_count, a.dtype)
+    log_beta_ratio = (gammaln(x + a) + gammaln(n - x + b) - gammaln(n + a + b)
+                      - gammaln(a) - gammaln(b) + gammaln(a + b))
+    return _in_support(x, _log_choose(n, x) + log_beta_ratio, 0, n)
+
+
+def _multinomial_terms(x, total_count, dtype):
+    """(x as reals, log n! − Σ log x_k!, whether x is a vector of counts summing to n)."""
+    x = x.astype(dtype)
+    n = jnp.asarray(total_count, dtype)
+    inside = jnp.all(x >= 0, -1) & (jnp.sum(x, -1) == n)
+    return x, gammaln(n + 1) - jnp.sum(gammaln(x + 1), -1), inside
+
+
+def _multinomial_probs(x, total_count, probs):
+    # the multinomial of p / Σp (numpyro's sampler normalises, as for categorical)
+    x, log_coefficient, inside = _multinomial_terms(x, total_count, probs.dtype)
+    logp = log_coefficient + jnp.sum(_xlogy(x, probs), -1) - total_count * jnp.log(jnp.sum(probs, -1))
+    return jnp.where(inside, logp, -jnp.inf)
+
+
+def _multinomial_logits(x, total_count, logits):
+    x, log_coefficient, inside = _multinomial_terms(x, total_count, logits.dtype)
+    logp = log_coefficient + jnp.sum(x * logits, -1) - total_count * jax.scipy.special.logsumexp(logits, -1)
+    return jnp.where(inside, logp, -jnp.inf)
+
+
+def _truncated_normal_two_sided(x, loc, scale, low, high):
+    """numpyro's density, of the mirror image when the interval lies above loc:
+    (x, loc, low, high) -> (−x, −loc, −high, −low) has the same density, and numpyro's
+    normaliser log(Φ(high) − Φ(low)) from log Φ loses all its digits when both bounds are
+    far above loc (truncated_normal(0, 1, low=8, high=9) was 7% off in float64), not below."""
+    above = low > loc
+    sign = jnp.where(above, -1.0, 1.0)
+    mirrored = dist.TruncatedNormal(sign * loc, scale, low=jnp.where(above, -high, low),
+                                    high=jnp.where(above, -low, high))
+    return mirrored.log_prob(sign * x)
+
+
 # -------------------------------------------------------------- probabilities of support values
 
 
@@ -546,6 +662,18 @@ def _normal_diag(loc, scale):
     return dist.Normal(loc, scale).to_event(1)
 
 
+def _truncated_normal(loc, scale, low=None, high=None):
+    return dist.TruncatedNormal(loc, scale, low=low, high=high)
+
+
+def _lkj_cholesky(dimension, concentration):
+    return dist.LKJCholesky(dimension, concentration)
+
+
+def _gaussian_random_walk(scale, num_steps):
+    return dist.GaussianRandomWalk(scale, num_steps)
+
+
 _MATRIX = {"loc": 1, "scale_tril": 2, "covariance_matrix": 2, "precision_matrix": 2}
 _LOC_SCALE = {"loc": "real", "scale": "positive"}
 
@@ -576,7 +704,8 @@ _ROWS = [
     # not reinforce: the support moves with low and high, and the score function misses
     # the boundary terms, so REINFORCE is biased (tests/adev/test_unbiased.py)
     _row("uniform", ["low high"], dist.Uniform, "Uniform on the interval [low, high).",
-         default="reparam", domains={"low": "real", "high": "real"}, moving_support=True),
+         default="reparam", domains={"low": "real", "high": "real"}, moving_support=True,
+         ordered=("low", "high")),
     _row("beta", ["concentration1 concentration0"], dist.Beta,
          "Beta on (0, 1) with concentrations alpha = concentration1 and beta = concentration0.",
          default="reparam", domains={"concentration1": "positive", "concentration0": "positive"}),
@@ -589,6 +718,30 @@ _ROWS = [
          default="reparam", domains={"rate": "positive"}),
     _row("dirichlet", ["concentration"], dist.Dirichlet, "Dirichlet on the simplex, with a concentration vector.",
          default="reparam", ranks={"concentration": 1}, domains={"concentration": "positive"}),
+    _row("logistic", ["loc scale"], dist.Logistic, "Logistic with location loc and scale.",
+         default="reparam", domains=_LOC_SCALE),
+    _row("weibull", ["scale concentration"], dist.Weibull,
+         "Weibull on (0, inf) with the given scale and shape concentration.",
+         default="reparam", domains={"scale": "positive", "concentration": "positive"}),
+    # not reinforce: the support [scale, inf) moves with scale (as uniform's)
+    _row("pareto", ["scale alpha"], dist.Pareto, "Pareto on [scale, inf) with tail index alpha.",
+         default="reparam", domains={"scale": "positive", "alpha": "positive"}, moving_support=True),
+    # not reinforce: the support [low, high] moves with the bounds
+    _row("truncated_normal", ["loc scale low high", "loc scale low", "loc scale high"], _truncated_normal,
+         "Normal(loc, scale) restricted to [low, high] (either bound may be left out).",
+         default="reparam", domains={**_LOC_SCALE, "low": "real", "high": "real"}, moving_support=True,
+         ordered=("low", "high"), log_densities={"loc scale low high": _truncated_normal_two_sided}),
+    _row("gaussian_random_walk", ["scale num_steps"], _gaussian_random_walk,
+         "Gaussian random walk: a vector of num_steps partial sums of normal(0, scale) steps.",
+         default="reparam", domains={"scale": "positive", "num_steps": "size"}, static=("num_steps",)),
+    _row("lkj_cholesky", ["dimension concentration"], _lkj_cholesky,
+         "Cholesky factor of a dimension x dimension LKJ(concentration) correlation matrix.",
+         default="reparam", domains={"dimension": "dimension", "concentration": "positive"},
+         static=("dimension",)),
+    # continuous without a pathwise sampler (numpyro's is a rejection sampler)
+    _row("von_mises", ["loc concentration"], dist.VonMises,
+         "Von Mises on the circle [-pi, pi) with mean direction loc and concentration.",
+         default="reinforce", pathwise=False, domains={"loc": "real", "concentration": "positive"}),
     # a point mass moves with v: no score function
     _row("delta", ["v"], dist.Delta, "Point mass at v: the draw is v itself, with log density 0.",
          default="reparam", domains={"v": "real"}, moving_support=True),
@@ -612,6 +765,19 @@ _ROWS = [
          domains={"total_count": "count", "probs": "unit", "logits": "real"},
          log_densities={"total_count probs": _binomial_probs, "total_count logits": _binomial_logits},
          pmfs={"total_count probs": _binomial_pmf_probs, "total_count logits": _binomial_pmf_logits}),
+    _row("beta_binomial", ["concentration1 concentration0 total_count"], dist.BetaBinomial,
+         "Beta-binomial: a binomial(total_count, p) with p ~ beta(concentration1, concentration0).",
+         default="reinforce", discrete=True, support=_trials,
+         domains={"concentration1": "positive", "concentration0": "positive", "total_count": "count"},
+         log_densities={"concentration1 concentration0 total_count": _beta_binomial}),
+    # a finite support of count vectors, which enumeration (of one value per element) cannot list
+    _row("multinomial", ["total_count probs", "total_count logits"], dist.Multinomial,
+         "Multinomial: the counts of K categories in total_count draws of a categorical(probs).",
+         default="reinforce", discrete=True, ranks={"probs": 1, "logits": 1}, static=("total_count",),
+         domains={"total_count": "count", "probs": "simplex", "logits": "real"},
+         log_densities={"total_count probs": _multinomial_probs, "total_count logits": _multinomial_logits},
+         unsound={"enum": "multinomial's values are vectors of counts, and enumeration lists one "
+                          "value per element"}),
     # discrete with infinite support
     _row("poisson", ["rate"], dist.Poisson, "Poisson count with mean rate.",
          default="reinforce", discrete=True, domains={"rate": "positive"},
@@ -621,6 +787,16 @@ _ROWS = [
          default="reinforce", discrete=True, domains={"probs": "success", "logits": "real"},
          log_densities={"probs": _geometric_probs, "logits": _geometric_logits},
          weak_derivative=geometric_weak_derivative),
+    _row("negative_binomial", ["total_count probs", "total_count logits"], dist.NegativeBinomial,
+         "Negative binomial: successes (probability probs) before total_count failures; real total_count.",
+         default="reinforce", discrete=True,
+         domains={"total_count": "positive", "probs": "below_one", "logits": "real"},
+         log_densities={"total_count probs": _negative_binomial_probs,
+                        "total_count logits": _negative_binomial_logits}),
+    _row("zero_inflated_poisson", ["gate rate"], dist.ZeroInflatedPoisson,
+         "Zero-inflated Poisson: 0 with probability gate, else a poisson(rate) count.",
+         default="reinforce", discrete=True, domains={"gate": "unit", "rate": "positive"},
+         log_densities={"gate rate": _zero_inflated_poisson}),
 ]
 
 DISTRIBUTIONS: dict[str, NumpyroDistribution] = {row.name: row for row in _ROWS}

@@ -100,10 +100,12 @@ class Case:
     exact_enum: bool = False  # one enumerated choice and no other randomness: exact
 
 
-def dist_case(name, params, draw, ret, expectation) -> Case:
-    """``E_{x ~ draw}[ret]``, under every estimator the registry allows for the distribution."""
+def dist_case(name, params, draw, ret, expectation, baselines=True) -> Case:
+    """``E_{x ~ draw}[ret]``, under every estimator the registry allows for the distribution
+    (and reinforce's baselines, unless ``baselines`` is False: each variant compiles its own
+    sampler, and the baselines' rule does not depend on the family)."""
     allowed = REGISTRY[draw.split("(", 1)[0]].estimators
-    variants = tuple(v for v in VARIANTS if v.split("_")[0] in allowed)
+    variants = tuple(v for v in VARIANTS if v.split("_")[0] in allowed and (baselines or "_" not in v))
     return Case(name, params, f"x ~ {draw}{{est}}\n        return {ret}", expectation, variants,
                 exact_enum=True)
 
@@ -195,6 +197,37 @@ def _geometric(p):  # E[x²] for failures before the first success
     return (1 - p) / p ** 2 + ((1 - p) / p) ** 2
 
 
+def _truncated_moments(mu, s, lo, hi):
+    """(E[x], E[x²]) of normal(mu, s) truncated to [lo, hi]."""
+    a, b = (lo - mu) / s, (hi - mu) / s
+    z = jax.scipy.stats.norm.cdf(b) - jax.scipy.stats.norm.cdf(a)
+    pa, pb = jax.scipy.stats.norm.pdf(a), jax.scipy.stats.norm.pdf(b)
+    mean = mu + s * (pa - pb) / z
+    var = s ** 2 * (1 + (a * pa - b * pb) / z - ((pa - pb) / z) ** 2)
+    return mean, var + mean ** 2
+
+
+def _gamma_fn(x):
+    return jnp.exp(jax.scipy.special.gammaln(x))
+
+
+def _weibull_moment(scale, k, n):  # E[x^n]
+    return scale ** n * _gamma_fn(1 + n / k)
+
+
+def _negative_binomial_second_moment(r, p):  # E[x²]: successes (probability p) before r failures
+    return r * p / (1 - p) ** 2 + (r * p / (1 - p)) ** 2
+
+
+def _multinomial_square(n, p, v):  # E[(v·x)²] for x ~ multinomial(n, p)
+    return n * (p @ v ** 2 - (p @ v) ** 2) + (n * p @ v) ** 2
+
+
+def _beta_binomial_second_moment(a, b, n):
+    mean = n * a / (a + b)
+    return n * a * b * (a + b + n) / ((a + b) ** 2 * (a + b + 1)) + mean ** 2
+
+
 MVN_RET = "sum(x * x) + x[0] * x[1] + 2.0 * x[0] - x[1]"
 MVN_PARAMS = """param mu: real[2] = [0.3, -0.4]
     param a: real<lower=0> = 1.2
@@ -262,6 +295,39 @@ DISTRIBUTION_CASES = [
               lambda q: _geometric(unit(q["p"]))),
     dist_case("geometric_logits", "param l: real = 0.2", "geometric(logits=l)", "float(x) * float(x)",
               lambda q: _geometric(unit(q["l"]))),
+    # the baselines of reinforce on logistic only among the families below (see dist_case)
+    dist_case("logistic", "param mu: real = 0.3\n    param s: real<lower=0> = 0.7", "logistic(mu, s)", "x * x + x",
+              lambda q: q["mu"] ** 2 + pos(q["s"]) ** 2 * math.pi ** 2 / 3 + q["mu"]),
+    dist_case("weibull", "param l: real<lower=0> = 1.3\n    param k: real<lower=0> = 2.0", "weibull(l, k)",
+              "x * x + x", lambda q: _weibull_moment(pos(q["l"]), pos(q["k"]), 2) + _weibull_moment(pos(q["l"]), pos(q["k"]), 1), baselines=False),
+    # reparam only (the support [scale, inf) moves with scale); alpha > 4, so x² has a variance
+    dist_case("pareto", "param sc: real<lower=0> = 0.8\n    param al: real<lower=0> = 6.0", "pareto(sc, al)",
+              "x * x + x", lambda q: (lambda s, a: a * s ** 2 / (a - 2) + a * s / (a - 1))(pos(q["sc"]), pos(q["al"])), baselines=False),
+    # reparam only; the gradient in the lower bound goes through numpyro's inverse-cdf sampler
+    dist_case("truncated_normal", "param mu: real = 0.3\n    param s: real<lower=0> = 0.9\n    param lo: real = -0.5",
+              "truncated_normal(mu, s, low=lo, high=1.5)", "x * x + x",
+              lambda q: sum(_truncated_moments(q["mu"], pos(q["s"]), q["lo"], 1.5)), baselines=False),
+    dist_case("gaussian_random_walk", "param s: real<lower=0> = 0.7", "gaussian_random_walk(s, 3)",
+              "sum(x * x) + x[2]", lambda q: 6 * pos(q["s"]) ** 2, baselines=False),
+    # L[1, 0] and L[2, 0] are correlations of L Lᵀ, each with (r + 1)/2 ~ beta(η + 1/2, η + 1/2)
+    dist_case("lkj_cholesky", "param eta: real<lower=0> = 1.5", "lkj_cholesky(3, eta)",
+              "x[1, 0] * x[1, 0] + x[2, 0] * x[2, 0]", lambda q: 2 / (2 * pos(q["eta"]) + 2), baselines=False),
+    # reinforce only (no pathwise sampler): E[cos x] = A(κ) cos μ, E[sin x] = A(κ) sin μ, A = I1/I0
+    dist_case("von_mises", "param mu: real = 0.4\n    param kappa: real<lower=0> = 1.5", "von_mises(mu, kappa)",
+              "cos(x) + 2.0 * sin(x)",
+              lambda q: (lambda a: a * (jnp.cos(q["mu"]) + 2 * jnp.sin(q["mu"])))(
+                  jax.scipy.special.i1e(pos(q["kappa"])) / jax.scipy.special.i0e(pos(q["kappa"]))), baselines=False),
+    dist_case("beta_binomial", "param a: real<lower=0> = 1.5\n    param b: real<lower=0> = 0.8", "beta_binomial(a, b, 4)",
+              "float(x) * float(x)", lambda q: _beta_binomial_second_moment(pos(q["a"]), pos(q["b"]), 4), baselines=False),
+    dist_case("multinomial", "param p: simplex[3] = [0.2, 0.5, 0.3]", "multinomial(3, p)",
+              "sum([1.0, -2.0, 3.0] * float(x)) * sum([1.0, -2.0, 3.0] * float(x))",
+              lambda q: _multinomial_square(3, simplex(q["p"]), CATEGORY_VALUES), baselines=False),
+    dist_case("negative_binomial", "param r: real<lower=0> = 2.0\n    param p: real<lower=0, upper=1> = 0.3",
+              "negative_binomial(r, probs=p)", "float(x) * float(x)",
+              lambda q: _negative_binomial_second_moment(pos(q["r"]), unit(q["p"])), baselines=False),
+    dist_case("zero_inflated_poisson", "param g: real<lower=0, upper=1> = 0.3\n    param r: real<lower=0> = 1.5",
+              "zero_inflated_poisson(g, r)", "float(x) * float(x)",
+              lambda q: (1 - unit(q["g"])) * (pos(q["r"]) + pos(q["r"]) ** 2), baselines=False),
 ]
 
 
@@ -278,7 +344,8 @@ def test_every_distribution_is_tested_with_every_estimator_it_allows():
             continue
         for estimator in row.estimators:
             assert (name, estimator) in tested, f"{estimator} on {name} is not tested"
-    assert {n for n, r in REGISTRY.items() if "enum" in r.estimators} == {"bernoulli", "categorical", "binomial"}
+    assert {n for n, r in REGISTRY.items() if "enum" in r.estimators} == {
+        "bernoulli", "categorical", "binomial", "beta_binomial"}
     assert {n for n, r in REGISTRY.items() if "mvd" in r.estimators} == {
         "bernoulli", "categorical", "poisson", "geometric", "normal"}
     variants = {v for c in DISTRIBUTION_CASES for v in c.variants}
@@ -297,6 +364,19 @@ def test_distribution(distributions, name, variant):
 @pytest.mark.parametrize("name", [c.name for c in DISTRIBUTION_CASES])
 def test_distribution_value(distributions, name):
     assert distributions.check_value(name)
+
+
+@pytest.mark.parametrize("name, params, draw", [
+    ("pareto", "param sc: real<lower=0> = 0.8", "pareto(sc, 6.0)"),
+    ("truncated_normal", "param lo: real = -0.5", "truncated_normal(0.0, 1.0, low=lo, high=1.5)"),
+])
+def test_reinforce_is_unsound_where_the_support_moves(name, params, draw):
+    """pareto's support [scale, inf) and truncated_normal's [low, high] move with their
+    parameters, like uniform's (below): REINFORCE is rejected when compiled."""
+    assert "reinforce" not in REGISTRY[name].estimators
+    case = dist_case(name, params, draw, "x", lambda q: 0.0)
+    with pytest.raises(ppl.PPLError, match=f"support of {name} moves with its parameters"):
+        ppl.compile(variant_source(case, "reinforce"))
 
 
 def test_reinforce_is_unsound_for_uniform():

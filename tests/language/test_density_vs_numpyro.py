@@ -70,6 +70,24 @@ ARGS = {
                  ("total_count", "logits"): (np.int32([10, 3, 7]), reals())},
     "poisson": {("rate",): (positive(),)},
     "geometric": {("probs",): (np.float32([0.3, 0.6, 0.9]),), ("logits",): (reals(),)},
+    "logistic": {("loc", "scale"): (reals(), positive())},
+    "weibull": {("scale", "concentration"): (positive(), positive())},
+    "pareto": {("scale", "alpha"): (positive(), positive())},
+    "truncated_normal": {("loc", "scale", "low", "high"): (reals(), positive(), np.float32([-1.0, 0.5, 2.0]),
+                                                           np.float32([1.0, 3.0, 2.5])),
+                         ("loc", "scale", "low"): (reals(), positive(), np.float32([-1.0, 0.5, 2.0])),
+                         ("loc", "scale", "high"): (reals(), positive(), np.float32([-1.0, 0.5, 2.0]))},
+    "von_mises": {("loc", "concentration"): (reals(), positive())},
+    # a Python int is a static argument: written into the program as a literal
+    "gaussian_random_walk": {("scale", "num_steps"): (positive(), 4)},
+    "lkj_cholesky": {("dimension", "concentration"): (3, positive())},
+    "beta_binomial": {("concentration1", "concentration0", "total_count"): (positive(), positive(),
+                                                                             np.int32([10, 3, 7]))},
+    "multinomial": {("total_count", "probs"): (5, RNG.dirichlet(np.ones(4), N).astype(np.float32)),
+                    ("total_count", "logits"): (5, reals((N, 4)))},
+    "negative_binomial": {("total_count", "probs"): (positive(), np.float32([0.2, 0.7, 0.5])),
+                          ("total_count", "logits"): (positive(), reals())},
+    "zero_inflated_poisson": {("gate", "rate"): (np.float32([0.2, 0.7, 0.0]), positive())},
 }
 CASES = [(name, form) for name, forms in ARGS.items() for form in forms]
 
@@ -98,14 +116,34 @@ def values(name, form, args):
         return np.int32([0, 3, 2])
     if name == "binomial":
         return np.int32([4, 0, 7])
-    if name in ("poisson", "geometric"):
+    if name in ("poisson", "geometric", "negative_binomial", "zero_inflated_poisson"):
         return np.int32([0, 2, 5])
+    if name == "logistic":
+        return reals(rng=rng)
+    if name == "weibull":
+        return positive(rng=rng)
+    if name == "pareto":
+        return bound["scale"] + positive(rng=rng)
+    if name == "truncated_normal":
+        low, high = bound.get("low", bound["loc"] - 3.0), bound.get("high", bound["loc"] + 3.0)
+        return (low + rng.uniform(0.05, 0.95, N) * (high - low)).astype(np.float32)
+    if name == "von_mises":
+        return rng.uniform(-3.0, 3.0, N).astype(np.float32)
+    if name == "gaussian_random_walk":
+        return reals((N, bound["num_steps"]), rng)
+    if name == "lkj_cholesky":
+        c = np.stack([np.corrcoef(rng.normal(size=(3, 6))) for _ in range(N)])
+        return np.linalg.cholesky(c).astype(np.float32)
+    if name == "beta_binomial":
+        return np.int32([4, 0, 7])
+    if name == "multinomial":
+        return np.int32([[1, 0, 4, 0], [2, 1, 1, 1], [0, 0, 0, 5]])
     raise AssertionError(f"no values for {name}")
 
 
 def reference(name, form, args):
     """The numpyro distribution for (batched or single) arguments, written independently."""
-    kwargs = {k: jnp.asarray(v) for k, v in zip(form, args)}
+    kwargs = {k: v if isinstance(v, int) else jnp.asarray(v) for k, v in zip(form, args)}
     if name == "mvnormal_diag":
         return dist.Independent(dist.Normal(kwargs["loc"], kwargs["scale"]), 1)
     classes = {
@@ -115,7 +153,11 @@ def reference(name, form, args):
         "beta": dist.Beta, "gamma": dist.Gamma, "inverse_gamma": dist.InverseGamma,
         "exponential": dist.Exponential, "dirichlet": dist.Dirichlet, "delta": dist.Delta,
         "bernoulli": dist.Bernoulli, "categorical": dist.Categorical, "binomial": dist.Binomial,
-        "poisson": dist.Poisson, "geometric": dist.Geometric,
+        "poisson": dist.Poisson, "geometric": dist.Geometric, "logistic": dist.Logistic,
+        "weibull": dist.Weibull, "pareto": dist.Pareto, "truncated_normal": dist.TruncatedNormal,
+        "von_mises": dist.VonMises, "gaussian_random_walk": dist.GaussianRandomWalk,
+        "lkj_cholesky": dist.LKJCholesky, "beta_binomial": dist.BetaBinomial, "multinomial": dist.Multinomial,
+        "negative_binomial": dist.NegativeBinomial, "zero_inflated_poisson": dist.ZeroInflatedPoisson,
     }
     return classes[name](**kwargs)
 
@@ -125,13 +167,27 @@ def reference_logp(name, form):
     """``(args, v) -> (numpyro's log_prob of each batch element, whether v is in the support)``.
 
     Jitted: one compiled function per form (instead of one small compilation
-    per eager numpyro operation) keeps the test fast.
+    per eager numpyro operation) keeps the test fast. Static arguments (Python
+    ints) stay constants.
     """
+    static = ARGS[name][form]
+
     @jax.jit
-    def logp(args, v):
-        d = reference(name, form, args)
+    def logp(arrays, v):
+        d = reference(name, form, with_static(static, arrays))
         return d.log_prob(v), jnp.all(d.support.check(v))
-    return logp
+    return lambda args, v: logp(traced(args), v)
+
+
+def traced(args):
+    """The arguments passed as arrays: all but the static ones (Python ints)."""
+    return tuple(a for a in args if not isinstance(a, int))
+
+
+def with_static(template, arrays):
+    """``template`` (a form's arguments) with its arrays replaced by ``arrays``."""
+    arrays = iter(arrays)
+    return tuple(a if isinstance(a, int) else next(arrays) for a in template)
 
 
 def call_text(name, form, exprs):
@@ -149,18 +205,23 @@ def module(name, form):
     four keeps the suite fast); ``direct``, ``plated`` and ``looped`` draw
     one choice each, to say which way is wrong when ``every`` disagrees.
     """
-    names = [f"a{k}" for k in range(len(form))]
-    singles = [f"s{k}" for k in range(len(form))]
+    static = ARGS[name][form]
+    names = [f"a{k}" for k, a in enumerate(static) if not isinstance(a, int)]
+    singles = [f"s{k}" for k, a in enumerate(static) if not isinstance(a, int)]
     params = ", ".join(names)
-    direct = call_text(name, form, names)
-    plated = call_text(name, form, [f"{a}[i]" for a in names])
-    looped = call_text(name, form, [f"{a}[t]" for a in names])
+
+    def call(template):  # a static argument is its literal in every way of drawing
+        return call_text(name, form, [str(a) if isinstance(a, int) else template.format(f"a{k}")
+                                      for k, a in enumerate(static)])
+
+    direct, plated, looped = call("{}"), call("{}[i]"), call("{}[t]")
+    single = call_text(name, form, [str(a) if isinstance(a, int) else f"s{k}" for k, a in enumerate(static)])
     return ppl.compile(f"""
 gen direct({params}) {{ x ~ {direct} }}
 gen plated({params}, n: int) {{ plate i in n {{ x ~ {plated} }} }}
 gen looped({params}, n: int) {{ for t in n {{ x ~ {looped} }} }}
 gen every({", ".join(singles)}, {params}, n: int) {{
-    single ~ {call_text(name, form, singles)}
+    single ~ {single}
     batched ~ {direct}
     plate i in n {{ plated ~ {plated} }}
     for t in n {{ looped ~ {looped} }}
@@ -181,8 +242,9 @@ def test_density_equals_numpyro_log_prob(name, form):
     """One draw (scalar arguments), a batch (array arguments), a plate and a for loop."""
     args = ARGS[name][form]
     v = values(name, form, args)
-    single_args = tuple(a[0] for a in args)
     lp, in_support = reference_logp(name, form)(tuple(args), v)
+    args = traced(args)
+    single_args = tuple(a[0] for a in args)
     assert in_support and np.all(np.isfinite(lp))
     # The single draw has the arguments and value of the batch's first element.
     expected = {"single": float(lp[0]), "batched": float(lp.sum()), "plated": float(lp.sum()),
@@ -201,20 +263,24 @@ def test_density_equals_numpyro_log_prob(name, form):
                 f"(ppl, numpyro) by way of drawing: {wrong}")
 
 
+# The event shape of each multivariate family's draws here.
+EVENTS = {"mvnormal": (3,), "mvnormal_diag": (3,), "dirichlet": (4,), "multinomial": (4,),
+          "gaussian_random_walk": (4,), "lkj_cholesky": (3, 3)}
+
+
 def test_event_shapes_of_multivariate_choices():
     """A multivariate choice has its event dims; a batch of them puts the batch first."""
     for name, form in CASES:
-        if name not in ("mvnormal", "mvnormal_diag", "dirichlet"):
+        if name not in EVENTS:
             continue
-        args = ARGS[name][form]
-        size = args[0].shape[-1]
+        args = traced(ARGS[name][form])
         m = module(name, form)
         key = jax.random.PRNGKey(0)
         # The types of simulate's results, found without compiling the sampler.
         single, _ = jax.eval_shape(m.direct(*[a[0] for a in args]).simulate, key)
         batched, _ = jax.eval_shape(m.direct(*args).simulate, key)
-        assert single["x"].shape == (size,)
-        assert batched["x"].shape == (N, size)
+        assert single["x"].shape == EVENTS[name]
+        assert batched["x"].shape == (N,) + EVENTS[name]
 
 
 # Simulation compiles a sampler, the slow part of this file: one form per distribution
@@ -226,7 +292,7 @@ DEFAULT_FORMS = [(name, STANDARD.distributions[name].forms[0]) for name in ARGS]
 def test_simulate_then_density_gives_back_logp(name, form):
     """``density(simulate(key))`` equals the logp simulate returned, and numpyro's, on the draws."""
     args = ARGS[name][form]
-    g = module(name, form).direct(*args)
+    g = module(name, form).direct(*traced(args))
     trace, logp = g.simulate(jax.random.PRNGKey(1))
     x = trace["x"]
     assert x.shape == values(name, form, args).shape

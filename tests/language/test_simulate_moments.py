@@ -11,6 +11,7 @@ with four moments.
 import jax
 import numpy as np
 import pytest
+from scipy import stats
 
 import ppl
 
@@ -29,6 +30,13 @@ gen categorical_m(p) {{ plate i in {M} {{ x ~ categorical(p) }} }}
 gen dirichlet_m(c) {{ plate i in {M} {{ x ~ dirichlet(c) }} }}
 gen mvnormal_m(mu, L) {{ plate i in {M} {{ x ~ mvnormal(mu, L) }} }}
 gen batched_normal() {{ x ~ normal(zeros({M}) + 1.0, 2.0) }}
+gen families(steps: int, trials: int) {{
+    plate i in {M} {{
+        x_truncated ~ truncated_normal(0.5, 2.0, low=-1.0, high=3.0)
+        x_walk ~ gaussian_random_walk(1.5, steps)
+        x_multinomial ~ multinomial(trials, [0.2, 0.3, 0.5])
+    }}
+}}
 """
 
 
@@ -73,6 +81,37 @@ def sigmoid(x):
 def test_scalar_moments(m, name, mean, var):
     x = draws(getattr(m, name)())
     assert x.shape == (M,)
+    assert_moments(x, mean, var)
+
+
+def _truncated(loc, scale, low, high=np.inf):
+    d = stats.truncnorm((low - loc) / scale, (high - loc) / scale, loc, scale)
+    return d.mean(), d.var()
+
+
+# address -> (a statistic of the draws, its mean, its variance). The families whose size
+# comes from a static int argument (walk, multinomial) and a keyword form; every family's
+# sampler is checked in tests/stdlib/test_distributions.py, by the same row the program runs.
+FAMILIES = {
+    "x_truncated": (lambda x: x, *_truncated(0.5, 2.0, -1.0, 3.0)),
+    "x_walk": (lambda x: x, 0.0, 1.5 ** 2 * np.arange(1, 5)),
+    "x_multinomial": (lambda x: x, 6 * np.array([0.2, 0.3, 0.5]), 6 * np.array([0.2, 0.3, 0.5]) * np.array([0.8, 0.7, 0.5])),
+}
+
+
+@pytest.fixture(scope="module")
+def families(m):
+    """One simulate of every family above (static steps = 4 and trials = 6 as int arguments)."""
+    trace, logp = m.families(4, 6).simulate(jax.random.PRNGKey(2))
+    assert np.isfinite(logp)
+    return trace
+
+
+@pytest.mark.parametrize("address", list(FAMILIES))
+def test_family_moments(families, address):
+    statistic, mean, var = FAMILIES[address]
+    x = statistic(np.asarray(families[address], np.float64))
+    assert x.shape[0] == M
     assert_moments(x, mean, var)
 
 

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
 import pytest
-from scipy import special
+from scipy import special, stats
 
 from ppl.compiler.types import ArrayType
 from ppl.stdlib.abstract import dtype_name
@@ -49,6 +49,22 @@ EXAMPLES = {
     "binomial": {("total_count", "probs"): (10, [0.2, 0.7]), ("total_count", "logits"): (10, [-1.0, 0.5])},
     "poisson": {("rate",): ([1.0, 4.5],)},
     "geometric": {("probs",): ([0.3, 0.6],), ("logits",): ([-0.5, 1.0],)},
+    "logistic": {("loc", "scale"): ([0.0, 1.0], [1.0, 2.0])},
+    "weibull": {("scale", "concentration"): ([1.0, 2.0], [1.5, 3.0])},
+    "pareto": {("scale", "alpha"): ([1.0, 2.0], [9.0, 10.0])},  # alpha > 8: eight moments, for the SE of the variance
+    # the second interval lies above its loc: the log density is taken of the mirror image
+    "truncated_normal": {("loc", "scale", "low", "high"): ([0.0, 1.0], [1.0, 2.0], [-1.0, 2.0], [2.0, 6.0]),
+                         ("loc", "scale", "low"): ([0.0, 1.0], [1.0, 2.0], [0.5, -1.0]),
+                         ("loc", "scale", "high"): ([0.0, 1.0], [1.0, 2.0], [-0.5, 3.0])},
+    "gaussian_random_walk": {("scale", "num_steps"): ([1.0, 2.0], 4)},
+    "lkj_cholesky": {("dimension", "concentration"): (3, [1.0, 2.5])},
+    "von_mises": {("loc", "concentration"): ([0.5, -1.0], [2.0, 5.0])},
+    "beta_binomial": {("concentration1", "concentration0", "total_count"): ([2.0, 0.5], [3.0, 0.5], 10)},
+    "multinomial": {("total_count", "probs"): (5, [[0.2, 0.3, 0.5], [0.6, 0.3, 0.1]]),
+                    ("total_count", "logits"): (5, [[0.0, 1.0, -1.0], [2.0, 0.0, 0.0]])},
+    "negative_binomial": {("total_count", "probs"): ([3.0, 1.5], [0.4, 0.7]),
+                          ("total_count", "logits"): ([3.0, 1.5], [-0.5, 0.5])},
+    "zero_inflated_poisson": {("gate", "rate"): ([0.3, 0.6], [2.0, 4.5])},
 }
 CASES = [(name, form) for name, forms in EXAMPLES.items() for form in forms]
 
@@ -61,11 +77,31 @@ NUMPYRO = {
     "beta": dist.Beta, "gamma": dist.Gamma, "inverse_gamma": dist.InverseGamma, "exponential": dist.Exponential,
     "dirichlet": dist.Dirichlet, "delta": dist.Delta, "bernoulli": dist.Bernoulli, "categorical": dist.Categorical,
     "binomial": dist.Binomial, "poisson": dist.Poisson, "geometric": dist.Geometric,
+    "logistic": dist.Logistic, "weibull": dist.Weibull, "pareto": dist.Pareto,
+    "truncated_normal": lambda loc, scale, low=None, high=None: dist.TruncatedNormal(loc, scale, low=low, high=high),
+    "gaussian_random_walk": lambda scale, num_steps: dist.GaussianRandomWalk(scale, num_steps),
+    "lkj_cholesky": lambda dimension, concentration: dist.LKJCholesky(dimension, concentration),
+    "von_mises": dist.VonMises, "beta_binomial": dist.BetaBinomial, "multinomial": dist.Multinomial,
+    "negative_binomial": dist.NegativeBinomial, "zero_inflated_poisson": dist.ZeroInflatedPoisson,
 }
 
 
 def sigmoid(x):
     return 1 / (1 + np.exp(-x))
+
+
+def truncated_normal_moments(loc, scale, low=-np.inf, high=np.inf):
+    d = stats.truncnorm((low - loc) / scale, (high - loc) / scale, loc, scale)
+    return d.mean(), d.var()
+
+
+def weibull_moments(scale, k):
+    m1, m2 = special.gamma(1 + 1 / k), special.gamma(1 + 2 / k)
+    return scale * m1, scale ** 2 * (m2 - m1 ** 2)
+
+
+def negative_binomial_moments(r, p):  # successes (probability p) before r failures
+    return r * p / (1 - p), r * p / (1 - p) ** 2
 
 
 def categorical_moments(p):
@@ -99,7 +135,46 @@ MOMENTS = {
     ("poisson", ("rate",)): lambda r: (r, r),
     ("geometric", ("probs",)): lambda p: ((1 - p) / p, (1 - p) / p ** 2),
     ("geometric", ("logits",)): lambda l: ((1 - sigmoid(l)) / sigmoid(l), (1 - sigmoid(l)) / sigmoid(l) ** 2),
+    ("logistic", ("loc", "scale")): lambda m, s: (m, s ** 2 * np.pi ** 2 / 3),
+    ("weibull", ("scale", "concentration")): weibull_moments,
+    ("pareto", ("scale", "alpha")): lambda s, a: (a * s / (a - 1), s ** 2 * a / ((a - 1) ** 2 * (a - 2))),
+    ("truncated_normal", ("loc", "scale", "low", "high")): truncated_normal_moments,
+    ("truncated_normal", ("loc", "scale", "low")): truncated_normal_moments,
+    ("truncated_normal", ("loc", "scale", "high")): lambda m, s, hi: truncated_normal_moments(m, s, high=hi),
+    # step t (from 1) of the walk is a sum of t normal(0, scale) steps
+    ("gaussian_random_walk", ("scale", "num_steps")): lambda s, n: (
+        0 * s[:, None], s[:, None] ** 2 * np.arange(1, n + 1)),
+    ("beta_binomial", ("concentration1", "concentration0", "total_count")): lambda a, b, n: (
+        n * a / (a + b), n * a * b * (a + b + n) / ((a + b) ** 2 * (a + b + 1))),
+    ("multinomial", ("total_count", "probs")): lambda n, p: (n * p, n * p * (1 - p)),
+    ("multinomial", ("total_count", "logits")): lambda n, l: (
+        n * special.softmax(l, -1), n * special.softmax(l, -1) * (1 - special.softmax(l, -1))),
+    ("negative_binomial", ("total_count", "probs")): negative_binomial_moments,
+    ("negative_binomial", ("total_count", "logits")): lambda r, l: negative_binomial_moments(r, sigmoid(l)),
+    ("zero_inflated_poisson", ("gate", "rate")): lambda g, r: ((1 - g) * r, (1 - g) * r * (1 + g * r)),
 }
+
+
+def lkj_correlations(draws, concentration):
+    """The off-diagonal correlations of L Lᵀ for L ~ lkj_cholesky(3, η): each has (r + 1)/2 ~
+    beta(η + 1/2, η + 1/2) (η − 1 + d/2 in dimension d), so mean 0 and variance 1/(2η + 2)."""
+    c = np.einsum("...ij,...kj->...ik", draws, draws)
+    return c[..., [0, 0, 1], [1, 2, 2]], 0 * concentration[:, None], (1 / (2 * concentration + 2))[:, None]
+
+
+def von_mises_circular_moments(draws, loc, kappa):
+    """(cos(x − μ), sin(x − μ)) for x ~ von_mises(μ, κ): means (I1/I0, 0), variances
+    ((1 + I2/I0)/2 − (I1/I0)², (1 − I2/I0)/2)."""
+    a1, a2 = special.i1e(kappa) / special.i0e(kappa), special.iv(2, kappa) / special.iv(0, kappa)
+    centred = draws - loc
+    return (np.stack([np.cos(centred), np.sin(centred)], -1), np.stack([a1, 0 * a1], -1),
+            np.stack([(1 + a2) / 2 - a1 ** 2, (1 - a2) / 2], -1))
+
+
+# (mean, variance) of a statistic of the draws: (statistic, mean, variance) from the draws
+# and the form's arguments, where the value itself has no simple moments.
+STATISTICS = {("lkj_cholesky", ("dimension", "concentration")): lambda x, d, eta: lkj_correlations(x, eta),
+              ("von_mises", ("loc", "concentration")): von_mises_circular_moments}
 # Heavy tails have no moments: check the median, where half the draws fall below.
 MEDIANS = {("cauchy", ("loc", "scale")): lambda m, s: m, ("halfcauchy", ("scale",)): lambda s: s}
 # Every mvnormal example has covariance SPD.
@@ -126,6 +201,25 @@ ORACLES = {
     ("categorical", ("probs",)): (lambda x, p: np.log(np.asarray(p)[x]), [[0.2, 0.5, 0.3]], np.array([0, 1, 2])),
     ("categorical", ("logits",)): (lambda x, l: np.asarray(l)[x] - special.logsumexp(l), [[0.5, -1.0, 2.0]],
                                    np.array([0, 1, 2])),
+    # the rows' own formulas (exact derivatives) against scipy's
+    ("negative_binomial", ("total_count", "probs")): (
+        lambda x, r, p: stats.nbinom(r, 1 - p).logpmf(x), [2.5, 0.3], np.array([0, 1, 6])),
+    ("negative_binomial", ("total_count", "logits")): (
+        lambda x, r, l: stats.nbinom(r, 1 - sigmoid(l)).logpmf(x), [2.5, 0.7], np.array([0, 1, 6])),
+    ("beta_binomial", ("concentration1", "concentration0", "total_count")): (
+        lambda x, a, b, n: stats.betabinom(n, a, b).logpmf(x), [1.5, 0.7, 6], np.array([0, 2, 6])),
+    ("multinomial", ("total_count", "probs")): (
+        lambda x, n, p: stats.multinomial(n, p).logpmf(x), [4, [0.2, 0.0, 0.8]], np.array([[1, 0, 3], [0, 0, 4]])),
+    ("multinomial", ("total_count", "logits")): (
+        lambda x, n, l: stats.multinomial(n, special.softmax(l)).logpmf(x), [4, [0.2, -1.0, 0.8]],
+        np.array([[1, 0, 3], [2, 2, 0]])),
+    ("zero_inflated_poisson", ("gate", "rate")): (
+        lambda x, g, r: np.where(x == 0, np.log(g + (1 - g) * np.exp(-r)), np.log1p(-g) + stats.poisson(r).logpmf(x)),
+        [0.25, 1.7], np.array([0, 1, 5])),
+    # an interval far above loc, where numpyro's normaliser loses its digits
+    ("truncated_normal", ("loc", "scale", "low", "high")): (
+        lambda x, m, s, lo, hi: stats.truncnorm((lo - m) / s, (hi - m) / s, m, s).logpdf(x), [0.0, 1.0, 8.0, 9.0],
+        np.array([8.01, 8.5, 8.99])),
 }
 
 
@@ -134,23 +228,38 @@ def concrete(args):
     return [a if isinstance(a, int) else jnp.asarray(a, jnp.float32) for a in args]
 
 
+def arrays_of(args):
+    """The array arguments, which enter the compiled programs as inputs."""
+    return [a for a in concrete(args) if not isinstance(a, int)]
+
+
+def with_literals(raw, arrays):
+    """The arguments ``raw`` with its arrays replaced by ``arrays`` (traced inside the
+    programs); an integer stays a Python literal (a static num_steps or dimension)."""
+    arrays = iter(arrays)
+    return [a if isinstance(a, int) else next(arrays) for a in raw]
+
+
 def types_of(args):
     """ArrayTypes for array arguments; Python scalars stay literals."""
     return [a if isinstance(a, (int, float)) else ArrayType("float32", np.shape(a)) for a in args]
 
 
-def draws(key, case_args):
+def draws(key, case_arrays):
     """N draws for every case."""
     keys = jax.random.split(key, len(CASES))
-    return [DISTRIBUTIONS[name].sample(form, args, k, (N,)) for (name, form), args, k in zip(CASES, case_args, keys)]
+    return [DISTRIBUTIONS[name].sample(form, with_literals(EXAMPLES[name][form], arrays), k, (N,))
+            for (name, form), arrays, k in zip(CASES, case_arrays, keys)]
 
 
-def densities(xs, case_args, oracle_args):
+def densities(xs, case_arrays, oracle_inputs):
     """For every case, our and numpyro's log densities of values xs; then the oracle cases."""
+    case_args = [with_literals(EXAMPLES[name][form], arrays) for (name, form), arrays in zip(CASES, case_arrays)]
     ours = [DISTRIBUTIONS[name].log_prob(form, args, x) for (name, form), args, x in zip(CASES, case_args, xs)]
     reference = [NUMPYRO[name](**dict(zip(form, args))).log_prob(x)
                  for (name, form), args, x in zip(CASES, case_args, xs)]
-    oracles = [DISTRIBUTIONS[name].log_prob(form, args, x) for (name, form), (args, x) in zip(ORACLES, oracle_args)]
+    oracles = [DISTRIBUTIONS[name].log_prob(form, with_literals(raw, arrays), x)
+               for (name, form), (_, raw, _), (arrays, x) in zip(ORACLES, ORACLES.values(), oracle_inputs)]
     return ours, reference, oracles
 
 
@@ -161,10 +270,10 @@ def computed(quick_jit):
     Arguments enter as inputs of the programs, not as constants: XLA would
     otherwise spend its time folding the constants through the samplers.
     """
-    case_args = [concrete(EXAMPLES[name][form]) for name, form in CASES]
-    oracle_args = [(concrete(args), jnp.asarray(x)) for _, args, x in ORACLES.values()]
-    samples = quick_jit(draws, jax.random.PRNGKey(1), case_args)
-    ours, reference, oracles = quick_jit(densities, [x[:5] for x in samples], case_args, oracle_args)
+    case_arrays = [arrays_of(EXAMPLES[name][form]) for name, form in CASES]
+    oracle_inputs = [(arrays_of(args), jnp.asarray(x)) for _, args, x in ORACLES.values()]
+    samples = quick_jit(draws, jax.random.PRNGKey(1), case_arrays)
+    ours, reference, oracles = quick_jit(densities, [x[:5] for x in samples], case_arrays, oracle_inputs)
     return {"draws": dict(zip(CASES, samples)), "ours": dict(zip(CASES, ours)),
             "reference": dict(zip(CASES, reference)), "oracles": dict(zip(ORACLES, oracles))}
 
@@ -173,7 +282,7 @@ def test_examples_cover_every_distribution_and_form():
     assert set(EXAMPLES) == set(DISTRIBUTIONS) == set(NUMPYRO)
     for name, row in DISTRIBUTIONS.items():
         assert set(EXAMPLES[name]) == set(row.forms), name
-    statistics = set(MOMENTS) | set(MEDIANS) | set(COVARIANCES) | {("delta", ("v",))}
+    statistics = set(MOMENTS) | set(MEDIANS) | set(COVARIANCES) | set(STATISTICS) | {("delta", ("v",))}
     assert statistics == set(CASES)
 
 
@@ -204,8 +313,10 @@ def test_value_type_matches_draws(name, form, computed):
     assert draw.shape == jax.eval_shape(lambda: NUMPYRO[name](**dict(zip(form, args))).sample(KEY)).shape
 
 
+# The families whose value is a scalar when every argument is (not a walk, nor a matrix).
 SCALAR_CASES = [(name, form) for name, form in CASES
-                if not DISTRIBUTIONS[name].ranks and not DISTRIBUTIONS[name].vector_value]
+                if not DISTRIBUTIONS[name].ranks and not DISTRIBUTIONS[name].vector_value
+                and not DISTRIBUTIONS[name].static]
 
 
 @pytest.mark.parametrize("name, form", SCALAR_CASES)
@@ -274,6 +385,15 @@ def test_sample_moments(name, form, computed):
     five_standard_errors(draws, np.broadcast_to(mean, draws.shape[1:]), np.broadcast_to(variance, draws.shape[1:]))
 
 
+@pytest.mark.parametrize("name, form", list(STATISTICS))
+def test_statistics_of_draws(name, form, computed):
+    draws = np.asarray(computed["draws"][name, form], np.float64)
+    args = [np.asarray(a, np.float64) for a in EXAMPLES[name][form]]
+    statistic, mean, variance = STATISTICS[name, form](draws, *args)
+    five_standard_errors(statistic, np.broadcast_to(mean, statistic.shape[1:]),
+                         np.broadcast_to(variance, statistic.shape[1:]))
+
+
 @pytest.mark.parametrize("name, form", list(MEDIANS))
 def test_heavy_tailed_draws_have_the_right_median(name, form, computed):
     draws = np.asarray(computed["draws"][name, form])
@@ -317,6 +437,52 @@ def test_support_sizes_and_values():
     np.testing.assert_array_equal(values[:, 0], np.arange(5))
     values = cat.enumerate_support(("logits",), [jnp.zeros((2, 3))])
     np.testing.assert_array_equal(values[:, 0], np.arange(3))
+    beta_binomial, form = DISTRIBUTIONS["beta_binomial"], ("concentration1", "concentration0", "total_count")
+    assert beta_binomial.support_size(form, [1.0, 2.0, 6]) == 7
+    with pytest.raises(ValueError, match="beta_binomial: enumerating its values needs its total_count"):
+        beta_binomial.support_size(form, [1.0, 2.0, ArrayType("int32", ())])
+    for name in ("multinomial", "negative_binomial", "zero_inflated_poisson"):
+        assert DISTRIBUTIONS[name].support_size(DISTRIBUTIONS[name].forms[0], [1, 0.5]) is None
+
+
+@pytest.mark.parametrize("name, form, args, words", [
+    ("gaussian_random_walk", ("scale", "num_steps"), [1.0, ArrayType("int32", ())],
+     "num_steps must be an int known when the program is compiled"),
+    ("lkj_cholesky", ("dimension", "concentration"), [ArrayType("int32", ()), 1.0],
+     "dimension must be an int known when the program is compiled"),
+    ("multinomial", ("total_count", "probs"), [ArrayType("int32", ()), ArrayType("float32", (3,))],
+     "total_count must be an int known when the program is compiled"),
+    ("truncated_normal", ("loc", "scale", "low", "high"), [0.0, 1.0, 2.0, 2.0], "low must be below high"),
+    ("uniform", ("low", "high"), [1.0, 0.0], "low must be below high, but they are 1.0 and 0.0"),
+])
+def test_static_and_ordered_parameters(name, form, args, words):
+    with pytest.raises(ValueError, match=words):
+        DISTRIBUTIONS[name].value_type(form, args)
+
+
+@pytest.mark.parametrize("source, words, caret", [
+    ("gen g() { c ~ lkj_cholesky(1, 2.0) }", "the dimension of lkj_cholesky must be an integer of at least 2", "^"),
+    ("gen g() { c ~ pareto(-1.0, 2.0) }", "the scale of pareto must be positive, but it is -1.0", "^^^^"),
+    ("gen g(n) { d ~ gaussian_random_walk(0.5, n) }", "num_steps must be an int known when the program is compiled",
+     "^" * len("gaussian_random_walk(0.5, n)")),
+    ("gen g() { c ~ truncated_normal(0.0, 1.0, low=2.0, high=1.0) }", "low must be below high", "^^^^"),
+])
+def test_bad_literal_and_traced_static_arguments_are_caret_errors(source, words, caret):
+    import jax.numpy as jnp
+    import ppl
+    with pytest.raises(ppl.PPLError) as error:  # a literal when compiled, the rest when bound
+        m = ppl.compile(source)
+        (m.g(jnp.array(3)) if "(n)" in source else m.g()).simulate(KEY)
+    assert words in str(error.value) and caret in str(error.value), str(error.value)
+
+
+def test_static_parameters_fix_the_value_shape():
+    grw, lkj = DISTRIBUTIONS["gaussian_random_walk"], DISTRIBUTIONS["lkj_cholesky"]
+    assert grw.value_type(("scale", "num_steps"), [ArrayType("float32", (2,)), 5]) == ArrayType("float32", (2, 5))
+    assert lkj.value_type(("dimension", "concentration"), [4, 1.0]) == ArrayType("float32", (4, 4))
+    multinomial = DISTRIBUTIONS["multinomial"]
+    assert (multinomial.value_type(("total_count", "logits"), [7, ArrayType("float32", (2, 3))])
+            == ArrayType("int32", (2, 3)))
 
 
 @pytest.mark.parametrize("name", sorted(DISTRIBUTIONS))
@@ -334,7 +500,7 @@ def test_estimator_table_is_sound(name):
     assert row.doc and "\n" not in row.doc
 
 
-def test_values_outside_a_discrete_support_have_log_density_minus_infinity():
+def test_values_outside_a_discrete_support_have_log_density_minus_infinity(quick_jit):
     """numpyro's formulas give finite numbers there (bernoulli at 2: 2·log p − log(1 − p)),
     a silently wrong density; the rows give −inf (and a DataError is the API's to raise)."""
     cases = [("bernoulli", ("probs",), [0.3], [2, -1]), ("bernoulli", ("logits",), [0.3], [2, -1]),
@@ -343,7 +509,30 @@ def test_values_outside_a_discrete_support_have_log_density_minus_infinity():
              ("categorical", ("probs",), [jnp.array([0.2, 0.8])], [2, -1]),
              ("categorical", ("logits",), [jnp.array([0.2, 0.8])], [2, -1]),
              ("poisson", ("rate",), [2.0], [-1]), ("geometric", ("probs",), [0.3], [-1]),
-             ("geometric", ("logits",), [0.3], [-1])]
-    for name, form, args, outside in cases:
-        logp = DISTRIBUTIONS[name].log_prob(form, args, jnp.array(outside))
+             ("geometric", ("logits",), [0.3], [-1]),
+             ("beta_binomial", ("concentration1", "concentration0", "total_count"), [1.0, 2.0, 3], [4, -1]),
+             ("multinomial", ("total_count", "probs"), [3, jnp.array([0.2, 0.8])], [[1, 1], [4, -1]]),
+             ("multinomial", ("total_count", "logits"), [3, jnp.array([0.2, 0.8])], [[1, 1], [4, -1]]),
+             ("negative_binomial", ("total_count", "probs"), [2.0, 0.3], [-1]),
+             ("negative_binomial", ("total_count", "logits"), [2.0, 0.3], [-1]),
+             ("zero_inflated_poisson", ("gate", "rate"), [0.3, 2.0], [-1])]
+    assert_minus_infinity(quick_jit, cases)
+
+
+def assert_minus_infinity(quick_jit, cases):
+    """Every case's log density at its values outside the support is −inf (one program)."""
+    logps = quick_jit(lambda: [DISTRIBUTIONS[name].log_prob(form, args, jnp.array(outside))
+                               for name, form, args, outside in cases])
+    for (name, form, _, _), logp in zip(cases, logps):
         assert np.all(np.isneginf(np.asarray(logp))), (name, form, logp)
+
+
+def test_values_outside_a_bounded_continuous_support_have_log_density_minus_infinity(quick_jit):
+    cases = [("pareto", ("scale", "alpha"), [2.0, 3.0], [1.9, -1.0]),
+             ("weibull", ("scale", "concentration"), [1.0, 2.0], [-0.5]),
+             ("von_mises", ("loc", "concentration"), [0.0, 1.0], [3.5, -3.5]),
+             ("truncated_normal", ("loc", "scale", "low", "high"), [0.0, 1.0, -1.0, 2.0], [-1.1, 2.1]),
+             ("truncated_normal", ("loc", "scale", "low", "high"), [0.0, 1.0, 1.0, 2.0], [0.9, 2.1]),
+             ("truncated_normal", ("loc", "scale", "low"), [0.0, 1.0, 1.0], [0.9]),
+             ("truncated_normal", ("loc", "scale", "high"), [0.0, 1.0, 1.0], [1.1])]
+    assert_minus_infinity(quick_jit, [(n, f, [jnp.float32(a) for a in args], x) for n, f, args, x in cases])

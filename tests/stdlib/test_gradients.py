@@ -56,9 +56,34 @@ def _uniform():
     return p, p["low"] + np.array([0.1, 0.5, 0.9])[:, None] * (p["high"] - p["low"])
 
 
-def binomial(form, n, points):
-    """A binomial case with a literal total_count (enumeration needs it known)."""
-    return (form[1:], {form[1]: np.array(points, np.float64)}, values(*range(n + 1)), {"total_count": n})
+def _pareto():
+    p = grid(scale=POSITIVE, alpha=POSITIVE)  # x a fifth of scale or more above it: steps stay inside
+    return p, p["scale"] * np.array([1.2, 2.0, 5.0])[:, None]
+
+
+def _truncated_normal():
+    # loc 2 below low 2.5 (the mirrored normaliser), loc -1.3 with scale 0.4 below it by 9.5
+    # scales (far in the tail); each x at least 0.2 inside [low, high], twice the step
+    p = grid(loc=REAL, scale=POSITIVE, low=[-1.0, 2.5], high=[3.5, 6.0])
+    return p, p["low"] + np.array([0.2, 0.5, 0.8])[:, None] * (p["high"] - p["low"])
+
+
+def _one_sided(bound, sign):
+    p = grid(loc=REAL, scale=POSITIVE, **{bound: [-0.5, 2.5]})
+    return p, p[bound] + sign * np.array([0.2, 1.0, 3.0])[:, None]
+
+
+def correlation_cholesky(*correlations):
+    """Cholesky factors of 3 x 3 correlation matrices with off-diagonal (r01, r02, r12), [S, 1, 3, 3]."""
+    out = []
+    for r01, r02, r12 in correlations:
+        c = np.array([[1.0, r01, r02], [r01, 1.0, r12], [r02, r12, 1.0]])
+        out.append(np.linalg.cholesky(c))
+    return np.stack(out)[:, None]
+
+
+def counts(*rows):
+    return np.array(rows)[:, None, :]
 
 
 # Each case: (label, name, form, parameters by name (batch-first), values x (broadcasting
@@ -90,6 +115,33 @@ CASES = [
     ("categorical", ("logits",), {"logits": matrices([0.0, 0.0, 0.0], [0.0, 1.0, -2.0])}, values(0, 1, 2)),
     ("dirichlet", ("concentration",), {"concentration": matrices([1.0, 1.0, 1.0], [0.5, 2.0, 3.0])},
      np.array([[0.2, 0.3, 0.5], [0.6, 0.3, 0.1]])[:, None, :]),
+    ("logistic", ("loc", "scale"), grid(loc=REAL, scale=POSITIVE), values(-2.0, 0.3, 5.0)),
+    ("weibull", ("scale", "concentration"), grid(scale=POSITIVE, concentration=POSITIVE), values(0.05, 1.0, 3.0)),
+    ("pareto", ("scale", "alpha"), *_pareto()),
+    ("truncated_normal", ("loc", "scale", "low", "high"), *_truncated_normal()),
+    ("truncated_normal", ("loc", "scale", "low"), *_one_sided("low", 1.0)),
+    ("truncated_normal", ("loc", "scale", "high"), *_one_sided("high", -1.0)),
+    # concentration near 0 (a nearly uniform angle) and large; values near -pi and pi
+    ("von_mises", ("loc", "concentration"), grid(loc=REAL, concentration=[1e-3, 0.4, 1.0, 30.0]),
+     values(-3.1, 0.2, 3.1)),
+    ("gaussian_random_walk", ("scale", "num_steps"), grid(scale=POSITIVE),
+     np.array([[0.3, -0.5, 1.0], [0.0, 0.0, 0.0]])[:, None, :], {"num_steps": 3}),
+    # the identity, an ordinary correlation and a nearly singular one
+    ("lkj_cholesky", ("dimension", "concentration"), grid(concentration=[0.5, 1.0, 3.0]),
+     correlation_cholesky((0.0, 0.0, 0.0), (0.3, -0.2, 0.5), (0.99, 0.9, 0.9)), {"dimension": 3}),
+    ("negative_binomial", ("total_count", "probs"), grid(total_count=POSITIVE, probs=UNIT[:-1] + [0.9]),
+     values(0, 1, 4)),
+    ("negative_binomial", ("total_count", "logits"), grid(total_count=POSITIVE, logits=LOGITS), values(0, 1, 4)),
+    # gate 1e-6, not 1e-9: its derivative at x > 0 is -1/(1 - gate) ≈ -1, which a difference
+    # of log densities near -15 over steps of 1e-10 cannot resolve to 1e-5
+    ("zero_inflated_poisson", ("gate", "rate"), grid(gate=[1e-6, 0.3, 0.5, 1 - 1e-9], rate=[0.05, 0.4, 3.0]),
+     values(0, 1, 4)),
+    # probabilities near 0 with a zero count there, and unnormalised (the multinomial of p / sum(p))
+    ("multinomial", ("total_count", "probs"),
+     {"probs": matrices([0.2, 0.3, 0.5], [1e-9, 0.5, 0.5 - 1e-9], [0.4, 1.0, 2.0])},
+     counts([0, 1, 3], [1, 1, 2], [0, 0, 4]), {"total_count": 4}),
+    ("multinomial", ("total_count", "logits"), {"logits": matrices([0.0, 0.0, 0.0], [0.0, 1.0, -2.0])},
+     counts([0, 1, 3], [4, 0, 0]), {"total_count": 4}),
     ("mvnormal_diag", ("loc", "scale"),
      {"loc": matrices([0.0, 0.0], [1.0, -2.0]), "scale": matrices([1.0, 1.0], [0.5, 3.0])},
      np.array([[0.0, 0.5], [-1.0, 2.0]])[:, None, :]),
@@ -99,24 +151,28 @@ CASES = [
     for matrix, m in [("scale_tril", np.linalg.cholesky(SPD)), ("covariance_matrix", SPD),
                       ("precision_matrix", np.linalg.inv(SPD))]
 ]
-# binomial: total_count 0, 1 and 5 (a literal), each with its whole support as values
-CASES += [("binomial", ("total_count", f), {f: np.array(points, np.float64)}, values(*range(n + 1)), n)
-          for n in (0, 1, 5) for f, points in (("probs", UNIT), ("logits", LOGITS))]
-CASES = [case if len(case) == 5 else case + (None,) for case in CASES]
+# binomial and beta_binomial: total_count 0, 1 and 5 (a literal), each with its whole support as values
+CASES += [("binomial", ("total_count", f), {f: np.array(points, np.float64)}, values(*range(n + 1)),
+           {"total_count": n}) for n in (0, 1, 5) for f, points in (("probs", UNIT), ("logits", LOGITS))]
+CASES += [("beta_binomial", ("concentration1", "concentration0", "total_count"),
+           grid(concentration1=[0.01] + POSITIVE, concentration0=POSITIVE), values(*range(n + 1)), {"total_count": n})
+          for n in (0, 1, 5)]
+# the literal arguments of each case (a count, a number of steps, a dimension), by name
+CASES = [case if len(case) == 5 else case + ({},) for case in CASES]
 # delta's density is 0 at v and -inf elsewhere: no difference quotient exists (its
 # derivative at x = v, 0, is checked by test_delta_log_density_is_constant).
 NOT_DIFFERENCED = {"delta"}
 
 
 def case_id(case):
-    name, form, _, _, count = case
-    return f"{name}({', '.join(form)})" + ("" if count is None else f"[n={count}]")
+    name, form, _, _, literals = case
+    return f"{name}({', '.join(form)})" + "".join(f"[{k}={v}]" for k, v in literals.items())
 
 
 def arguments(case, params):
-    """The row's arguments: the parameters by name, the literal total_count as an int."""
-    name, form, _, _, count = case
-    return [count if n == "total_count" else params[n] for n in form]
+    """The row's arguments: the parameters by name, the literal ones (a count) as ints."""
+    name, form, _, _, literals = case
+    return [literals[n] if n in literals else params[n] for n in form]
 
 
 def direction_and_step(row, name, value):
@@ -132,7 +188,8 @@ def direction_and_step(row, name, value):
         direction = np.array([1.0, -0.5, 0.3])
     else:  # unequal entries, so that no symmetry hides a wrong entry
         direction = np.linspace(1.0, 0.5, value.shape[-1]) if value.ndim > 1 else np.ones(())
-    room = {"unit": np.minimum(value, 1 - value), "success": np.minimum(value, 1 - value), "positive": np.minimum(value, 1.0),
+    room = {"unit": np.minimum(value, 1 - value), "success": np.minimum(value, 1 - value),
+            "below_one": np.minimum(value, 1 - value), "positive": np.minimum(value, 1.0),
             "simplex": value}.get(domain, np.ones_like(value))
     step = 0.1 * room.reshape(value.shape[0], -1).min(1)  # one step per batch element
     return np.broadcast_to(direction, value.shape), step
@@ -205,7 +262,7 @@ def test_cases_cover_every_distribution_and_form():
     assert NOT_DIFFERENCED <= set(DISTRIBUTIONS)
 
 
-DERIVATIVES = [(case_id(c), n, what) for c in CASES for n in c[1] if n != "total_count"
+DERIVATIVES = [(case_id(c), n, what) for c in CASES for n in c[1] if n not in DISTRIBUTIONS[c[0]].integer_params
                for what in (("log_prob", "probs") if DISTRIBUTIONS[c[0]].enumerable else ("log_prob",))]
 
 
@@ -295,6 +352,29 @@ def test_derivatives_at_the_boundaries():
      "symmetric positive definite"),
     ("poisson", ("rate",), "rate", 0.0, "the rate of poisson must be positive"),
     ("student_t", ("df", "loc", "scale"), "df", -2.0, "the df of student_t must be positive"),
+    ("pareto", ("scale", "alpha"), "scale", -1.0, "the scale of pareto must be positive, but it is -1.0"),
+    ("pareto", ("scale", "alpha"), "alpha", 0.0, "the alpha of pareto must be positive"),
+    ("weibull", ("scale", "concentration"), "concentration", -0.5, "the concentration of weibull must be positive"),
+    ("logistic", ("loc", "scale"), "scale", 0.0, "the scale of logistic must be positive"),
+    ("truncated_normal", ("loc", "scale", "low", "high"), "scale", -2.0, "the scale of truncated_normal must be positive"),
+    ("truncated_normal", ("loc", "scale", "low"), "low", float("inf"), "the low of truncated_normal must be a finite number"),
+    ("von_mises", ("loc", "concentration"), "concentration", 0.0, "the concentration of von_mises must be positive"),
+    ("gaussian_random_walk", ("scale", "num_steps"), "num_steps", 0,
+     "the num_steps of gaussian_random_walk must be a positive integer, but it is 0"),
+    ("gaussian_random_walk", ("scale", "num_steps"), "num_steps", 2.5, "must be a positive integer, but it is 2.5"),
+    ("lkj_cholesky", ("dimension", "concentration"), "dimension", 1,
+     "the dimension of lkj_cholesky must be an integer of at least 2, but it is 1"),
+    ("lkj_cholesky", ("dimension", "concentration"), "concentration", -1.0, "the concentration of lkj_cholesky must be positive"),
+    ("beta_binomial", ("concentration1", "concentration0", "total_count"), "total_count", 2.5,
+     "the total_count of beta_binomial must be a non-negative integer"),
+    ("beta_binomial", ("concentration1", "concentration0", "total_count"), "concentration0", 0.0, "must be positive"),
+    ("multinomial", ("total_count", "probs"), "probs", [0.2, 0.3], "must be a probability vector: non-negative, summing to 1"),
+    ("multinomial", ("total_count", "logits"), "total_count", -2, "the total_count of multinomial must be a non-negative integer"),
+    ("negative_binomial", ("total_count", "probs"), "probs", 1.0,
+     "the probs of negative_binomial must be a probability in [0, 1), but it is 1.0"),
+    ("negative_binomial", ("total_count", "logits"), "total_count", 0.0, "the total_count of negative_binomial must be positive"),
+    ("zero_inflated_poisson", ("gate", "rate"), "gate", 1.5, "the gate of zero_inflated_poisson must be a probability, in [0, 1]"),
+    ("zero_inflated_poisson", ("gate", "rate"), "rate", -1.0, "the rate of zero_inflated_poisson must be positive"),
 ])
 def test_check_literal_rejects_values_outside_the_domain(name, form, param, value, words):
     message = DISTRIBUTIONS[name].check_literal(form, param, value)
@@ -319,6 +399,12 @@ def test_check_literal_rejects_values_outside_the_domain(name, form, param, valu
     ("mvnormal", ("loc", "scale_tril"), "scale_tril", [[1.0, 0.0], [0.5, 2.0]]),
     ("mvnormal", ("loc", "covariance_matrix"), "covariance_matrix", [[2.0, 0.5], [0.5, 1.0]]),
     ("uniform", ("low", "high"), "low", -1.0),
+    ("lkj_cholesky", ("dimension", "concentration"), "dimension", 2),
+    ("gaussian_random_walk", ("scale", "num_steps"), "num_steps", 1),
+    ("negative_binomial", ("total_count", "probs"), "probs", 0.0),
+    ("negative_binomial", ("total_count", "probs"), "total_count", 0.5),  # a real total_count
+    ("zero_inflated_poisson", ("gate", "rate"), "gate", 1.0),
+    ("multinomial", ("total_count", "probs"), "probs", [0.1, 0.2, 0.7]),
 ])
 def test_check_literal_accepts_values_inside_the_domain(name, form, param, value):
     assert DISTRIBUTIONS[name].check_literal(form, param, value) is None
@@ -327,8 +413,9 @@ def test_check_literal_accepts_values_inside_the_domain(name, form, param, value
 def test_every_parameter_has_a_domain():
     for name, row in DISTRIBUTIONS.items():
         assert set(row.domains) == {p for f in row.forms for p in f}, name
-    assert DISTRIBUTIONS["binomial"].integer_params == {"total_count"}
-    assert all(not row.integer_params for name, row in DISTRIBUTIONS.items() if name != "binomial")
+    integral = {"binomial": {"total_count"}, "beta_binomial": {"total_count"}, "multinomial": {"total_count"},
+                "gaussian_random_walk": {"num_steps"}, "lkj_cholesky": {"dimension"}}
+    assert {name: row.integer_params for name, row in DISTRIBUTIONS.items() if row.integer_params} == integral
 
 
 def test_softplus_first_and_second_derivatives_are_exact_everywhere():
