@@ -23,7 +23,12 @@ continuation simply "the equations after this one".
   passes ``s`` to ``k`` and the interpreter accumulates it (``acc``), adding
   ``ℓ·S + T`` where the block ends. The same accumulation lets reparam and
   reinforce run inside ``for`` loops (``lax.scan``), where no continuation
-  exists; enum and mvd there are rejected.
+  exists; a loop with an enum or mvd choice was unrolled before
+  (``passes/unroll.py``), so its choices' continuations are the later steps.
+- **Alternatives** (``Site.contract_alternatives``) need only the value ℓ of
+  the continuation at other values of a choice: it runs ``values_only``,
+  without tangents, so the choices after it call their continuation once
+  (linear, not exponential, cost along an unrolled loop).
 - **Traced ``if``**: a condition batched over plates selects elementwise
   between both branches (``lax.cond`` cannot be batched inside the custom
   JVP); an unbatched one is a ``lax.cond``.

@@ -61,6 +61,25 @@ objective chain_objective(T: int) {
     }
 }
 
+# A hidden Markov model and a family that is a chain too: the ELBO's model density keeps its
+# loop (a scan without choices), the family's loop is unrolled.
+gen hmm(T: int) {
+    z = 0
+    for t in T {
+        z ~ bernoulli(where(z == 1, 0.8, 0.3))
+        x ~ normal(float(z) * 2.0 - 1.0, 1.0)
+    }
+}
+
+gen hmm_guide(T: int) {
+    param a: real = 0.5
+    param w: real[T] = 0.2
+    z = 0
+    for t in T {
+        z ~ bernoulli(logits=w[t] + a * float(z))
+    }
+}
+
 # A loop in a loop, and a plate in a loop: both unrolled around their choices.
 objective nested() {
     param p: real<lower=0, upper=1> = 0.3
@@ -217,6 +236,32 @@ def test_a_wrong_mvd_rule_fails_the_check(monkeypatch):
     _, grads = exact_value_and_grad()
     _, estimates = sample_estimates(obj, params_of(obj), n=20_000)
     assert not check_all(estimates, grads)
+
+
+def test_the_elbo_of_a_hidden_markov_model_is_exact(module):
+    """ppl.stdlib.elbo with a chain family: the family's enumerated choices see the model's
+    density of every later step (a scan over the observations) in their continuation."""
+    xs = np.float32([0.5, -1.2, 1.5])
+    obj = ppl.stdlib.elbo(module.hmm(3) | {"x": xs}, module.hmm_guide(3))
+    params = {k: jnp.asarray(v, jnp.float32) for k, v in obj.init(jax.random.PRNGKey(0)).items()}
+    params["hmm_guide.w"] = jnp.float32([0.2, -0.4, 0.9])
+
+    def elbo(q):
+        z = np.array(list(itertools.product([0, 1], repeat=3)))
+        prev = np.concatenate([np.zeros((8, 1), int), z[:, :-1]], 1)
+        logits = q["hmm_guide.w"] + q["hmm_guide.a"] * prev
+        log_q = jnp.sum(jnp.where(z == 1, jax.nn.log_sigmoid(logits), jax.nn.log_sigmoid(-logits)), 1)
+        pz = np.where(prev == 1, 0.8, 0.3)
+        log_p = np.sum(np.log(np.where(z == 1, pz, 1 - pz))
+                       + jax.scipy.stats.norm.logpdf(xs, 2.0 * z - 1.0, 1.0), 1)
+        return jnp.sum(jnp.exp(log_q) * (log_p - log_q))
+
+    value, grads = jax.value_and_grad(elbo)(params)
+    values, estimates = sample_estimates(obj, params, n=8)
+    np.testing.assert_allclose(values, float(value), rtol=1e-5)
+    for k in grads:
+        np.testing.assert_allclose(estimates[k], np.broadcast_to(grads[k], estimates[k].shape),
+                                   rtol=1e-5, atol=1e-6)
 
 
 # ---------------------------------------------------------------- nesting
