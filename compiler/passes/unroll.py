@@ -127,6 +127,7 @@ class _Unroller:
                 help=f"use reinforce for the choices of long loops (with reinforce, or "
                      f"obj.with_estimators({{{first.attrs['address']!r}: 'reinforce'}}) from "
                      "Python): a loop of reparam and reinforce choices stays a lax.scan")
+        self.count_paths(e, budget)
         body = e.regions[0]
         index, carry_params, mapped_params = body.params[0], body.params[1:1 + c], body.params[1 + c:]
         carry: list[Atom] = list(e.args[:c])
@@ -140,7 +141,7 @@ class _Unroller:
                 eqns.append(Eqn("index", [subst[p]], [xs], {"spec": (("c", t),)}, [], e.span))
             step = copy_region(Region([], body.eqns, body.outs), subst)
             eqns.extend(step.eqns)
-            self.spend(step.eqns, e, budget)
+            self.note_reruns(step.eqns, e, budget)
             carry = step.outs[:c]
             for parts, y in zip(stacked, step.outs[c:]):
                 parts.append(y)
@@ -150,28 +151,46 @@ class _Unroller:
             eqns.extend(_stack(out, parts, e))
         return eqns
 
-    def spend(self, eqns: list[Eqn], loop: Eqn, budget: _Budget, in_plate: bool = False) -> None:
-        """Count one step's choices against the limits: an enumerated scalar choice
-        multiplies the paths; an mvd or batched enumerated one re-runs the rest."""
+    def count_paths(self, e: Eqn, budget: _Budget) -> None:
+        """Multiply the block's paths by those of loop ``e``: each step multiplies them by the
+        support sizes of the step's enumerated scalar choices (enum continues with each)."""
+        n = e.attrs["length"]
+        enumerated = [(d, size) for d in e.regions[0].eqns if d.op == "draw"
+                      if (size := self.enumerated_size(d)) is not None]
+        if not enumerated:
+            return
+        per_step = 1
+        for _, size in enumerated:
+            per_step *= size
+        before, budget.paths = budget.paths, budget.paths * per_step ** n
+        if budget.paths <= MAX_PATHS:
+            return
+        first = enumerated[0][0]
+        what = (f"the choice at address '{first.attrs['address']}' ({per_step} values)"
+                if len(enumerated) == 1 else "the choices at addresses " + ", ".join(
+                    f"'{d.attrs['address']}'" for d, _ in enumerated)
+                + f" ({'·'.join(str(size) for _, size in enumerated)} values)")
+        raise error(
+            f"enum sums over every path through the unrolled loops of an expect block, and "
+            f"this loop's {n} step{'s' if n != 1 else ''}, each enumerating {what}, make "
+            f"{budget.paths} of them"
+            + (f" (with the {before} of the loops before or around it)" if before > 1 else "")
+            + f", more than the limit of {MAX_PATHS}", first.span,
+            notes=[Note("the loop starts here", e.span)],
+            help=f"use mvd (its cost grows with the steps, not exponentially) or reinforce for "
+                 f"'{first.attrs['address']}' (with mvd, or "
+                 f"obj.with_estimators({{{first.attrs['address']!r}: 'mvd'}}) from Python)")
+
+    def note_reruns(self, eqns: list[Eqn], loop: Eqn, budget: _Budget, in_plate: bool = False):
+        """Record one step's choices that re-run the rest of the block for alternatives:
+        mvd, and enum of a batched choice (a plate's, or an array's)."""
         for e in eqns:
-            if e.op == "draw" and self.estimator(e) not in self.library.estimator_tail:
-                size = self.enumerated_size(e) if not in_plate else None
-                if size is None:
-                    budget.reruns.append((e, loop))
-                    continue
-                budget.paths *= size
-                if budget.paths > MAX_PATHS:
-                    n = loop.attrs["length"]
-                    raise error(
-                        f"enumerating the choice at address '{e.attrs['address']}' in each of "
-                        f"this loop's {n} steps sums over more than {MAX_PATHS} paths (at least "
-                        f"{size}^{n} = {size ** n}): enum's cost is their number", e.span,
-                        notes=[Note("the loop starts here", loop.span)],
-                        help=f"use mvd (its cost grows with the steps, not exponentially) or "
-                             f"reinforce for '{e.attrs['address']}' (with mvd, or "
-                             f"obj.with_estimators({{{e.attrs['address']!r}: 'mvd'}}) from Python)")
-            for r in e.regions:
-                self.spend(r.eqns, loop, budget, in_plate or e.op == "plate")
+            if (e.op == "draw" and self.estimator(e) not in self.library.estimator_tail
+                    and (in_plate or self.enumerated_size(e) is None)):
+                budget.reruns.append((e, loop))
+            if e.op not in ("scan", "expect"):  # counted when unrolled, or a block of its own
+                for r in e.regions:
+                    self.note_reruns(r.eqns, loop, budget, in_plate or e.op == "plate")
 
     def enumerated_size(self, d: Eqn) -> int | None:
         """The support size of ``d`` when it is an enumerated scalar choice (its rule sums
