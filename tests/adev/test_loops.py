@@ -98,6 +98,24 @@ objective nested() {
     }
 }
 
+# A trace per step (sim inside the loop), stacked after it; and a loop of no steps.
+gen coin() {
+    param p: real<lower=0, upper=1> = 0.3
+    b ~ bernoulli(p)
+    return float(b) * 2.0
+}
+
+objective coins(n: int) {
+    return expect {
+        total = 0.0
+        for t in n {
+            (tr, lq) = sim(coin())
+            total = total + retval(tr) + float(tr.b)
+        }
+        return total * total + float(sum(tr.b)) + sum(lq)
+    }
+}
+
 # For the size of the traced program as the loop grows.
 objective walk(T: int) {
     param theta: real<lower=0, upper=1> = 0.3
@@ -291,6 +309,25 @@ def test_the_elbo_of_a_hidden_markov_model_is_exact(module):
     for k in grads:
         np.testing.assert_allclose(estimates[k], np.broadcast_to(grads[k], estimates[k].shape),
                                    rtol=1e-5, atol=1e-6)
+
+
+def test_a_loop_of_traces_and_a_loop_of_no_steps(module):
+    """sim inside the loop: each step's trace, stacked after the loop (the trace type of
+    the scan's output, rebuilt from the steps'); enum exact. With no steps, zeros."""
+    obj = module.coins(3)
+    assert "scan" not in [e.op for e in walk(_body(obj.program(after="unroll")))]
+
+    def expectation(u):  # total = 3·S, S ~ binomial(3, p); Σ lq: three bernoulli entropies
+        p = jax.nn.sigmoid(u)
+        return 9 * (3 * p * (1 - p) + 9 * p * p) + 3 * p + 3 * (p * jnp.log(p) + (1 - p) * jnp.log(1 - p))
+
+    params = obj.init(jax.random.PRNGKey(0))
+    value, grad = jax.value_and_grad(expectation)(params["coin.p"])
+    values, grads = sample_estimates(obj, params, n=4)
+    np.testing.assert_allclose(values, float(value), rtol=1e-5)
+    np.testing.assert_allclose(grads["coin.p"], float(grad), rtol=1e-5)
+    empty = module.coins(0)
+    assert float(empty.value(jax.random.PRNGKey(0), empty.init(jax.random.PRNGKey(0)))) == 0.0
 
 
 # ---------------------------------------------------------------- nesting
