@@ -123,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
                "  addresses  traces and observations checked against what each model draws\n"
                "  expand     sim and density expanded into draws and log densities\n"
                "  simplify   forwarding and dead-code elimination (the final IR of a gen or fn)\n"
+               "  unroll     (objectives) inside expect, for loops with enum or mvd choices\n"
+               "             unrolled, so a choice's continuation is the rest of the block\n"
                "  adev       (objectives) each draw's gradient estimator settled and checked;\n"
                "             the default for an objective\n\n"
                + ARGS_HELP + "\n\nexamples:\n"
@@ -599,8 +601,9 @@ def run_ir(options: argparse.Namespace) -> int:
     module = load(options.file)
     decl = _entry_declaration(module, options.entry, options.file, objectives=True)
     values, keywords = resolve(values, module), resolve(keywords, module)
-    if options.after == "adev" and decl.kind != "objective":
-        raise UsageError(f"the adev pass applies to objectives, and '{decl.name}' is a {decl.kind}",
+    if options.after not in (None, *passes.PASS_NAMES) and decl.kind != "objective":
+        raise UsageError(f"the {options.after} pass applies to objectives, and '{decl.name}' is "
+                         f"a {decl.kind}",
                          help="for a gen or fn, the last stage is simplify (the default)")
     if decl.kind == "gen":
         program = getattr(module, decl.name)(*values, **keywords).ir(after=options.after)

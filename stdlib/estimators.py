@@ -21,7 +21,9 @@ numbers. At a random choice it calls the site's estimator rule with
 
 A rule returns the estimated (ℓ, ℓ̇); its expectation is the exact
 (E[ℓ], ∂E[ℓ]). Rules that only call ``k`` once, last (``TAIL`` below), also
-work inside ``for`` loops, where the continuation is not available.
+work inside ``for`` loops kept as ``lax.scan``, where the continuation is not
+available; a loop with a choice of any other rule is unrolled first
+(compiler/passes/unroll.py).
 
 ``ESTIMATORS`` is the registry: the one place estimator names are written.
 The compiler reads the names (and ``TAIL``) from the library it is given.
@@ -191,7 +193,7 @@ def normal_weak_derivative(site, x, k):
 
 # The estimator registry: the one place estimator names are written. ``ESTIMATORS`` maps
 # each name (in the order messages list them) to its rule; ``TAIL`` holds the rules whose
-# only call of k is their last act (they work inside for loops).
+# only call of k is their last act (they work inside a for loop without unrolling it).
 ESTIMATORS = {"reparam": reparam, "reinforce": reinforce, "enum": enum, "mvd": mvd}
 TAIL = frozenset({"reparam", "reinforce"})
 assert TAIL <= set(ESTIMATORS)

@@ -23,7 +23,12 @@ continuation simply "the equations after this one".
   passes ``s`` to ``k`` and the interpreter accumulates it (``acc``), adding
   ``ℓ·S + T`` where the block ends. The same accumulation lets reparam and
   reinforce run inside ``for`` loops (``lax.scan``), where no continuation
-  exists; enum and mvd there are rejected.
+  exists; a loop with an enum or mvd choice was unrolled before
+  (``passes/unroll.py``), so its choices' continuations are the later steps.
+- **Alternatives** (``Site.contract_alternatives``) need only the value ℓ of
+  the continuation at other values of a choice: it runs ``values_only``,
+  without tangents, so the choices after it call their continuation once
+  (linear, not exponential, cost along an unrolled loop).
 - **Traced ``if``**: a condition batched over plates selects elementwise
   between both branches (``lax.cond`` cannot be batched inside the custom
   JVP); an unbatched one is a ``lax.cond``.
@@ -45,6 +50,7 @@ called ``at.rest(env, acc)`` for the equations after it.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
@@ -168,6 +174,8 @@ class ADEV:
         # While a separable continuation is run weighted: the weights of its sums over
         # the plate axis (see Site._weighted).
         self.weights: dict | None = None
+        # While continuations are run for their values only (``values_only``).
+        self.primal_only = False
 
     # ---------------------------------------------------------- entry
 
@@ -192,7 +200,7 @@ class ADEV:
         c = self.library.constraint(info.constraint)
         u = self.params[path]
         u_dot = self.params_dot.get(path) if self.params_dot is not None else None
-        if u_dot is None or stop:
+        if u_dot is None or stop or self.primal_only:
             return DV(c.to_constrained(u), None)
         p, t = jax.jvp(c.to_constrained, (u,), (u_dot,))
         return DV(p, t)
@@ -208,6 +216,8 @@ class ADEV:
             frames: tuple | None = (), in_expect: bool = True):
         """Evaluate ``region.eqns[j:]``, then ``k_end(env, acc)``; returns its result
         (inside ``expect``: the estimated (ℓ, ℓ̇))."""
+        if self.primal_only:
+            env, acc = {v: _primal(x) for v, x in env.items()}, (None, None)
         env = dict(env)
         at = At(region, j, key, lead, acc, k_end, frames, in_expect)
         while at.j < len(region.eqns):
@@ -221,6 +231,19 @@ class ADEV:
                 return result
             at = replace(at, j=at.j + 1)
         return k_end(env, at.acc)
+
+    @contextmanager
+    def values_only(self):
+        """Within it, continuations compute ℓ without its tangent: the rules that need
+        ℓ at other values of a choice (``Site.contract_alternatives``) use only ℓ. The
+        choices they meet then run without tangents too, so each calls its continuation
+        once (an ``mvd`` choice no longer evaluates its alternatives), and the work of a
+        chain of such choices (an unrolled loop) grows linearly, not exponentially."""
+        saved, self.primal_only = self.primal_only, True
+        try:
+            yield
+        finally:
+            self.primal_only = saved
 
     def rest(self, at: At, env: dict, acc=None):
         """The equations after ``at``: the continuation of the equation there."""
@@ -495,6 +518,13 @@ def _cond(adev: ADEV, e: Eqn, env: dict, at: At):
         branches.append(adev.branch(region, inner, at))
     for out, a, b in zip(e.outs, *branches):
         env[out] = _select(pred, adev.as_dv(a, at.lead), adev.as_dv(b, at.lead), at.lead)
+
+
+def _primal(x):
+    """A dual value (or a trace of them) without its tangent."""
+    if isinstance(x, TraceDV):
+        return TraceDV({a: _primal(v) for a, v in x.values.items()}, [_primal(v) for v in x.retval])
+    return x if x.tangent is None else DV(x.primal, None, x.axes)
 
 
 def _no_tangent(x) -> bool:

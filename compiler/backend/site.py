@@ -294,7 +294,8 @@ class Site:
         alternatives (every weak derivative) uses ``contract_alternatives``, which
         takes M + 1 runs when the block is separable.
         """
-        return jax.vmap(jax.vmap(lambda xa: k(xa, None)[0]))(alts.materialise())
+        with self.adev.values_only():
+            return jax.vmap(jax.vmap(lambda xa: k(xa, None)[0]))(alts.materialise())
 
     def contract_alternatives(self, k, alts: "Alternatives", coef):
         """Σ_i Σ_m coef[i, m]·ℓ(x with x_i = values[i, m]), for coefficients ``coef``
@@ -312,9 +313,10 @@ class Site:
         ones = jnp.ones((self.size,), self.real_dtype)
         coef = jnp.asarray(coef, self.real_dtype)
         ys = jnp.reshape(jnp.swapaxes(alts.values, 0, 1), (-1,) + self.shape)  # [M, *shape]
-        _, _, d_alt = jax.vmap(lambda y, d: self._along(k, y, ones, d, sums))(
-            ys, jnp.swapaxes(coef, 0, 1))
-        ell_x, _, d_x = self._along(k, alts.x, ones, jnp.sum(coef, 1), sums)
+        with self.adev.values_only():  # derivatives along the weights only, not ℓ̇
+            _, _, d_alt = jax.vmap(lambda y, d: self._along(k, y, ones, d, sums))(
+                ys, jnp.swapaxes(coef, 0, 1))
+            ell_x, _, d_x = self._along(k, alts.x, ones, jnp.sum(coef, 1), sums)
         return jnp.sum(d_alt) - d_x + ell_x * jnp.sum(coef)
 
 

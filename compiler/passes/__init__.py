@@ -3,17 +3,19 @@
 ``lower`` (the lowering's own output) is followed by: ``inline`` (calls to
 generative functions), ``addresses`` (trace and observation checks),
 ``expand`` (``sim``/``density`` into draws and log densities), ``simplify``
-(forwarding and dead-code elimination) and, for objectives only, ``adev``
-(settle and check each choice's gradient estimator, with the overrides from
-Python). :func:`run` applies them, optionally stopping after one (for
+(forwarding and dead-code elimination) and, for objectives only, ``unroll``
+(inside ``expect``, the ``for`` loops whose choices are enumerated or have a
+measure-valued derivative become straight-line code, so that the rest of the
+expectation is each choice's continuation) and ``adev`` (settle and check each
+choice's gradient estimator, with the overrides from Python). :func:`run` applies them, optionally stopping after one (for
 ``ppl ir --after PASS``) and verifying the IR after each (in tests).
 
 What a pass needs besides the program comes in a :class:`Context`: the
-library and the estimator overrides (the ``adev`` pass), and whether the
+library and the estimator overrides (the ``unroll`` and ``adev`` passes), and whether the
 program is an objective. Nothing is set on a program from outside.
 
     >>> [p.name for p in PASSES]
-    ['inline', 'addresses', 'expand', 'simplify', 'adev']
+    ['inline', 'addresses', 'expand', 'simplify', 'unroll', 'adev']
     >>> PASS_NAMES, OBJECTIVE_PASS_NAMES[-1]
     (['lower', 'inline', 'addresses', 'expand', 'simplify'], 'adev')
 """
@@ -29,6 +31,7 @@ from .estimators import assign_estimators
 from .expand import expand
 from .inline import inline
 from .simplify import simplify
+from .unroll import unroll
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,7 @@ class Context:
     """What the passes need besides the program.
 
     ``objective``: the program is an objective's entry, so the objective-only
-    passes (``adev``) run. ``estimators``: ``(pattern, estimator)`` overrides,
+    passes (``unroll``, ``adev``) run. ``estimators``: ``(pattern, estimator)`` overrides,
     sorted. ``library``: the distribution and estimator library.
     """
 
@@ -57,6 +60,7 @@ PASSES = [
     Pass("addresses", lambda p, c: check_addresses(p)),
     Pass("expand", lambda p, c: expand(p)),
     Pass("simplify", lambda p, c: simplify(p)),
+    Pass("unroll", lambda p, c: unroll(p, c.library, dict(c.estimators)), objectives_only=True),
     Pass("adev", lambda p, c: assign_estimators(p, c.library, dict(c.estimators)),
          objectives_only=True),
 ]

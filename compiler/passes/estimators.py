@@ -12,7 +12,8 @@ reported together:
   choice, no enumeration of an infinite support);
 - every override pattern matches at least one choice;
 - estimators that evaluate the continuation more than once (enum, mvd) are
-  not used inside a ``for`` loop, where the continuation is not available;
+  not left inside a ``for`` loop, where the continuation is not available
+  (the ``unroll`` pass, run before this one, unrolls such loops);
 - an enumerated choice has a support known at compile time (the row's
   ``support_size``: a ``binomial`` needs a literal ``total_count``);
 - a choice drawn by ``rsim(g)`` is reparameterised (it must not be overridden,
@@ -49,6 +50,29 @@ def _support_problem(dist, eqn: Eqn):
     except ValueError as problem:
         return problem
     return None
+
+
+def overridden(attrs: dict, overrides: dict[str, str]) -> tuple[str, str, list[str]]:
+    """The estimator of the draw with ``attrs`` before rsim's requirement: its own (the
+    source's, or its distribution's default) unless override patterns match its address
+    (the last one wins); with the words that say so in messages, and the patterns matched.
+
+        >>> overridden({"address": "b", "estimator": "enum"}, {"b*": "mvd"})
+        ('mvd', " (chosen by the override {'b*': 'mvd'})", ['b*'])
+    """
+    name, chosen_by, patterns = attrs["estimator"], "", []
+    for pattern, override in overrides.items():
+        if fnmatch.fnmatchcase(attrs["address"], pattern):
+            patterns.append(pattern)
+            name = override
+            chosen_by = f" (chosen by the override {{{pattern!r}: {override!r}}})"
+    return name, chosen_by, patterns
+
+
+def settled_estimator(attrs: dict, overrides: dict[str, str]) -> str:
+    """The estimator the adev pass settles for the draw with ``attrs`` (rsim's requirement
+    wins over an override; the adev pass reports the conflict)."""
+    return attrs.get("require") or overridden(attrs, overrides)[0]
 
 
 def assign_estimators(program: Program, library, overrides: dict[str, str] | None = None) -> Program:
@@ -105,13 +129,8 @@ def _region(region: Region, library, overrides, matched, addresses, errors, in_e
         if e.op == "draw" and in_expect:
             address = attrs["address"]
             addresses.append(address)
-            name = attrs["estimator"]
-            chosen_by = ""
-            for pattern, override in overrides.items():
-                if fnmatch.fnmatchcase(address, pattern):
-                    matched.add(pattern)
-                    name = override
-                    chosen_by = f" (chosen by the override {{{pattern!r}: {override!r}}})"
+            name, chosen_by, patterns = overridden(attrs, overrides)
+            matched.update(patterns)
             required = attrs.get("require")
             if required and name != required:
                 if chosen_by:
@@ -129,11 +148,13 @@ def _region(region: Region, library, overrides, matched, addresses, errors, in_e
                                              "objective written with sim() (iwelbo, not dreg)"
                                              if required else "sound estimators here: "
                                              + ", ".join(sorted(dist.estimators)))))
-            elif in_loop and name not in library.estimator_tail:
+            elif in_loop and not in_plate and name not in library.estimator_tail:
+                # The unroll pass, run before this one, unrolls every such loop (or says why
+                # not); one left here was never given to it.
                 errors.append(Diagnostic(
-                    f"estimator '{name}' at address '{address}'{chosen_by} evaluates the rest of "
-                    "the expectation several times, which a for loop cannot do", e.span,
-                    help="use reinforce or reparam for choices inside a for loop"))
+                    f"estimator '{name}' at address '{address}'{chosen_by} needs the rest of the "
+                    "expectation, and this for loop was not unrolled", e.span,
+                    help="run the unroll pass before the adev pass (compiler/passes/unroll.py)"))
             elif name == "enum" and (problem := _support_problem(dist, e)) is not None:
                 needs = getattr(problem, "needs", str(problem))
                 errors.append(Diagnostic(

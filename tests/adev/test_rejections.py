@@ -82,7 +82,8 @@ def test_corpus_covers_the_feature():
                 "unknown_estimator", "estimator_arguments", "reinforce_positional_baseline",
                 "reinforce_unknown_argument", "non_scalar_baseline", "sim_outside_expect",
                 "sample_outside_expect", "expect_returns_vector", "factor_in_objective",
-                "enum_in_for_loop", "mvd_in_for_loop", "log_of_expect", "product_of_dependent_expects",
+                "enum_in_a_long_for_loop", "enum_paths_in_a_for_loop", "mvd_reruns_in_a_for_loop",
+                "enum_in_a_for_loop_in_a_plate", "log_of_expect", "product_of_dependent_expects",
                 "expect_in_plate", "expect_in_for_loop", "for_loop_in_plate"}
     assert expected <= {Path(n).stem for n in BAD}
     orphans = [p.name for p in (HERE / "bad").glob("*.expected") if not (p.with_suffix(".ppl")).exists()]
@@ -115,6 +116,17 @@ objective walk() {
     return expect {
         n = 0.0
         for t in 3 {
+            b ~ bernoulli(theta) with reinforce
+            n = n + float(b)
+        }
+        return n * n
+    }
+}
+objective long_walk() {
+    param theta: real<lower=0, upper=1> = 0.3
+    return expect {
+        n = 0.0
+        for t in 100 {
             b ~ bernoulli(theta) with reinforce
             n = n + float(b)
         }
@@ -158,11 +170,15 @@ def test_unknown_override(module):
     assert "reparam, reinforce, enum, mvd" in str(err)
 
 
-def test_enum_override_in_a_for_loop(module):
-    err = _error(module.walk().with_estimators({"b": "enum"}))
-    assert ("estimator 'enum' at address 'b' (chosen by the override {'b': 'enum'}) evaluates "
-            "the rest of the expectation several times, which a for loop cannot do") in str(err)
-    assert "use reinforce or reparam for choices inside a for loop" in str(err)
+def test_enum_override_in_a_long_for_loop(module):
+    """An override to enum unrolls the loop (compiler/passes/unroll.py): past its limit of
+    steps, the loop's line is blamed and the help says what to do."""
+    module.walk().with_estimators({"b": "enum"}).init(jax.random.PRNGKey(0))  # 3 steps: fine
+    err = _error(module.long_walk().with_estimators({"b": "enum"}))
+    assert ("this for loop has 100 steps, more than the 64 a loop may be unrolled to: "
+            "estimator 'enum' at address 'b' needs the rest of the expectation") in str(err)
+    assert "use reinforce for the choices of long loops" in str(err)
+    assert err.line == 24  # the loop
 
 
 def test_all_problems_at_once(module):
