@@ -569,12 +569,24 @@ def _total(terms: list, out: list[Eqn], span) -> Atom:
 
 
 def _used(body: Region) -> set:
-    """The variables read anywhere inside the body (its own return value aside)."""
-    got = set()
-    for e in walk(body):
-        got.update(a for a in e.args if isinstance(a, Var))
-        for r in e.regions:
-            got.update(o for o in r.outs if isinstance(o, Var))
+    """The variables the body's log density may read: arguments of its equations, and a
+    region's yields where what they become is read (a loop's carries where read by the
+    next step). Its return value, and values only it reads, are not."""
+    eqns = list(walk(body))
+    got = {a for e in eqns for a in e.args if isinstance(a, Var)}
+    changed = True
+    while changed:
+        changed = False
+        for e in eqns:
+            if e.op not in ("plate", "scan", "cond"):
+                continue
+            carries = e.attrs.get("carries", 0)
+            for r in e.regions:
+                for j, (o, y) in enumerate(zip(e.outs, r.outs)):
+                    read = o in got or (e.op == "scan" and j < carries and r.params[1 + j] in got)
+                    if read and isinstance(y, Var) and y not in got:
+                        got.add(y)
+                        changed = True
     return got
 
 
