@@ -174,7 +174,8 @@ class Summation:
                     for a in e.args[:len(e.attrs["form"])]])
             except ValueError as ex:
                 raise error(f"marginal(..., exact=true) cannot sum '{address}' out: {ex}",
-                            e.span, help=getattr(ex, "help", None)) from None
+                            e.span, help="make its support known when the program is compiled, "
+                                         f"or keep it (keep=[..., \"{address}\"])") from None
             if size is None:
                 why = f"its support is infinite ({name}): exact summation needs a finite one"
         if why:
@@ -300,12 +301,13 @@ class Summation:
                 given[address] = p
         return given
 
-    def leaked(self, deps: dict, var: Atom, where: str, span) -> None:
-        """A value used outside the plate or loop that depends on a choice summed inside it."""
+    def leaked(self, deps: dict, var: Atom, outer: Var, where: str, span) -> None:
+        """A value used outside the plate or loop (``outer``, yielded as ``var`` inside)
+        that depends on a choice summed inside it."""
         roots = deps.get(var) if isinstance(var, Var) else None
         if roots:
             address = next(iter(sorted(_address_of(self.body, r) for r in roots)))
-            name = var.hint or "a value"
+            name = outer.hint or var.hint or "a value"
             raise error(f"marginal(..., exact=true): '{name}' is used after the {where}, but it "
                         f"depends on '{address}', which is summed out inside it", span,
                         help=f"use '{address}' only inside the {where}, or keep it "
@@ -360,7 +362,7 @@ def _plate(s: Summation, e: Eqn, ctx: Context, out: list[Eqn]) -> list:
     outs, yields = [], []
     for o, r in zip(e.outs, region.outs):
         if o in s.used:
-            s.leaked(deps, r, "plate", e.span)
+            s.leaked(deps, r, o, "plate", e.span)
             new = Var(o.type, o.hint)
             ctx.subst[o] = new
             outs.append(new)
@@ -403,7 +405,7 @@ def _scan_per_step(s: Summation, e: Eqn, ctx: Context, out: list[Eqn]) -> list:
     for j, (o, r) in enumerate(zip(e.outs, region.outs)):
         if j < c or o in s.used:
             if o in s.used:
-                s.leaked(deps, r, "loop", e.span)
+                s.leaked(deps, r, o, "loop", e.span)
             new = Var(o.type, o.hint)
             ctx.subst[o] = new
             outs.append(new)
@@ -453,9 +455,9 @@ def _forward(s: Summation, e: Eqn, ctx: Context, out: list[Eqn], state: list[int
     group = next(g for g in part.groups if choice in g)
     for jj, r in enumerate(region.outs):
         if jj != j and (jj < c or e.outs[jj] in s.used):
-            s.leaked(part.deps, r, "loop", e.span)
+            s.leaked(part.deps, r, e.outs[jj], "loop", e.span)
     if e.outs[j] in s.used:
-        s.leaked(deps, region.outs[j], "loop", e.span)
+        s.leaked(deps, region.outs[j], e.outs[j], "loop", e.span)
 
     args = [ctx.sub(a) for a in e.args]
     init = args[j]
