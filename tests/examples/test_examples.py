@@ -18,7 +18,7 @@ import pytest
 import ppl
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-NAMES = ["coin", "linear_regression", "eight_schools", "state_space"]
+NAMES = ["coin", "linear_regression", "eight_schools", "state_space", "hmm"]
 
 
 def load_example(name: str):
@@ -190,3 +190,24 @@ def test_state_space_noise_is_standard_normal(state_space):
     by_hand = (math.log(0.5) + halfnormal_logpdf(q, 1.0) + halfnormal_logpdf(r, 1.0)
                + normal_logpdf(x, a * previous, q).sum() + normal_logpdf(y, x, r).sum())
     np.testing.assert_allclose(logp, by_hand, rtol=1e-4)
+
+
+# ---------------------------------------------------------------- hmm
+
+
+def test_hmm_main(capsys, tmp_path):
+    """A few steps of both fits; the posterior of each step's state (the gradient of
+    log p(y) in a per-step offset) sums to one, and is certain where the data are."""
+    hmm = load_example("hmm")
+    result = hmm.main(T=60, steps=30, vi_steps=10, out=str(tmp_path / "states.png"))
+    out = capsys.readouterr().out
+    assert "maximum marginal likelihood" in out and "variational inference" in out
+    assert "true P" in out
+    posterior = result["posterior"]
+    assert posterior.shape == (60, 3)
+    np.testing.assert_allclose(posterior.sum(1), 1.0, atol=1e-4)
+    assert np.all(posterior > -1e-6)
+    for p in (result["p_mll"], result["p_vi"]):
+        np.testing.assert_allclose(p.sum(1), 1.0, atol=1e-5)
+    assert np.all(np.isfinite(np.asarray(result["mll"].history)))
+    assert np.all(np.isfinite(np.asarray(result["vi"].history)))
