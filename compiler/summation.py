@@ -190,14 +190,7 @@ class Summation:
         """Every variable ``e`` reads, its regions' free variables included."""
         key = id(e)
         if key not in self._reads:
-            got = {a for a in e.args if isinstance(a, Var)}
-            for r in e.regions:
-                got.update(o for o in r.outs if isinstance(o, Var))
-                for inner in walk(r):
-                    got.update(a for a in inner.args if isinstance(a, Var))
-                    for rr in inner.regions:
-                        got.update(o for o in rr.outs if isinstance(o, Var))
-            self._reads[key] = got
+            self._reads[key] = _reads_all(e)
         return self._reads[key]
 
     def roots(self, eqns: list[Eqn], ctx: Context) -> list[Var]:
@@ -419,8 +412,8 @@ def _finish_scan(e, outs, yields, args, params, inner_out, terms, n, out) -> lis
         yields.append(_total(terms, inner_out, e.span))
         lp = Var(stacked(REAL, n), "lp")
         outs.append(lp)
-    out.append(Eqn("scan", outs, args, dict(e.attrs), [Region(params, inner_out, yields)],
-                   e.span))
+    out.extend(hoist(Eqn("scan", outs, args, dict(e.attrs), [Region(params, inner_out, yields)],
+                         e.span)))
     if lp is None:
         return []
     return [_emit(out, "fn", REAL, [lp], {"name": "sum", "axis": None}, e.span, "lp")]
@@ -462,10 +455,13 @@ def _forward(s: Summation, e: Eqn, ctx: Context, out: list[Eqn], state: list[int
     args = [ctx.sub(a) for a in e.args]
     init = args[j]
     others = [jj for jj in range(c) if jj != j]
-    # α before the first step: all its mass on slot 0, which step 0 reads as the initial value.
+    # α before the first step: all its mass on the initial state when it is a literal among
+    # the K states; else on slot 0, which step 0 reads as the initial value, whatever it is.
+    in_range = isinstance(init, Lit) and init.value in range(k)
     alpha0_out: list[Eqn] = []
     slot = Var(INT, "c")
-    first = _emit(alpha0_out, "fn", BOOL, [slot, Lit(0, INT)], {"name": "eq"}, e.span)
+    first = _emit(alpha0_out, "fn", BOOL, [slot, init if in_range else Lit(0, INT)],
+                  {"name": "eq"}, e.span)
     a0 = _emit(alpha0_out, "fn", REAL, [first, Lit(0.0, REAL), NEG_INF], {"name": "where"},
                e.span, "alpha")
     alpha0 = Var(stacked(REAL, k), "alpha")
@@ -487,8 +483,8 @@ def _forward(s: Summation, e: Eqn, ctx: Context, out: list[Eqn], state: list[int
     for g in part.groups:
         if g is not group:
             terms.append(s.sum_over(g[0], g, inner, step_out))
-    alpha_new = _transition(s, choice, group, state_param, init, t, alpha, k, inner, step_out,
-                            e.span)
+    alpha_new = _transition(s, choice, group, state_param, None if in_range else init, t,
+                            alpha, k, inner, step_out, e.span)
     outs, yields = [Var(stacked(REAL, k), "alpha")], [alpha_new]
     for jj in others:
         new = Var(e.outs[jj].type, e.outs[jj].hint)
@@ -510,35 +506,150 @@ def _forward(s: Summation, e: Eqn, ctx: Context, out: list[Eqn], state: list[int
 
 def _transition(s: Summation, choice: Eqn, group: list[Eqn], state_param: Var, init: Atom,
                 t: Var, alpha: Var, k: int, ctx: Context, out: list[Eqn], span) -> Var:
-    """α'(z) = logsumexp_c(α(c) + ℓ(c, z)): plates over the new state z and the previous c
-    (at step 0, c reads the loop's initial value)."""
+    """α'(z) = logsumexp_c(α(c) + ℓ(c, z)) + ℓ(z), with plates over the new state z and the
+    previous state c: ℓ(c, z) holds the step's terms that read c, ℓ(z) the others (the
+    emission), so that each is computed where it can be hoisted out of the loop. With
+    ``init`` None, c is the previous state itself; else step 0 reads ``init`` for every c."""
+    reads_c, free = _split_by_state(s, group, choice, state_param)
     z = Var(INT, "z")
-    z_out: list[Eqn] = []
-    zv = _cast(z_out, z, choice.outs[0].type.dtype, span)
-    prev = Var(INT, "c")
-    c_out: list[Eqn] = []
-    at_start = _emit(c_out, "fn", BOOL, [t, Lit(0, INT)], {"name": "eq"}, span)
-    cv = _emit(c_out, "fn", INT, [at_start, init, prev], {"name": "where"}, span,
-               state_param.hint)
-    cv = _cast(c_out, cv, state_param.type.dtype, span)
     inner = ctx.inner(joint=ctx.joint * k, summing=ctx.summing + (choice.attrs["address"],))
-    inner.fixed[choice.outs[0]] = zv
-    inner.subst[state_param] = cv
-    terms, _ = s.block(group, inner, c_out)
-    lp = _total(terms, c_out, span)
-    lps = Var(stacked(REAL, k), "lp")
-    z_out.append(Eqn("plate", [lps], [], {"size": k}, [Region([prev], c_out, [lp])], span))
-    both = _emit(z_out, "fn", stacked(REAL, k), [alpha, lps], {"name": "add"}, span, "lp")
+
+    def transitions(z_out: list[Eqn]) -> Var:
+        zv = _cast(z_out, z, choice.outs[0].type.dtype, span)
+        prev = Var(INT, "c")
+        c_out: list[Eqn] = []
+        cv = prev
+        if init is not None:
+            at_start = _emit(c_out, "fn", BOOL, [t, Lit(0, INT)], {"name": "eq"}, span)
+            cv = _emit(c_out, "fn", INT, [at_start, init, prev], {"name": "where"}, span,
+                       state_param.hint)
+        c_ctx = inner.inner()
+        c_ctx.fixed[choice.outs[0]] = zv
+        c_ctx.subst[state_param] = _cast(c_out, cv, state_param.type.dtype, span)
+        terms, _ = s.block(reads_c, c_ctx, c_out)
+        lp = _total(terms, c_out, span)
+        lps = Var(stacked(REAL, k), "lp")
+        z_out.append(Eqn("plate", [lps], [], {"size": k}, [Region([prev], c_out, [lp])], span))
+        return lps
+
+    emission = None
+    if free:
+        e_out: list[Eqn] = []
+        e_ctx = inner.inner()
+        e_ctx.subst[choice.outs[0]] = e_ctx.fixed[choice.outs[0]] = _cast(
+            e_out, z, choice.outs[0].type.dtype, span)
+        terms, _ = s.block(free, e_ctx, e_out)
+        emission = Var(stacked(REAL, k), "lp")
+        out.append(Eqn("plate", [emission], [], {"size": k},
+                       [Region([z], e_out, [_total(terms, e_out, span)])], span))
+        z = Var(INT, "z")
+    # ℓ(c, z) for every z: its own plate, so that it is hoisted when it reads no carry.
+    t_out: list[Eqn] = []
+    lps = transitions(t_out)
+    table = Var(ArrayType("float32", (k, k)), "lp")
+    out.append(Eqn("plate", [table], [], {"size": k}, [Region([z], t_out, [lps])], span))
+    row = Var(stacked(REAL, k), "lp")
+    z_out: list[Eqn] = []
+    both = _emit(z_out, "fn", stacked(REAL, k), [alpha, row], {"name": "add"}, span, "lp")
     a = _emit(z_out, "fn", REAL, [both], {"name": "logsumexp", "axis": None}, span, "alpha")
+    args, params = [table], [Var(INT, "z"), row]
+    if emission is not None:
+        em = Var(REAL, "lp")
+        a = _emit(z_out, "fn", REAL, [a, em], {"name": "add"}, span, "alpha")
+        args.append(emission)
+        params.append(em)
     alpha_new = Var(stacked(REAL, k), "alpha")
-    out.append(Eqn("plate", [alpha_new], [], {"size": k}, [Region([z], z_out, [a])], span))
+    out.append(Eqn("plate", [alpha_new], args, {"size": k}, [Region(params, z_out, [a])], span))
     return alpha_new
+
+
+def _split_by_state(s: Summation, group: list[Eqn], choice: Eqn, state: Var):
+    """The state group's equations that read the previous state (through anything but the
+    new state's value, which both parts know), and the others, when nothing of the first
+    reads the second; else (the whole group, [])."""
+    tainted = {state}
+    reads_c, free = [], []
+    for e in group:
+        if e is choice or (s.reads(e) & tainted):
+            reads_c.append(e)
+            if e is not choice:
+                tainted.update(e.outs)
+        else:
+            free.append(e)
+    defined_free = {o for e in free for o in e.outs}
+    if any(s.reads(e) & defined_free for e in reads_c):
+        return group, []
+    return reads_c, free
 
 
 RULES: dict[str, Callable] = {
     "sample": _sample, "factor": _factor, "plate": _plate, "scan": _scan,
 }
 """Every other op (fn, index, param, trace_get, cond, density, ...) is pure: copied."""
+
+
+# -------------------------------------------------------------- loop-independent code
+
+
+def hoist(e: Eqn) -> list[Eqn]:
+    """A pure ``scan`` with its body's loop-independent equations moved out: those reading
+    no carry and no step (loop-invariant, as the transition table of a forward step) go
+    before it as they are; those reading the step's index or inputs but no carry (an
+    emission's log density) go into a ``plate`` over the steps before it, whose stacked
+    values enter the scan as inputs. One vectorised pass replaces T sequential ones.
+
+    Every equation here is pure, so moving it keeps the meaning."""
+    region = e.regions[0]
+    n, c = e.attrs["length"], e.attrs["carries"]
+    carried = set(region.params[1:1 + c])
+    stepwise = {region.params[0]} | set(region.params[1 + c:])
+    invariant, per_step, rest = [], [], []
+    for eq in region.eqns:
+        r = _reads_all(eq)
+        if r & carried:
+            rest.append(eq)
+            carried.update(eq.outs)
+        elif r & stepwise:
+            per_step.append(eq)
+            stepwise.update(eq.outs)
+        else:
+            invariant.append(eq)
+    if n == 0 or not (invariant or per_step):
+        return [e]
+    out = list(invariant)
+    read_later = {v for eq in rest for v in _reads_all(eq)} | {
+        o for o in region.outs if isinstance(o, Var)}
+    needed = [v for eq in per_step for v in eq.outs if v in read_later]
+    # Inputs only the moved equations read no longer enter the loop.
+    kept = [j for j, p in enumerate(region.params[1 + c:]) if p in read_later]
+    params = region.params[:1 + c] + [region.params[1 + c + j] for j in kept]
+    args = list(e.args[:c]) + [e.args[c + j] for j in kept]
+    if needed:
+        from .passes.inline import copy_region
+
+        index = Var(INT, region.params[0].hint)
+        xs = [Var(p.type, p.hint) for p in region.params[1 + c:]]
+        subst = dict(zip(region.params[1 + c:], xs))
+        subst[region.params[0]] = index
+        body = copy_region(Region([], per_step, needed), subst)
+        values = [Var(stacked(v.type, n), v.hint) for v in needed]
+        out.append(Eqn("plate", values, e.args[c:], {"size": n},
+                       [Region([index] + xs, body.eqns, body.outs)], e.span))
+        params += needed  # each now enters the loop as its step's slice
+        args += values
+    out.append(Eqn("scan", e.outs, args, e.attrs, [Region(params, rest, region.outs)], e.span))
+    return out
+
+
+def _reads_all(e: Eqn) -> set:
+    got = {a for a in e.args if isinstance(a, Var)}
+    for r in e.regions:
+        got.update(o for o in r.outs if isinstance(o, Var))
+        for inner in walk(r):
+            got.update(a for a in inner.args if isinstance(a, Var))
+            for rr in inner.regions:
+                got.update(o for o in rr.outs if isinstance(o, Var))
+    return got
 
 
 # -------------------------------------------------------------- helpers
