@@ -159,18 +159,18 @@ def test_mixture_density_and_gradient_equal_logsumexp(module):
     obj = module.mix_density(mu, x)
     params = random_params(obj, 1)
     value, grads = value_and_grad(obj, params)
-    want, want_grads = jax.value_and_grad(mixture_reference)(params, mu, x)
+    want, want_grads = jax.jit(jax.value_and_grad(mixture_reference))(params, mu, x)
     assert_close(value, want)
     assert_close(grads, want_grads, rtol=1e-4, atol=1e-4)
 
 
 def test_mixture_gradient_matches_finite_differences(module):
     mu = jnp.array([-2.0, 0.5, 3.0])
-    x = jnp.linspace(-3.0, 4.0, 12)
+    x = jnp.linspace(-3.0, 4.0, 40)  # the shape above: the same compiled program
     obj = module.mix_density(mu, x)
     params = {k: jnp.asarray(v, jnp.float32) for k, v in random_params(obj, 2).items()}
     _, grads = value_and_grad(obj, params)
-    f = jax.jit(lambda p: obj.value_and_grad(KEY, p)[0])
+    f = lambda p: value_and_grad(obj, p)[0]  # noqa: E731
     eps = 1e-2
     for path, i in [("mix.logits", 0), ("mix.logits", 2), ("mix.scale", ())]:
         bump = jnp.zeros_like(params[path]).at[i].set(eps)
@@ -182,8 +182,8 @@ def test_mixture_gradient_matches_finite_differences(module):
 
 def test_sim_returns_the_exact_marginal_of_its_draws(module):
     obj = module.sim_is_exact(7)
-    values = jax.vmap(lambda k: obj.value_and_grad(k, obj.init(KEY))[0])(
-        jax.random.split(KEY, 64))
+    params = obj.init(KEY)
+    values = [obj.value_and_grad(k, params)[0] for k in jax.random.split(KEY, 8)]
     np.testing.assert_allclose(np.asarray(values), 0.0, atol=1e-4)
 
 
@@ -231,28 +231,20 @@ def _hmm_params(params):
     return {"A": params["hmm.A"], "mu": params["hmm.mu"]}
 
 
-@pytest.mark.parametrize("t,k", [(4, 3), (60, 3)])
-def test_hmm_density_and_gradient_equal_the_forward_algorithm(module, t, k):
+@pytest.mark.parametrize("t", [4, 2000])
+def test_hmm_density_and_gradient_equal_the_forward_algorithm(module, t):
+    """T = 4 against brute force too (81 paths); T = 2000 runs (T·K² work, not K^T)."""
     y = jax.random.normal(jax.random.PRNGKey(t), (t,)) * 2.0
-    obj = module.hmm_density(y, k)
+    obj = module.hmm_density(y, 3)
     params = random_params(obj, t)
     value, grads = value_and_grad(obj, params)
-    want, want_grads = jax.value_and_grad(lambda p: forward_reference(_hmm_params(p), y))(params)
+    want, want_grads = jax.jit(jax.value_and_grad(
+        lambda p: forward_reference(_hmm_params(p), y)))(params)
     assert_close(value, want, rtol=1e-5, atol=1e-4)
-    assert_close(grads, want_grads, rtol=1e-4, atol=1e-4)
+    assert_close(grads, want_grads, rtol=1e-4, atol=1e-3)
     if t <= 5:
         np.testing.assert_allclose(float(value), brute_force_hmm(_hmm_params(params), y),
                                    rtol=1e-5)
-
-
-def test_hmm_of_two_thousand_steps_runs_in_linear_time(module):
-    y = jax.random.normal(jax.random.PRNGKey(3), (2000,))
-    obj = module.hmm_density(y, 3)
-    params = random_params(obj, 3)
-    value, grads = value_and_grad(obj, params)
-    want = forward_reference(_hmm_params(params), y)
-    np.testing.assert_allclose(float(value), float(want), rtol=1e-4)
-    assert all(np.all(np.isfinite(np.asarray(g))) for g in grads.values())
 
 
 def test_summed_initial_state_and_per_step_choice(module):
@@ -265,7 +257,7 @@ def test_summed_initial_state_and_per_step_choice(module):
         return forward_reference({"A": p["hmm2.A"], "mu": p["hmm2.mu"]}, y,
                                  init_logits=p["hmm2.pi"], u_probs=0.3)
 
-    want, want_grads = jax.value_and_grad(ref)(params)
+    want, want_grads = jax.jit(jax.value_and_grad(ref))(params)
     assert_close(value, want, rtol=1e-5, atol=1e-4)
     assert_close(grads, want_grads, rtol=1e-4, atol=1e-4)
 
@@ -274,24 +266,19 @@ def test_summed_initial_state_and_per_step_choice(module):
 
 
 def nested_brute_force(q, x, w, v):
-    """Every top-level assignment of (a, b, d) by brute force; per row c, per cell z."""
-    lq1, lq0 = jax.nn.log_sigmoid(q), jax.nn.log_sigmoid(-q)
-    pb = jnp.log(jnp.array([0.2, 0.5, 0.3]))
-    terms = []
-    for a, b, d in itertools.product(range(2), range(3), range(2)):
-        lp = (jnp.log(jnp.array([0.7, 0.3]))[a] + pb[b] + jnp.log(jnp.array([0.4, 0.6]))[d]
-              + norm.logpdf(x, a + 2.0 * b, 1.0) + norm.logpdf(w, 3.0 * d, 1.0))
-        rows = 0.0
-        for i in range(v.shape[0]):
-            per_c = []
-            for c in range(2):
-                cells = sum(jnp.logaddexp(lq0 + norm.logpdf(v[i, j], c + a, 1.0),
-                                          lq1 + norm.logpdf(v[i, j], c + 2.0 + a, 1.0))
-                            for j in range(v.shape[1]))
-                per_c.append((lq1 if c else lq0) + cells)
-            rows = rows + jnp.logaddexp(*per_c)
-        terms.append(lp + rows)
-    return logsumexp(jnp.stack(terms))
+    """Every assignment of (a, b, d) on the axes of a table; per row, both values of c;
+    per cell, both values of z."""
+    lq = jnp.stack([jax.nn.log_sigmoid(-q), jax.nn.log_sigmoid(q)])  # log p(0), log p(1)
+    a, b, d = (jnp.arange(n, dtype=jnp.float32) for n in (2, 3, 2))
+    top = (jnp.log(jnp.array([0.7, 0.3]))[:, None, None] + jnp.log(jnp.array([0.2, 0.5, 0.3]))
+           [None, :, None] + jnp.log(jnp.array([0.4, 0.6]))[None, None, :]
+           + norm.logpdf(x, a[:, None, None] + 2.0 * b[None, :, None], 1.0)
+           + norm.logpdf(w, 3.0 * d, 1.0)[None, None, :])  # [a, b, d]
+    shift = a[:, None, None, None] + jnp.arange(2.0)[None, :, None, None]  # a + c: [a, c, 1, 1]
+    cells = jnp.logaddexp(lq[0] + norm.logpdf(v, shift, 1.0),
+                          lq[1] + norm.logpdf(v, shift + 2.0, 1.0)).sum(-1)  # [a, c, I]
+    rows = logsumexp(lq[None, :, None] + cells, axis=1).sum(-1)  # [a]
+    return logsumexp(top + rows[:, None, None])
 
 
 def test_nested_plates_and_joint_sums_equal_brute_force(module):
@@ -300,7 +287,7 @@ def test_nested_plates_and_joint_sums_equal_brute_force(module):
     obj = module.nested_density(x, w, v)
     params = {"nested.q": jnp.float32(0.7)}
     value, grads = value_and_grad(obj, params)
-    want, want_grad = jax.value_and_grad(lambda q: nested_brute_force(q, x, w, v))(
+    want, want_grad = jax.jit(jax.value_and_grad(lambda q: nested_brute_force(q, x, w, v)))(
         params["nested.q"])
     assert_close(value, want, rtol=1e-5, atol=1e-4)
     assert_close(grads["nested.q"], want_grad, rtol=1e-4, atol=1e-4)
