@@ -342,33 +342,8 @@ def _pure(s: Summation, e: Eqn, ctx: Context, out: list[Eqn]) -> list:
 
 
 def _plate(s: Summation, e: Eqn, ctx: Context, out: list[Eqn]) -> list:
-    region = e.regions[0]
-    n = e.attrs["size"]
-    args = [ctx.sub(a) for a in e.args]
-    index = Var(INT, region.params[0].hint)
-    params = [index] + [Var(p.type, p.hint) for p in region.params[1:]]
-    inner = ctx.inner()
-    inner.subst.update(zip(region.params, params))
-    inner.given = s.sliced(region, ctx, args, params)
-    inner_out: list[Eqn] = []
-    terms, deps = s.block(region.eqns, inner, inner_out)
-    outs, yields = [], []
-    for o, r in zip(e.outs, region.outs):
-        if o in s.used:
-            s.leaked(deps, r, o, "plate", e.span)
-            new = Var(o.type, o.hint)
-            ctx.subst[o] = new
-            outs.append(new)
-            yields.append(inner.sub(r))
-    lp = None
-    if terms:
-        yields.append(_total(terms, inner_out, e.span))
-        lp = Var(stacked(REAL, n), "lp")
-        outs.append(lp)
-    out.append(Eqn("plate", outs, args, dict(e.attrs), [Region(params, inner_out, yields)], e.span))
-    if lp is None:
-        return []
-    return [_emit(out, "fn", REAL, [lp], {"name": "sum", "axis": None}, e.span, "lp")]
+    """A plate: each element's choices summed on their own (N·K, never K^N)."""
+    return _per_element(s, e, ctx, out, "plate", 0)
 
 
 def _scan(s: Summation, e: Eqn, ctx: Context, out: list[Eqn]) -> list:
@@ -377,16 +352,16 @@ def _scan(s: Summation, e: Eqn, ctx: Context, out: list[Eqn]) -> list:
     roots = s.roots(region.eqns, ctx)
     deps = s.partition(region.eqns, roots).deps if roots else {}
     state = [j for j in range(c) if isinstance(region.outs[j], Var) and deps.get(region.outs[j])]
-    if not state:
-        return _scan_per_step(s, e, ctx, out)
+    if not state:  # the carried values do not depend on the step's summed choices
+        return _per_element(s, e, ctx, out, "loop", c)
     return _forward(s, e, ctx, out, state, deps)
 
 
-def _scan_per_step(s: Summation, e: Eqn, ctx: Context, out: list[Eqn]) -> list:
-    """A loop whose carried values do not depend on its summed choices: each step's
-    choices are summed on their own, like a plate's elements."""
+def _per_element(s: Summation, e: Eqn, ctx: Context, out: list[Eqn], where: str,
+                 carries: int) -> list:
+    """A plate, or a loop whose carries do not depend on its summed choices: each element's
+    (step's) choices summed on its own; its values used after it must not depend on them."""
     region = e.regions[0]
-    n, c = e.attrs["length"], e.attrs["carries"]
     args = [ctx.sub(a) for a in e.args]
     params = [Var(p.type, p.hint) for p in region.params]
     inner = ctx.inner()
@@ -396,24 +371,27 @@ def _scan_per_step(s: Summation, e: Eqn, ctx: Context, out: list[Eqn]) -> list:
     terms, deps = s.block(region.eqns, inner, inner_out)
     outs, yields = [], []
     for j, (o, r) in enumerate(zip(e.outs, region.outs)):
-        if j < c or o in s.used:
+        if j < carries or o in s.used:
             if o in s.used:
-                s.leaked(deps, r, o, "loop", e.span)
+                s.leaked(deps, r, o, where, e.span)
             new = Var(o.type, o.hint)
             ctx.subst[o] = new
             outs.append(new)
             yields.append(inner.sub(r))
-    return _finish_scan(e, outs, yields, args, params, inner_out, terms, n, out)
+    return _close(e, dict(e.attrs), outs, yields, args, params, inner_out, terms, out)
 
 
-def _finish_scan(e, outs, yields, args, params, inner_out, terms, n, out) -> list:
+def _close(e: Eqn, attrs: dict, outs, yields, args, params, inner_out, terms, out) -> list:
+    """Emit the rewritten plate or scan (its per-element log density as a last output)
+    and return the sum of that log density as its term."""
+    n = attrs["size"] if e.op == "plate" else attrs["length"]
     lp = None
     if terms:
         yields.append(_total(terms, inner_out, e.span))
         lp = Var(stacked(REAL, n), "lp")
         outs.append(lp)
-    out.extend(hoist(Eqn("scan", outs, args, dict(e.attrs), [Region(params, inner_out, yields)],
-                         e.span)))
+    new = Eqn(e.op, outs, args, attrs, [Region(params, inner_out, yields)], e.span)
+    out.extend(hoist(new) if e.op == "scan" else [new])
     if lp is None:
         return []
     return [_emit(out, "fn", REAL, [lp], {"name": "sum", "axis": None}, e.span, "lp")]
@@ -423,7 +401,7 @@ def _forward(s: Summation, e: Eqn, ctx: Context, out: list[Eqn], state: list[int
              deps: dict) -> list:
     """The forward algorithm: a loop whose carried value is a choice summed in its step."""
     region = e.regions[0]
-    n, c = e.attrs["length"], e.attrs["carries"]
+    c = e.attrs["carries"]
     t_param, carry_params = region.params[0], region.params[1:1 + c]
     names = [region.outs[j].hint or carry_params[j].hint for j in state]
     if len(state) > 1:
@@ -498,8 +476,7 @@ def _forward(s: Summation, e: Eqn, ctx: Context, out: list[Eqn], state: list[int
             outs.append(new)
             yields.append(inner.sub(region.outs[jj]))
     attrs = {**e.attrs, "carries": 1 + len(others)}
-    step_terms = _finish_scan(Eqn("scan", [], [], attrs, [], e.span), outs, yields, new_args,
-                              params, step_out, terms, n, out)
+    step_terms = _close(e, attrs, outs, yields, new_args, params, step_out, terms, out)
     final = _emit(out, "fn", REAL, [outs[0]], {"name": "logsumexp", "axis": None}, e.span, "lp")
     return [final] + step_terms
 

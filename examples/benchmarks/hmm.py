@@ -46,6 +46,7 @@ from numpyro.infer import TraceEnum_ELBO
 import ppl
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from discrete import _compile, _ms, _ratio  # noqa: E402  (the table's cells, as there)
 from timing import time_steps  # noqa: E402  (the helper beside this script)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -131,18 +132,6 @@ def numpyro_objective(model):
 
 
 # ------------------------------------------------------------------ the table
-
-
-def _ms(row, name):
-    return f"{row[name + '_ms']:.3f}" if name + "_ms" in row else "—"
-
-
-def _ratio(row, name):
-    return f"{row['ppl_ms'] / row[name + '_ms']:.2f}" if name + "_ms" in row else "—"
-
-
-def _compile(row, name):
-    return f"{row[name + '_compile_s']:.2f}" if name + "_compile_s" in row else "—"
 
 
 def _diff(row, name):
