@@ -14,6 +14,8 @@ so ``t`` is the empty trace and every kept value is an observation.
 from __future__ import annotations
 
 import itertools
+import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -23,6 +25,9 @@ from jax.scipy.special import logsumexp
 from jax.scipy.stats import norm
 
 import ppl
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "adev"))
+from adev_stats import assert_unbiased  # noqa: E402  (the house statistical check)
 
 SOURCE = '''
 gen nothing() {}
@@ -108,6 +113,23 @@ objective nested_density(x: real, w: real, v: real[I, J]) {
     }
 }
 
+# A mixture as a variational family, its component u summed out: q(x) = Σ_u q(u) q(x | u).
+gen target() {
+    x ~ normal(1.0, 1.5)
+}
+
+gen family() {
+    param w: real = 0.3
+    param m: real[2] = [-1.0, 2.0]
+    param s: real<lower=0> = 0.8
+    u ~ bernoulli(logits=w)
+    x ~ normal(m[u], s)
+}
+
+objective family_elbo() {
+    return elbo(target(), marginal(family(), keep=["x"], exact=true))
+}
+
 # sim returns the exact marginal log density of what it draws: lq - density = 0.
 objective sim_is_exact(N: int) {
     return expect {
@@ -185,6 +207,22 @@ def test_sim_returns_the_exact_marginal_of_its_draws(module):
     params = obj.init(KEY)
     values = [obj.value_and_grad(k, params)[0] for k in jax.random.split(KEY, 8)]
     np.testing.assert_allclose(np.asarray(values), 0.0, atol=1e-4)
+
+
+def family_elbo_by_quadrature(params):
+    """∫ q(x) (log p(x) − log q(x)) dx on a fine grid, q the two-component mixture."""
+    xs = jnp.linspace(-15.0, 15.0, 20001)
+    w, m, s = (jax.nn.sigmoid(params["family.w"]), params["family.m"],
+               jnp.exp(params["family.s"]))
+    log_q = jnp.logaddexp(jnp.log1p(-w) + norm.logpdf(xs, m[0], s),
+                          jnp.log(w) + norm.logpdf(xs, m[1], s))
+    return jnp.trapezoid(jnp.exp(log_q) * (norm.logpdf(xs, 1.0, 1.5) - log_q), xs)
+
+
+def test_elbo_with_an_exactly_marginalised_family_is_unbiased(module):
+    """sim of the family draws (u, x) and scores x by log Σ_u q(u, x): the ELBO's value and
+    gradient estimates average to the quadrature's."""
+    assert_unbiased(module.family_elbo(), family_elbo_by_quadrature, n=20_000)
 
 
 # ---------------------------------------------------------------- HMMs
