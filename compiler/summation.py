@@ -614,6 +614,12 @@ def hoist(e: Eqn) -> list[Eqn]:
                        [Region([index] + xs, body.eqns, body.outs)], e.span))
         params += needed  # each now enters the loop as its step's slice
         args += values
+        if c == 0 and not rest and all(y in needed for y in region.outs):
+            # Nothing is left to run in order: the loop was a plate.
+            stacked_of = dict(zip(needed, values))
+            out.extend(Eqn("fn", [o], [stacked_of[y]], {"name": "identity"}, [], e.span)
+                       for o, y in zip(e.outs, region.outs))
+            return out
     out.append(Eqn("scan", e.outs, args, e.attrs, [Region(params, rest, region.outs)], e.span))
     return out
 

@@ -88,6 +88,31 @@ objective hmm2_density(y: real[T]) {
     }
 }
 
+# A carried real h beside the state (its emission reads it: it stays in the loop), a
+# non-zero initial state, and a second loop whose choice u is summed per step.
+gen hmm3(T: int) {
+    param A: real[3, 3] = zeros()
+    param mu: real[3] = zeros()
+    h = 0.0
+    z = 1
+    for t in T {
+        h = h + 1.0
+        z ~ categorical(logits=A[z])
+        y ~ normal(mu[z] + 0.1 * h, 1.0)
+    }
+    for t in T {
+        u ~ bernoulli(0.3)
+        w ~ normal(mu[0] + 2.0 * u, 1.0)
+    }
+}
+
+objective hmm3_density(y: real[T], w: real[T]) {
+    return expect {
+        (t, _) = sim(nothing())
+        return density(marginal(hmm3(T), keep=["y", "w"], exact=true) | {y: y, w: w}, t)
+    }
+}
+
 # Nested plates: c per row, z per cell; a and b summed jointly (x reads both), d alone.
 gen nested(I: int, J: int) {
     param q: real = 0.2
@@ -294,6 +319,28 @@ def test_summed_initial_state_and_per_step_choice(module):
     def ref(p):
         return forward_reference({"A": p["hmm2.A"], "mu": p["hmm2.mu"]}, y,
                                  init_logits=p["hmm2.pi"], u_probs=0.3)
+
+    want, want_grads = jax.jit(jax.value_and_grad(ref))(params)
+    assert_close(value, want, rtol=1e-5, atol=1e-4)
+    assert_close(grads, want_grads, rtol=1e-4, atol=1e-4)
+
+
+def test_carried_real_initial_state_and_per_step_loop(module):
+    y, w = (jax.random.normal(k, (5,)) * 2.0 for k in jax.random.split(jax.random.PRNGKey(8)))
+    obj = module.hmm3_density(y, w)
+    params = random_params(obj, 8)
+    value, grads = value_and_grad(obj, params)
+
+    def ref(p):
+        log_a = jax.nn.log_softmax(p["hmm3.A"], -1)
+        mu = p["hmm3.mu"]
+        em = norm.logpdf(y[:, None], mu[None, :] + 0.1 * jnp.arange(1.0, 6.0)[:, None], 1.0)
+        alpha = log_a[1] + em[0]  # the state before the first step is 1
+        for t in range(1, 5):
+            alpha = logsumexp(alpha[:, None] + log_a, 0) + em[t]
+        per_step = jnp.logaddexp(jnp.log(0.7) + norm.logpdf(w, mu[0], 1.0),
+                                 jnp.log(0.3) + norm.logpdf(w, mu[0] + 2.0, 1.0))
+        return logsumexp(alpha) + per_step.sum()
 
     want, want_grads = jax.jit(jax.value_and_grad(ref))(params)
     assert_close(value, want, rtol=1e-5, atol=1e-4)
