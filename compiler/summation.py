@@ -25,9 +25,14 @@ The sum follows the program's structure, never its joint support:
   forward algorithm: a ``scan`` carrying α, the log probability of each of
   the K states and the data so far, α'(z) = logsumexp_c(α(c) + ℓ_t(c, z)),
   ℓ_t the log density of step t with carried state c and new state z (cost
-  T·K²). Step 0 reads the loop's initial value wherever c is read, so any
-  initial value works. A step's choices that do not reach the carry are
-  summed per step.
+  T·K²). α starts on the loop's initial value when it is a literal state;
+  otherwise step 0 reads the initial value wherever c is read, so any value
+  works. ℓ_t splits into the terms that read c (a K x K transition table)
+  and the others (the emission, a vector over z), and :func:`hoist` moves
+  what reads no carry out of the loop (the table before it, the emissions
+  into a plate over the steps), so the loop runs logsumexp(α + table[z]) +
+  emission[z] only, as a hand-written forward algorithm does. A step's
+  choices that do not reach the carry are summed per step.
 
 Anything else (a plate's value that depends on a choice summed inside it, a
 loop carrying another value computed from a summed choice, a continuous or
@@ -52,14 +57,12 @@ from typing import Callable
 
 from .diagnostics import error
 from .ir import Atom, Eqn, Lit, Region, Var, stacked, walk
-from .types import BOOL, INT, REAL, ArrayType
+from .types import INT, REAL, ArrayType
 
 # The most joint values one sum may enumerate (the product of the supports of the choices
 # summed together, nested): beyond it the program is rejected, since its cost would be that
 # many evaluations of the model. Choices per plate element and per loop step do not multiply.
 JOINT_LIMIT = 4096
-
-NEG_INF = Lit(float("-inf"), REAL)
 
 
 @dataclass
@@ -122,11 +125,11 @@ class Summation:
             if have is None or have.shape != want.shape:
                 raise error(f"the kept value at '{address}' has type {have!r}, but the model "
                             f"draws {want!r} there", self.span)
-            v = _emit(out, "trace_get", have, [given], {"address": address}, self.span,
+            v = emit(out, "trace_get", have, [given], {"address": address}, self.span,
                       address.replace("/", "_"))
-            ctx.given[address] = _cast(out, v, want.dtype, self.span)
+            ctx.given[address] = cast(out, v, want.dtype, self.span)
         terms, _ = self.block(self.body.eqns, ctx, out)
-        return out, _total(terms, out, self.span)
+        return out, total(terms, out, self.span)
 
     def check_choices(self, region: Region, where: str = "") -> None:
         """Every summed choice can be summed: discrete, finite, one value, not under a branch."""
@@ -190,7 +193,7 @@ class Summation:
         """Every variable ``e`` reads, its regions' free variables included."""
         key = id(e)
         if key not in self._reads:
-            self._reads[key] = _reads_all(e)
+            self._reads[key] = reads_all(e)
         return self._reads[key]
 
     def roots(self, eqns: list[Eqn], ctx: Context) -> list[Var]:
@@ -269,15 +272,15 @@ class Summation:
                              "(the forward algorithm), are summed one element or step at a time")
         k = Var(INT, "k")
         inner_out: list[Eqn] = []
-        value = _cast(inner_out, k, choice.outs[0].type.dtype, choice.span)
+        value = cast(inner_out, k, choice.outs[0].type.dtype, choice.span)
         inner = ctx.inner(joint=joint, summing=ctx.summing + (address,))
         inner.fixed[choice.outs[0]] = value
         terms, _ = self.block(group, inner, inner_out)
-        lp = _total(terms, inner_out, choice.span)
+        lp = total(terms, inner_out, choice.span)
         lps = Var(stacked(REAL, size), "lp")
         out.append(Eqn("plate", [lps], [], {"size": size},
                        [Region([k], inner_out, [lp])], choice.span))
-        return _emit(out, "fn", REAL, [lps], {"name": "logsumexp", "axis": None}, choice.span,
+        return emit(out, "fn", REAL, [lps], {"name": "logsumexp", "axis": None}, choice.span,
                      "lp")
 
     def sliced(self, region: Region, ctx: Context, args: list, params: list) -> dict:
@@ -299,7 +302,7 @@ class Summation:
         that depends on a choice summed inside it."""
         roots = deps.get(var) if isinstance(var, Var) else None
         if roots:
-            address = next(iter(sorted(_address_of(self.body, r) for r in roots)))
+            address = next(iter(sorted(address_of(self.body, r) for r in roots)))
             name = outer.hint or var.hint or "a value"
             raise error(f"marginal(..., exact=true): '{name}' is used after the {where}, but it "
                         f"depends on '{address}', which is summed out inside it", span,
@@ -315,14 +318,14 @@ def _sample(s: Summation, e: Eqn, ctx: Context, out: list[Eqn]) -> list:
     value = ctx.fixed[x] if x in ctx.fixed else ctx.given[e.attrs["address"]]
     ctx.subst[x] = value
     args = [ctx.sub(a) for a in e.args[:len(e.attrs["form"])]]
-    return [_emit(out, "logpdf", REAL, [value] + args,
+    return [emit(out, "logpdf", REAL, [value] + args,
                   {"dist": e.attrs["dist"], "form": e.attrs["form"]}, e.span, "lp")]
 
 
 def _factor(s: Summation, e: Eqn, ctx: Context, out: list[Eqn]) -> list:
     v = ctx.sub(e.args[0])
     if isinstance(v.type, ArrayType) and v.type.shape != ():
-        v = _emit(out, "fn", REAL, [v], {"name": "sum", "axis": None}, e.span, "lp")
+        v = emit(out, "fn", REAL, [v], {"name": "sum", "axis": None}, e.span, "lp")
     return [v]
 
 
@@ -343,21 +346,10 @@ def _pure(s: Summation, e: Eqn, ctx: Context, out: list[Eqn]) -> list:
 
 def _plate(s: Summation, e: Eqn, ctx: Context, out: list[Eqn]) -> list:
     """A plate: each element's choices summed on their own (N·K, never K^N)."""
-    return _per_element(s, e, ctx, out, "plate", 0)
+    return per_element(s, e, ctx, out, "plate", 0)
 
 
-def _scan(s: Summation, e: Eqn, ctx: Context, out: list[Eqn]) -> list:
-    region = e.regions[0]
-    c = e.attrs["carries"]
-    roots = s.roots(region.eqns, ctx)
-    deps = s.partition(region.eqns, roots).deps if roots else {}
-    state = [j for j in range(c) if isinstance(region.outs[j], Var) and deps.get(region.outs[j])]
-    if not state:  # the carried values do not depend on the step's summed choices
-        return _per_element(s, e, ctx, out, "loop", c)
-    return _forward(s, e, ctx, out, state, deps)
-
-
-def _per_element(s: Summation, e: Eqn, ctx: Context, out: list[Eqn], where: str,
+def per_element(s: Summation, e: Eqn, ctx: Context, out: list[Eqn], where: str,
                  carries: int) -> list:
     """A plate, or a loop whose carries do not depend on its summed choices: each element's
     (step's) choices summed on its own; its values used after it must not depend on them."""
@@ -378,185 +370,31 @@ def _per_element(s: Summation, e: Eqn, ctx: Context, out: list[Eqn], where: str,
             ctx.subst[o] = new
             outs.append(new)
             yields.append(inner.sub(r))
-    return _close(e, dict(e.attrs), outs, yields, args, params, inner_out, terms, out)
+    return close_loop(e, dict(e.attrs), outs, yields, args, params, inner_out, terms, out)
 
 
-def _close(e: Eqn, attrs: dict, outs, yields, args, params, inner_out, terms, out) -> list:
+def close_loop(e: Eqn, attrs: dict, outs, yields, args, params, inner_out, terms, out) -> list:
     """Emit the rewritten plate or scan (its per-element log density as a last output)
     and return the sum of that log density as its term."""
     n = attrs["size"] if e.op == "plate" else attrs["length"]
     lp = None
     if terms:
-        yields.append(_total(terms, inner_out, e.span))
+        yields.append(total(terms, inner_out, e.span))
         lp = Var(stacked(REAL, n), "lp")
         outs.append(lp)
+    from .summation_loops import hoist
+
     new = Eqn(e.op, outs, args, attrs, [Region(params, inner_out, yields)], e.span)
     out.extend(hoist(new) if e.op == "scan" else [new])
     if lp is None:
         return []
-    return [_emit(out, "fn", REAL, [lp], {"name": "sum", "axis": None}, e.span, "lp")]
+    return [emit(out, "fn", REAL, [lp], {"name": "sum", "axis": None}, e.span, "lp")]
 
 
-def _forward(s: Summation, e: Eqn, ctx: Context, out: list[Eqn], state: list[int],
-             deps: dict) -> list:
-    """The forward algorithm: a loop whose carried value is a choice summed in its step."""
-    region = e.regions[0]
-    c = e.attrs["carries"]
-    t_param, carry_params = region.params[0], region.params[1:1 + c]
-    names = [region.outs[j].hint or carry_params[j].hint for j in state]
-    if len(state) > 1:
-        raise error("marginal(..., exact=true): this loop carries several values that depend on "
-                    f"summed choices ({', '.join(repr(x) for x in names)}); the forward "
-                    "algorithm sums one carried discrete state", e.span,
-                    help="carry one state (encode several as one categorical), or keep some "
-                         "of them (add them to keep=[...])")
-    j = state[0]
-    choice = _drawn_by(region, region.outs[j])
-    if choice is None or choice.attrs["address"] not in s.summed:
-        root = sorted(_address_of(s.body, r) for r in deps[region.outs[j]])[0]
-        raise error(f"marginal(..., exact=true): the loop carries '{names[0]}', which depends "
-                    f"on the summed choice '{root}'; the forward algorithm needs the carried "
-                    f"value to be the choice itself ({carry_params[j].hint} ~ ...)", e.span,
-                    help="carry the discrete state and compute the rest from it in each step, "
-                         "or keep the choice (add it to keep=[...])")
-    k = s.support(choice)
-    state_param = carry_params[j]
-    part = s.partition(region.eqns, s.roots(region.eqns, ctx) + [state_param],
-                       linked=(choice.outs[0], state_param))
-    group = next(g for g in part.groups if choice in g)
-    for jj, r in enumerate(region.outs):
-        if jj != j and (jj < c or e.outs[jj] in s.used):
-            s.leaked(part.deps, r, e.outs[jj], "loop", e.span)
-    if e.outs[j] in s.used:
-        s.leaked(deps, region.outs[j], e.outs[j], "loop", e.span)
+def _scan(s: Summation, e: Eqn, ctx: Context, out: list[Eqn]) -> list:
+    from .summation_loops import scan_rule  # the forward algorithm (imports this module)
 
-    args = [ctx.sub(a) for a in e.args]
-    init = args[j]
-    others = [jj for jj in range(c) if jj != j]
-    # α before the first step: all its mass on the initial state when it is a literal among
-    # the K states; else on slot 0, which step 0 reads as the initial value, whatever it is.
-    in_range = isinstance(init, Lit) and init.value in range(k)
-    alpha0_out: list[Eqn] = []
-    slot = Var(INT, "c")
-    first = _emit(alpha0_out, "fn", BOOL, [slot, init if in_range else Lit(0, INT)],
-                  {"name": "eq"}, e.span)
-    a0 = _emit(alpha0_out, "fn", REAL, [first, Lit(0.0, REAL), NEG_INF], {"name": "where"},
-               e.span, "alpha")
-    alpha0 = Var(stacked(REAL, k), "alpha")
-    out.append(Eqn("plate", [alpha0], [], {"size": k}, [Region([slot], alpha0_out, [a0])], e.span))
-
-    t = Var(INT, t_param.hint)
-    alpha = Var(stacked(REAL, k), "alpha")
-    other_params = [Var(carry_params[jj].type, carry_params[jj].hint) for jj in others]
-    xs_params = [Var(p.type, p.hint) for p in region.params[1 + c:]]
-    params = [t, alpha] + other_params + xs_params
-    new_args = [alpha0] + [args[jj] for jj in others] + args[c:]
-    inner = ctx.inner()
-    inner.subst[t_param] = t
-    inner.subst.update(zip([carry_params[jj] for jj in others], other_params))
-    inner.subst.update(zip(region.params[1 + c:], xs_params))
-    inner.given = s.sliced(region, ctx, new_args, params)
-    step_out: list[Eqn] = []
-    terms = s.each(part.independent, inner, step_out)
-    for g in part.groups:
-        if g is not group:
-            terms.append(s.sum_over(g[0], g, inner, step_out))
-    alpha_new = _transition(s, choice, group, state_param, None if in_range else init, t,
-                            alpha, k, inner, step_out, e.span)
-    outs, yields = [Var(stacked(REAL, k), "alpha")], [alpha_new]
-    for jj in others:
-        new = Var(e.outs[jj].type, e.outs[jj].hint)
-        ctx.subst[e.outs[jj]] = new
-        outs.append(new)
-        yields.append(inner.sub(region.outs[jj]))
-    for jj in range(c, len(e.outs)):
-        if e.outs[jj] in s.used:
-            new = Var(e.outs[jj].type, e.outs[jj].hint)
-            ctx.subst[e.outs[jj]] = new
-            outs.append(new)
-            yields.append(inner.sub(region.outs[jj]))
-    attrs = {**e.attrs, "carries": 1 + len(others)}
-    step_terms = _close(e, attrs, outs, yields, new_args, params, step_out, terms, out)
-    final = _emit(out, "fn", REAL, [outs[0]], {"name": "logsumexp", "axis": None}, e.span, "lp")
-    return [final] + step_terms
-
-
-def _transition(s: Summation, choice: Eqn, group: list[Eqn], state_param: Var, init: Atom,
-                t: Var, alpha: Var, k: int, ctx: Context, out: list[Eqn], span) -> Var:
-    """α'(z) = logsumexp_c(α(c) + ℓ(c, z)) + ℓ(z), with plates over the new state z and the
-    previous state c: ℓ(c, z) holds the step's terms that read c, ℓ(z) the others (the
-    emission), so that each is computed where it can be hoisted out of the loop. With
-    ``init`` None, c is the previous state itself; else step 0 reads ``init`` for every c."""
-    reads_c, free = _split_by_state(s, group, choice, state_param)
-    z = Var(INT, "z")
-    inner = ctx.inner(joint=ctx.joint * k, summing=ctx.summing + (choice.attrs["address"],))
-
-    def transitions(z_out: list[Eqn]) -> Var:
-        zv = _cast(z_out, z, choice.outs[0].type.dtype, span)
-        prev = Var(INT, "c")
-        c_out: list[Eqn] = []
-        cv = prev
-        if init is not None:
-            at_start = _emit(c_out, "fn", BOOL, [t, Lit(0, INT)], {"name": "eq"}, span)
-            cv = _emit(c_out, "fn", INT, [at_start, init, prev], {"name": "where"}, span,
-                       state_param.hint)
-        c_ctx = inner.inner()
-        c_ctx.fixed[choice.outs[0]] = zv
-        c_ctx.subst[state_param] = _cast(c_out, cv, state_param.type.dtype, span)
-        terms, _ = s.block(reads_c, c_ctx, c_out)
-        lp = _total(terms, c_out, span)
-        lps = Var(stacked(REAL, k), "lp")
-        z_out.append(Eqn("plate", [lps], [], {"size": k}, [Region([prev], c_out, [lp])], span))
-        return lps
-
-    emission = None
-    if free:
-        e_out: list[Eqn] = []
-        e_ctx = inner.inner()
-        e_ctx.subst[choice.outs[0]] = e_ctx.fixed[choice.outs[0]] = _cast(
-            e_out, z, choice.outs[0].type.dtype, span)
-        terms, _ = s.block(free, e_ctx, e_out)
-        emission = Var(stacked(REAL, k), "lp")
-        out.append(Eqn("plate", [emission], [], {"size": k},
-                       [Region([z], e_out, [_total(terms, e_out, span)])], span))
-        z = Var(INT, "z")
-    # ℓ(c, z) for every z: its own plate, so that it is hoisted when it reads no carry.
-    t_out: list[Eqn] = []
-    lps = transitions(t_out)
-    table = Var(ArrayType("float32", (k, k)), "lp")
-    out.append(Eqn("plate", [table], [], {"size": k}, [Region([z], t_out, [lps])], span))
-    row = Var(stacked(REAL, k), "lp")
-    z_out: list[Eqn] = []
-    both = _emit(z_out, "fn", stacked(REAL, k), [alpha, row], {"name": "add"}, span, "lp")
-    a = _emit(z_out, "fn", REAL, [both], {"name": "logsumexp", "axis": None}, span, "alpha")
-    args, params = [table], [Var(INT, "z"), row]
-    if emission is not None:
-        em = Var(REAL, "lp")
-        a = _emit(z_out, "fn", REAL, [a, em], {"name": "add"}, span, "alpha")
-        args.append(emission)
-        params.append(em)
-    alpha_new = Var(stacked(REAL, k), "alpha")
-    out.append(Eqn("plate", [alpha_new], args, {"size": k}, [Region(params, z_out, [a])], span))
-    return alpha_new
-
-
-def _split_by_state(s: Summation, group: list[Eqn], choice: Eqn, state: Var):
-    """The state group's equations that read the previous state (through anything but the
-    new state's value, which both parts know), and the others, when nothing of the first
-    reads the second; else (the whole group, [])."""
-    tainted = {state}
-    reads_c, free = [], []
-    for e in group:
-        if e is choice or (s.reads(e) & tainted):
-            reads_c.append(e)
-            if e is not choice:
-                tainted.update(e.outs)
-        else:
-            free.append(e)
-    defined_free = {o for e in free for o in e.outs}
-    if any(s.reads(e) & defined_free for e in reads_c):
-        return group, []
-    return reads_c, free
+    return scan_rule(s, e, ctx, out)
 
 
 RULES: dict[str, Callable] = {
@@ -565,66 +403,8 @@ RULES: dict[str, Callable] = {
 """Every other op (fn, index, param, trace_get, cond, density, ...) is pure: copied."""
 
 
-# -------------------------------------------------------------- loop-independent code
-
-
-def hoist(e: Eqn) -> list[Eqn]:
-    """A pure ``scan`` with its body's loop-independent equations moved out: those reading
-    no carry and no step (loop-invariant, as the transition table of a forward step) go
-    before it as they are; those reading the step's index or inputs but no carry (an
-    emission's log density) go into a ``plate`` over the steps before it, whose stacked
-    values enter the scan as inputs. One vectorised pass replaces T sequential ones.
-
-    Every equation here is pure, so moving it keeps the meaning."""
-    region = e.regions[0]
-    n, c = e.attrs["length"], e.attrs["carries"]
-    carried = set(region.params[1:1 + c])
-    stepwise = {region.params[0]} | set(region.params[1 + c:])
-    invariant, per_step, rest = [], [], []
-    for eq in region.eqns:
-        r = _reads_all(eq)
-        if r & carried:
-            rest.append(eq)
-            carried.update(eq.outs)
-        elif r & stepwise:
-            per_step.append(eq)
-            stepwise.update(eq.outs)
-        else:
-            invariant.append(eq)
-    if n == 0 or not (invariant or per_step):
-        return [e]
-    out = list(invariant)
-    read_later = {v for eq in rest for v in _reads_all(eq)} | {
-        o for o in region.outs if isinstance(o, Var)}
-    needed = [v for eq in per_step for v in eq.outs if v in read_later]
-    # Inputs only the moved equations read no longer enter the loop.
-    kept = [j for j, p in enumerate(region.params[1 + c:]) if p in read_later]
-    params = region.params[:1 + c] + [region.params[1 + c + j] for j in kept]
-    args = list(e.args[:c]) + [e.args[c + j] for j in kept]
-    if needed:
-        from .passes.inline import copy_region
-
-        index = Var(INT, region.params[0].hint)
-        xs = [Var(p.type, p.hint) for p in region.params[1 + c:]]
-        subst = dict(zip(region.params[1 + c:], xs))
-        subst[region.params[0]] = index
-        body = copy_region(Region([], per_step, needed), subst)
-        values = [Var(stacked(v.type, n), v.hint) for v in needed]
-        out.append(Eqn("plate", values, e.args[c:], {"size": n},
-                       [Region([index] + xs, body.eqns, body.outs)], e.span))
-        params += needed  # each now enters the loop as its step's slice
-        args += values
-        if c == 0 and not rest and all(y in needed for y in region.outs):
-            # Nothing is left to run in order: the loop was a plate.
-            stacked_of = dict(zip(needed, values))
-            out.extend(Eqn("fn", [o], [stacked_of[y]], {"name": "identity"}, [], e.span)
-                       for o, y in zip(e.outs, region.outs))
-            return out
-    out.append(Eqn("scan", e.outs, args, e.attrs, [Region(params, rest, region.outs)], e.span))
-    return out
-
-
-def _reads_all(e: Eqn) -> set:
+def reads_all(e: Eqn) -> set:
+    """Every variable ``e`` reads: its arguments and its regions' free variables."""
     got = {a for a in e.args if isinstance(a, Var)}
     for r in e.regions:
         got.update(o for o in r.outs if isinstance(o, Var))
@@ -638,30 +418,33 @@ def _reads_all(e: Eqn) -> set:
 # -------------------------------------------------------------- helpers
 
 
-def _emit(out: list[Eqn], op: str, type_, args: list, attrs: dict, span, hint: str = "") -> Var:
+def emit(out: list[Eqn], op: str, type_, args: list, attrs: dict, span, hint: str = "") -> Var:
+    """Append one equation with one fresh output to ``out``; return the output."""
     v = Var(type_, hint)
     out.append(Eqn(op, [v], list(args), attrs, [], span))
     return v
 
 
-def _cast(out: list[Eqn], v: Atom, dtype: str, span) -> Atom:
+def cast(out: list[Eqn], v: Atom, dtype: str, span) -> Atom:
+    """``v`` as ``dtype`` (int, real or bool), emitting the conversion when needed."""
     if v.type.dtype == dtype:
         return v
     name = {"int32": "int", "float32": "float"}.get(dtype)
     if name is None:  # bool
-        return _emit(out, "fn", ArrayType(dtype, v.type.shape), [v, Lit(0, INT)], {"name": "ne"},
+        return emit(out, "fn", ArrayType(dtype, v.type.shape), [v, Lit(0, INT)], {"name": "ne"},
                      span, getattr(v, "hint", ""))
-    return _emit(out, "fn", ArrayType(dtype, v.type.shape), [v], {"name": name}, span,
+    return emit(out, "fn", ArrayType(dtype, v.type.shape), [v], {"name": name}, span,
                  getattr(v, "hint", ""))
 
 
-def _total(terms: list, out: list[Eqn], span) -> Atom:
+def total(terms: list, out: list[Eqn], span) -> Atom:
+    """The sum of log-density terms (0.0 for none), emitted into ``out``."""
     if not terms:
         return Lit(0.0, REAL)
-    total = terms[0]
+    acc = terms[0]
     for term in terms[1:]:
-        total = _emit(out, "fn", REAL, [total, term], {"name": "add"}, span, "lp")
-    return total
+        acc = emit(out, "fn", REAL, [acc, term], {"name": "add"}, span, "lp")
+    return acc
 
 
 def _used(body: Region) -> set:
@@ -697,21 +480,8 @@ def _addresses(region: Region) -> set:
     return got
 
 
-def _drawn_by(region: Region, v: Atom) -> Eqn | None:
-    """The sample equation of ``region`` whose value ``v`` is (through identities)."""
-    by_out = {o: e for e in region.eqns for o in e.outs}
-    while isinstance(v, Var) and v in by_out:
-        e = by_out[v]
-        if e.op == "sample":
-            return e
-        if e.op == "fn" and e.attrs.get("name") == "identity":
-            v = e.args[0]
-            continue
-        return None
-    return None
-
-
-def _address_of(body: Region, v: Var) -> str:
+def address_of(body: Region, v: Var) -> str:
+    """The address of the choice whose value is ``v`` (its hint for a loop's carry)."""
     for e in walk(body):
         if e.op == "sample" and e.outs[0] is v:
             return e.attrs["address"]
