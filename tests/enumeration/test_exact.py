@@ -113,6 +113,28 @@ objective hmm3_density(y: real[T], w: real[T]) {
     }
 }
 
+# A batch of sequences (a loop in a plate) with a vector emission (a plate in the loop).
+gen hmms(S: int, T: int, D: int) {
+    param A: real[3, 3] = zeros()
+    param mu: real[3, D] = zeros()
+    plate s in S {
+        z = 0
+        for t in T {
+            z ~ categorical(logits=A[z])
+            plate d in D {
+                y ~ normal(mu[z, d], 1.0)
+            }
+        }
+    }
+}
+
+objective hmms_density(y: real[S, T, D]) {
+    return expect {
+        (t, _) = sim(nothing())
+        return density(marginal(hmms(S, T, D), keep=["y"], exact=true) | {y: y}, t)
+    }
+}
+
 # Nested plates: c per row, z per cell; a and b summed jointly (x reads both), d alone.
 gen nested(I: int, J: int) {
     param q: real = 0.2
@@ -341,6 +363,25 @@ def test_carried_real_initial_state_and_per_step_loop(module):
         per_step = jnp.logaddexp(jnp.log(0.7) + norm.logpdf(w, mu[0], 1.0),
                                  jnp.log(0.3) + norm.logpdf(w, mu[0] + 2.0, 1.0))
         return logsumexp(alpha) + per_step.sum()
+
+    want, want_grads = jax.jit(jax.value_and_grad(ref))(params)
+    assert_close(value, want, rtol=1e-5, atol=1e-4)
+    assert_close(grads, want_grads, rtol=1e-4, atol=1e-4)
+
+
+def test_sequences_in_a_plate_with_vector_emissions(module):
+    y = jax.random.normal(jax.random.PRNGKey(9), (3, 5, 2)) * 2.0
+    obj = module.hmms_density(y)
+    params = random_params(obj, 9)
+    value, grads = value_and_grad(obj, params)
+
+    def ref(p):
+        log_a = jax.nn.log_softmax(p["hmms.A"], -1)
+        em = norm.logpdf(y[:, :, None, :], p["hmms.mu"], 1.0).sum(-1)  # [S, T, K]
+        alpha = log_a[0] + em[:, 0]
+        for t in range(1, 5):
+            alpha = logsumexp(alpha[:, :, None] + log_a, 1) + em[:, t]
+        return logsumexp(alpha, 1).sum()
 
     want, want_grads = jax.jit(jax.value_and_grad(ref))(params)
     assert_close(value, want, rtol=1e-5, atol=1e-4)
