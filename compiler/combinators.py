@@ -40,8 +40,13 @@ from typing import Any
 
 from . import ast
 from .builder import Builder
+<<<<<<< HEAD
 from .diagnostics import Note, did_you_mean, error
 from .ir import Lit, Region, Var
+=======
+from .diagnostics import did_you_mean, error
+from .ir import Lit, Program, Region, Var
+>>>>>>> exact
 from .types import INT, REAL, ArrayType, TraceType, tree_leaves
 from .values import GenValue, MarginalValue, NormalizeValue, Ref, describe, is_generative
 
@@ -301,10 +306,31 @@ class CombinatorLowering:
         return self._log_mean(self._fn("logsumexp", [weights], b, span), g.particles, b, span)
 
     def sim_exact_marginal(self, g, b, span, reparam_only):
-        raise error("marginal(..., exact=true) is not supported yet", span)
+        """``sim`` of ``marginal(q, keep, exact=true)``: q's full trace drawn, restricted to
+        the kept choices, with their exact marginal log density."""
+        t, _ = self.emit_sim(g.family, b, span, reparam_only)
+        kept = self._restrict(t, g.keep, b, span, retval=True)
+        return kept, self.density_exact_marginal(g, kept, b, span)
 
     def density_exact_marginal(self, g, given, b, span):
-        raise error("marginal(..., exact=true) is not supported yet", span)
+        """log Σ_u q(u, x), the choices u not kept summed out (compiler/summation.py)."""
+        from .passes.addresses import trace_type  # pure IR analyses
+        from .passes.inline import inline
+        from .summation import Summation
+
+        q = g.family
+        if not isinstance(q, GenValue):
+            raise error("marginal(q, ..., exact=true): q must be a generative function declared "
+                        f"with 'gen' (got {describe(q)})", span)
+        fn = self.specialise(q)
+        body = inline(Program(dict(self.functions), fn.name)).functions[fn.name].body
+        fields = dict(trace_type(fn, self.functions, span).fields)
+        summed = frozenset(a for a in fields if a not in g.keep)
+        eqns, lp = Summation(self.library, body, summed, g.detached or q.detached,
+                             span).log_marginal(given, [v for _, v in q.dynamic], fields)
+        for e in eqns:
+            b.emit(e.op, e.outs, e.args, e.attrs, e.regions, e.span)
+        return b.emit1("fn", REAL, [lp], {"name": "identity"}, span=span, hint="logp")
 
     def _marginal_weight(self, g: MarginalValue, kept: Var, b: Builder, span,
                          reparam_only: bool) -> Var:

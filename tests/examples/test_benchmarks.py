@@ -70,3 +70,17 @@ def test_ppl_and_handwritten_jax_estimate_the_same_elbo_and_gradient(estimator):
         a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
         se = np.sqrt(a.var(0) / len(a) + b.var(0) / len(b))
         assert np.all(np.abs(a.mean(0) - b.mean(0)) < 5 * se + 1e-6 + 1e-5 * np.abs(b.mean(0))), name
+
+
+def test_hmm_benchmark_quick_run():
+    """The exact-enumeration benchmark runs; ppl's value is the hand-written forward
+    algorithm's and logsumexp's. (NumPyro's scan enumeration of the HMM is timed but its
+    value is not asserted: it disagrees with the forward algorithm, see the README.)"""
+    bench = load_script("hmm")
+    rows = bench.main(["--quick"])
+    assert [r["model"] for r in rows] == ["hmm", "mixture"]
+    assert all(r["ppl_ms"] > 0 and r["jax_ms"] > 0 for r in rows)
+    assert all(r["jax_diff"] < 1e-3 * max(1.0, abs(r["ppl_value"])) for r in rows)
+    assert ("numpyro_ms" in rows[0]) == bench.HAVE_FUNSOR
+    if bench.HAVE_FUNSOR:
+        assert rows[1]["numpyro_diff"] < 1e-3 * abs(rows[1]["ppl_value"])

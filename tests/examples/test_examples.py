@@ -18,7 +18,7 @@ import pytest
 import ppl
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-NAMES = ["coin", "linear_regression", "eight_schools", "state_space", "cone"]
+NAMES = ["coin", "linear_regression", "eight_schools", "state_space", "cone", "hmm"]
 
 
 def load_example(name: str):
@@ -219,3 +219,24 @@ def test_cone_main_runs_every_objective(capsys):
     assert all(np.isfinite(v) for v in values.values())
     for name in cone.PAPER:
         assert name in out
+
+
+# ---------------------------------------------------------------- hmm
+
+
+def test_hmm_main(capsys, tmp_path):
+    """A few steps of both fits; the posterior of each step's state (the gradient of
+    log p(y) in a per-step offset) sums to one, and is certain where the data are."""
+    hmm = load_example("hmm")
+    result = hmm.main(T=60, steps=30, vi_steps=10, out=str(tmp_path / "states.png"))
+    out = capsys.readouterr().out
+    assert "maximum marginal likelihood" in out and "variational inference" in out
+    assert "true P" in out
+    posterior = result["posterior"]
+    assert posterior.shape == (60, 3)
+    np.testing.assert_allclose(posterior.sum(1), 1.0, atol=1e-4)
+    assert np.all(posterior > -1e-6)
+    for p in (result["p_mll"], result["p_vi"]):
+        np.testing.assert_allclose(p.sum(1), 1.0, atol=1e-5)
+    assert np.all(np.isfinite(np.asarray(result["mll"].history)))
+    assert np.all(np.isfinite(np.asarray(result["vi"].history)))
