@@ -40,13 +40,8 @@ from typing import Any
 
 from . import ast
 from .builder import Builder
-<<<<<<< HEAD
 from .diagnostics import Note, did_you_mean, error
-from .ir import Lit, Region, Var
-=======
-from .diagnostics import did_you_mean, error
 from .ir import Lit, Program, Region, Var
->>>>>>> exact
 from .types import INT, REAL, ArrayType, TraceType, tree_leaves
 from .values import GenValue, MarginalValue, NormalizeValue, Ref, describe, is_generative
 
