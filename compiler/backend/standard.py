@@ -17,6 +17,7 @@ are constrained where a ``param`` equation reads them.
 
 from __future__ import annotations
 
+import weakref
 import zlib
 from typing import Any, Callable
 
@@ -25,7 +26,7 @@ import jax.numpy as jnp
 
 from ..diagnostics import error
 from ..indexing import broadcast_shapes
-from ..ir import Eqn, Function, Lit, Program, Region, Var
+from ..ir import OPS, Eqn, Function, Lit, Program, Region, Var, walk
 from ..types import ArrayType, TraceType
 
 
@@ -202,18 +203,37 @@ def _trace_retval(it, eqn, args, key, env):
     return list(args[0][1])
 
 
+_DRAWS: "weakref.WeakKeyDictionary[Region, bool]" = weakref.WeakKeyDictionary()
+
+
+def _draws(region: Region) -> bool:
+    """Whether a region draws random numbers (so its iterations need keys of their own)."""
+    if region not in _DRAWS:
+        _DRAWS[region] = any(OPS[e.op][1] for e in walk(region))
+    return _DRAWS[region]
+
+
+def _iteration_keys(region, key, n: int):
+    """One key per iteration for a region that draws; none (the key itself, unsplit, for
+    every iteration) for a pure one: splitting costs a kernel a loop does not need."""
+    if not _draws(region):
+        return None
+    return jax.random.split(key, n) if n else jnp.zeros((0, 2), jnp.uint32)
+
+
 def _plate(it, eqn, args, key, env):
     region = eqn.regions[0]
     n = eqn.attrs["size"]
-    keys = jax.random.split(key, n) if n else jnp.zeros((0, 2), jnp.uint32)
+    keys = _iteration_keys(region, key, n)
 
     def body(i, k, mapped):
-        return tuple(it.run(region, [i] + list(mapped), k, env))
+        return tuple(it.run(region, [i] + list(mapped), key if k is None else k, env))
 
     if n == 0:
         return [jnp.zeros(v.type.shape, v.type.dtype) if isinstance(v.type, ArrayType)
                 else _empty_trace(v.type) for v in eqn.outs]
-    outs = jax.vmap(body)(jnp.arange(n, dtype=jnp.int32), keys, tuple(args))
+    outs = jax.vmap(body, in_axes=(0, None if keys is None else 0, 0))(
+        jnp.arange(n, dtype=jnp.int32), keys, tuple(args))
     return list(outs)
 
 
@@ -226,13 +246,15 @@ def _scan(it, eqn, args, key, env):
     n, c = eqn.attrs["length"], eqn.attrs["carries"]
     init, xs = tuple(args[:c]), tuple(args[c:])
 
+    keys = _iteration_keys(region, key, n)
+
     def step(carry, inputs):
         i, k, x = inputs
-        outs = it.run(region, [i] + list(carry) + list(x), k, env)
+        outs = it.run(region, [i] + list(carry) + list(x), key if keys is None else k, env)
         return tuple(outs[:c]), tuple(outs[c:])
 
-    keys = jax.random.split(key, n) if n else jnp.zeros((0, 2), jnp.uint32)
-    final, ys = jax.lax.scan(step, init, (jnp.arange(n, dtype=jnp.int32), keys, xs), length=n)
+    steps = jnp.arange(n, dtype=jnp.int32)
+    final, ys = jax.lax.scan(step, init, (steps, steps if keys is None else keys, xs), length=n)
     return list(final) + list(ys)
 
 
