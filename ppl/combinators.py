@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from .compiler.diagnostics import DataError, Diagnostic
-from .entries import GenerativeArgument, Inputs, check_key
+from .entries import GenerativeArgument, Inputs, check_key, merge_observations
 from .trace import Trace
 
 
@@ -79,14 +79,7 @@ class Marginal(Combinator):
         return f"marginal({self.family!r}, keep={list(self.keep)}, {how})" + obs
 
     def __or__(self, observations: dict) -> "Marginal":
-        if not isinstance(observations, dict):
-            raise DataError(Diagnostic("condition with a dict of observations, like "
-                                       "g | {\"y\": data}"))
-        both = dict(self.observations)
-        for k, v in observations.items():
-            if k in both:
-                raise DataError(Diagnostic(f"address '{k}' is observed twice"))
-            both[k] = v
+        both = merge_observations(self.observations, observations)
         return Marginal(self.family, self.keep, self.particles, self.proposal, self.exact, both)
 
     def lower_into(self, inputs: Inputs):

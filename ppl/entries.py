@@ -61,6 +61,19 @@ class GenerativeArgument:
         raise NotImplementedError
 
 
+def merge_observations(current: dict, new) -> dict:
+    """``g | new`` for a ``g`` already observing ``current``: both, each address once."""
+    if not isinstance(new, dict):
+        raise DataError(Diagnostic("condition with a dict of observations, like "
+                                   "g | {\"y\": data}"))
+    both = dict(current)
+    for k, v in new.items():
+        if k in both:
+            raise DataError(Diagnostic(f"address '{k}' is observed twice"))
+        both[k] = v
+    return both
+
+
 class Inputs:
     """Arrays passed from Python into an entry, each an input variable of its IR.
 

@@ -44,7 +44,8 @@ from .compiler.passes.addresses import trace_type
 from .compiler.types import TraceType, tree_leaves, tree_unflatten
 from .compiler.values import GenValue
 from .combinators import Marginal, Normalize
-from .entries import EntryPoints, GenerativeArgument, Inputs, as_array, check_key, format_call
+from .entries import (EntryPoints, GenerativeArgument, Inputs, as_array, check_key, format_call,
+                      merge_observations)
 from .objective import Objective
 from .trace import Trace
 
@@ -198,14 +199,7 @@ class GenerativeFunction(GenerativeArgument):
         return format_call(self.name, self.args, self.kwargs) + obs
 
     def __or__(self, observations: dict) -> "GenerativeFunction":
-        if not isinstance(observations, dict):
-            raise DataError(Diagnostic("condition with a dict of observations, like "
-                                       "g | {\"y\": data}"))
-        both = dict(self.observations)
-        for k, v in observations.items():
-            if k in both:
-                raise DataError(Diagnostic(f"address '{k}' is observed twice"))
-            both[k] = v
+        both = merge_observations(self.observations, observations)
         return GenerativeFunction(self.module, self.name, self.args, self.kwargs, both)
 
     def lower_into(self, inputs: Inputs) -> tuple[GenValue, tuple]:
