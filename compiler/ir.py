@@ -137,6 +137,16 @@ OPS: dict[str, tuple[int, bool]] = {
 }
 
 
+def call_prefix(prefix: str, address: str) -> str:
+    """The prefix of the addresses a call at ``address`` draws under ``prefix``: nested,
+    ``prefix + address + "/"``, or none for an included call (``y ~ part() at ""``).
+
+        >>> call_prefix("enc/", "h"), call_prefix("enc/", "")
+        ('enc/h/', 'enc/')
+    """
+    return prefix + address + "/" if address else prefix
+
+
 def walk(region: Region) -> Iterator[Eqn]:
     """Every equation of a region, nested regions included, in order."""
     for eqn in region.eqns:

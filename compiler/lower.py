@@ -270,7 +270,11 @@ class Lowerer(ExpressionLowering):
                         s.span, help="to drop the choice's log density where a condition is "
                                      "false, mask it: 'x ~ d(...) if cond', outside the 'if'")
         value = self.expr(s.value, env, b)
-        address = s.address or s.target
+        address = s.target if s.address is None else s.address
+        if address == "" and not isinstance(value, GenValue):
+            raise error("'at \"\"' includes a generative function's choices at the caller's "
+                        "own addresses; a distribution's choice needs an address", s.span,
+                        help=f"write '{s.target} ~ ...' or give it a name with 'at \"...\"'")
         if "/" in address:
             raise error(f"address '{address}' may not contain '/', which separates nested "
                         "addresses", s.span)
@@ -306,7 +310,9 @@ class Lowerer(ExpressionLowering):
                             "condition the whole model from outside instead", s.value.span)
             if self.decls[value.decl].kind != "gen":
                 raise error(f"'{value.decl}' is not a generative function", s.value.span)
-            fn = self.specialise(value, self.call_scope(s, address, value))
+            fn = self.specialise(value, self.call_scope(s, address or s.target, value))
+            if address == "":
+                self.check_included(fn, s, b)
             outs = [Var(a.type, s.target) for a in fn.body.outs]
             b.emit("call", outs, [v for _, v in value.dynamic],
                    {"callee": fn.name, "address": address}, span=s.span)
@@ -342,6 +348,29 @@ class Lowerer(ExpressionLowering):
                             s.mask.span, help="compare to make one, as in 'if y > 0.0', or "
                                               "pass a bool array")
         return literal(m) if isinstance(m, bool) else m
+
+    def check_included(self, fn: Function, s: ast.Sample, b: Builder) -> None:
+        """An included call (``y ~ part() at ""``) draws at the caller's own addresses: one
+        already drawn before it in this body is an error at the user's ``~`` (one drawn
+        after it is reported at that later choice, by the trace type)."""
+        from .passes.addresses import sites  # a pure IR analysis
+
+        drawn: dict[str, Any] = {}
+        builder = b
+        while builder is not None:
+            drawn.update({a: sp for a, _, sp in sites(Region([], builder.eqns, []),
+                                                         self.functions)})
+            builder = builder.parent
+        for address, _, site_span in sites(fn.body, self.functions):
+            if address in drawn:
+                notes = [Note(f"'{address}' is drawn here", drawn[address])] if drawn[address] \
+                    else []
+                if site_span is not None:
+                    notes.append(Note(f"and {fn.name.split('(')[0]} draws it here", site_span))
+                raise error(f"including {fn.name.split('(')[0]} here draws '{address}' a second "
+                            "time", s.span, notes=notes,
+                            help="rename one of the choices, or call it at an address "
+                                 f"('{s.target} ~ ...' nests its choices under '{s.target}/')")
 
     def call_scope(self, s: ast.Sample, address: str, value: GenValue) -> str:
         """The scope a generative function's call names its parameters under: the

@@ -58,7 +58,7 @@ from numpyro.infer.hmc import hmc
 
 from .compiler.diagnostics import DataError, Diagnostic
 from .compiler.backend.standard import bind_for_impl
-from .compiler.ir import Lit
+from .compiler.ir import Lit, call_prefix
 from .compiler.passes.addresses import trace_type
 from .entries import Inputs, check_key
 from .module import GenerativeFunction, _count
@@ -118,7 +118,7 @@ def _samples(region, functions: dict, library, constants: dict, prefix: str = ""
         elif e.op == "call":
             callee = e.regions[0] if e.regions else functions[e.attrs["callee"]].body
             yield from _samples(callee, functions, library, constants,
-                                prefix + e.attrs["address"] + "/")
+                                call_prefix(prefix, e.attrs["address"]))
         else:
             for r in e.regions:
                 yield from _samples(r, functions, library, constants, prefix)

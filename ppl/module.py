@@ -37,7 +37,7 @@ import numpy as np
 from .compiler import ast
 from .compiler.check import check_program
 from .compiler.diagnostics import DataError, Diagnostic, PPLError, did_you_mean
-from .compiler.ir import Program
+from .compiler.ir import Program, call_prefix
 from .compiler.lower import Lowerer
 from .compiler.parser import parse
 from .compiler.passes.addresses import trace_type
@@ -345,7 +345,7 @@ def sample_equations(region, functions: dict, prefix: str = ""):
             yield prefix + e.attrs["address"], e
         elif e.op == "call":
             callee = e.regions[0] if e.regions else functions[e.attrs["callee"]].body
-            yield from sample_equations(callee, functions, prefix + e.attrs["address"] + "/")
+            yield from sample_equations(callee, functions, call_prefix(prefix, e.attrs["address"]))
         else:
             for r in e.regions:
                 yield from sample_equations(r, functions, prefix)

@@ -16,7 +16,7 @@ of the right types; every observed address must be one the model draws.
 from __future__ import annotations
 
 from ..diagnostics import CompileError, DataError, Diagnostic, Note, Span, did_you_mean
-from ..ir import Function, Program, Region, stacked, walk
+from ..ir import Function, Program, Region, call_prefix, stacked, walk
 from ..types import ArrayType, TraceType
 
 
@@ -32,7 +32,7 @@ def sites(region: Region, functions: dict[str, Function], prefix: str = "",
             out.append((prefix + eqn.attrs["address"], t, eqn.span))
         elif eqn.op == "call":
             callee = eqn.regions[0] if eqn.regions else functions[eqn.attrs["callee"]].body
-            out.extend(sites(callee, functions, prefix + eqn.attrs["address"] + "/", sizes))
+            out.extend(sites(callee, functions, call_prefix(prefix, eqn.attrs["address"]), sizes))
         elif eqn.op == "plate":
             out.extend(sites(eqn.regions[0], functions, prefix, sizes + (eqn.attrs["size"],)))
         elif eqn.op == "scan":

@@ -16,7 +16,7 @@ are lifted to the start of the enclosing region (:func:`hoist_params`).
 
 from __future__ import annotations
 
-from ..ir import Atom, Eqn, Function, Lit, Program, Region, Var
+from ..ir import Atom, Eqn, Function, Lit, Program, Region, Var, call_prefix
 
 
 def copy_region(region: Region, subst: dict[Var, Atom], prefix: str = "") -> Region:
@@ -66,7 +66,7 @@ def inline(program: Program) -> Program:
                 body = inlined_body(e.attrs["callee"])
                 subst: dict[Var, Atom] = {p: a for p, a in zip(body.params, e.args)}
                 copied = copy_region(Region([], body.eqns, body.outs), subst,
-                                     e.attrs["address"] + "/")
+                                     call_prefix("", e.attrs["address"]))
                 eqns.extend(copied.eqns)
                 # The call's outputs are now the copied body's outputs: alias them.
                 for out, value in zip(e.outs, copied.outs):
