@@ -182,6 +182,35 @@ def _raw_key_shape() -> tuple:
     return tuple(jax.random.PRNGKey(0).shape)
 
 
+def check_initial_values(program: Program, values: dict) -> dict:
+    """``values`` (a parameter init's unconstrained values) if every one is finite; an
+    initialiser that gives a value outside its parameter's constraint (``-1.0`` for a
+    ``real<lower=0>``) is an error at the parameter, never a NaN to start from."""
+    bad = [path for path, v in values.items()
+           if not isinstance(v, jax.core.Tracer) and not np.all(np.isfinite(np.asarray(v)))]
+    if not bad:
+        return values
+    info = program.params[bad[0]]
+    what = {"lower": "a lower bound", "upper": "an upper bound", "interval": "bounds",
+            "simplex": "the simplex"}.get(info.constraint[0], f"the constraint {info.constraint}")
+    raise DataError(Diagnostic(
+        f"the initial value of parameter '{bad[0]}' is outside its constraint ({what}: "
+        f"{_spell_constraint(info.constraint)}), so its unconstrained value is not finite"
+        + (f"; so are {', '.join(repr(b) for b in bad[1:])}" if bad[1:] else ""),
+        info.span, help="give it an initialiser inside the constraint (or none: the default "
+                        "start is inside it)"))
+
+
+def _spell_constraint(c: tuple) -> str:
+    if c[0] == "lower":
+        return f"> {c[1]}"
+    if c[0] == "upper":
+        return f"< {c[1]}"
+    if c[0] == "interval":
+        return f"in ({c[1]}, {c[2]})"
+    return c[0]
+
+
 def check_params(program: Program, params, library=None) -> dict:
     """The parameters the program needs, taken from ``params`` (a dict by path).
 
@@ -268,10 +297,12 @@ class Entry:
 
     def __post_init__(self):
         program, library = self.program, self.library
-        self.init = jax.jit(lambda key: init_params(program, library, key))
+        init = jax.jit(lambda key: init_params(program, library, key))
         # init(fold_in(key, salt)) in the same program (fit's start: one compile, not two).
-        self.init_folded = jax.jit(
+        folded = jax.jit(
             lambda key, salt: init_params(program, library, jax.random.fold_in(key, salt)))
+        self.init = lambda key: check_initial_values(program, init(key))
+        self.init_folded = lambda key, salt: check_initial_values(program, folded(key, salt))
         if self.objective:
             f = objective_function(program, library)
             self.value = jax.jit(f)

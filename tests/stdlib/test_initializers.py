@@ -4,6 +4,8 @@ import jax
 import numpy as np
 import pytest
 
+import ppl
+
 from ppl.compiler.library import bind_arguments
 from ppl.stdlib.initializers import INITIALIZERS
 
@@ -110,3 +112,16 @@ def test_every_initialiser_is_described(name):
     row = INITIALIZERS[name]
     assert row.name == name and row.doc and "\n" not in row.doc
     assert all(p.static for p in row.params)
+
+
+@pytest.mark.parametrize("decl", ["param s: real<lower=0> = -1.0",
+                                  "param s: real<lower=0, upper=2> = 3.0",
+                                  "param s: real<upper=1> = 1.0"])
+def test_an_initial_value_outside_the_constraint_is_an_error_at_the_parameter(decl):
+    m = ppl.compile(f"gen g() {{\n    {decl}\n    x ~ normal(0.0, exp(s))\n}}", "init.ppl")
+    with pytest.raises(ppl.DataError, match="initial value of parameter 'g.s'") as info:
+        m.g().init(jax.random.PRNGKey(0))
+    assert "init.ppl:2:5" in str(info.value) and "^" in str(info.value)
+    obj = ppl.stdlib.elbo(m.g(), m.g())  # fit starts from init: the same error, not a NaN
+    with pytest.raises(ppl.DataError, match="initial value of parameter 'g.s'"):
+        ppl.fit(obj, steps=1, progress=False)
