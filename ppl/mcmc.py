@@ -61,6 +61,8 @@ from .compiler.backend.standard import bind_for_impl
 from .compiler.ir import Lit, call_prefix
 from .compiler.passes.addresses import trace_type
 from .entries import Inputs, check_key
+from .combinators import Marginal
+from .compiler.values import MarginalValue
 from .module import GenerativeFunction, _count
 from .result import summarize
 from .trace import Trace
@@ -88,13 +90,16 @@ def latent_sites(target: GenerativeFunction) -> list[LatentSite]:
     address, each with the bijection onto its support; anything NUTS cannot sample
     is a :class:`DataError` at the choice."""
     lowerer = target.module.lowerer
-    gv, _ = target.lower_into(Inputs(target.module))
+    value, _ = target.lower_into(Inputs(target.module))
+    # An exact marginal's latents are its kept choices (the others are summed out).
+    gv = value.family if isinstance(value, MarginalValue) else value
     fn = lowerer.specialise(gv)
     shapes = dict(trace_type(fn, lowerer.functions).fields)
+    kept = set(value.keep) if isinstance(value, MarginalValue) else set(shapes)
     constants: dict = {}
     eqns = dict(_samples(fn.body, lowerer.functions, target.module.library, constants))
     sites = []
-    for address in sorted(set(shapes) - set(target.observations)):
+    for address in sorted(kept - set(target.observations)):
         support = _support(target, address, eqns[address], constants)
         sites.append(LatentSite(address, tuple(shapes[address].shape), biject_to(support)))
     if not sites:
@@ -132,8 +137,8 @@ def _support(target: GenerativeFunction, address: str, eqn, constants: dict) -> 
     if family.discrete:
         raise DataError(Diagnostic(
             f"NUTS cannot sample the discrete latent '{address}' ({name}) of {target!r}", eqn.span,
-            help="observe it, or sum it out of the model exactly (marginal(..., exact=true), "
-                 "not available yet); NUTS moves continuous latents only"))
+            help="observe it, or sum it out of the model exactly: ppl.nuts(ppl.stdlib.marginal("
+                 "model, keep=[...], exact=True) | obs); NUTS moves continuous latents only"))
     args = eqn.args[:len(form)]
     literals = {i: a.value if isinstance(a, Lit) else constants[a] for i, a in enumerate(args)
                 if isinstance(a, Lit) or a in constants}
@@ -287,7 +292,11 @@ def nuts(target: GenerativeFunction, num_samples: int = 1000, num_warmup: int = 
     compiled once per model signature and settings: a second call with new
     data of the same shapes compiles nothing.
     """
-    if not isinstance(target, GenerativeFunction):
+    if isinstance(target, Marginal) and not target.exact:
+        raise DataError(Diagnostic(
+            "ppl.nuts needs an exact log density, but an importance-sampled marginal's is an "
+            "estimate", help="sum the other choices out exactly: marginal(..., exact=True)"))
+    if not isinstance(target, (GenerativeFunction, Marginal)):
         raise DataError(Diagnostic(f"ppl.nuts needs a conditioned model, like model | "
                                    f"{{\"y\": data}}, got {type(target).__name__}"))
     if not target.observations:
