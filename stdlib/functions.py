@@ -190,6 +190,36 @@ def _reduction(name: str, fn: Callable, doc: str, axis: Any = None, explain: Exp
     return JaxFunction(name, (X, _static("axis", axis)), lambda x, axis: fn(x, axis=axis), doc, explain)
 
 
+def spatial_transformer(image, scale, shift, height: int, width: int):
+    """Attend-Infer-Repeat's differentiable window (Jaderberg et al. 2015): the
+    ``height × width`` image read from ``image`` (``[..., H, W]``) at the points
+    ``scale·g + shift`` of a grid ``g`` over [-1, 1]² (coordinates of the whole image
+    in [-1, 1]; ``shift`` is (row, column)), bilinear, zero outside. ``scale < 1``
+    zooms in (an encoder's glimpse); ``spatial_transformer(patch, 1/s, -t/s, H, W)``
+    writes a patch into a canvas. Leading axes of ``image``, ``scale`` (``[...]``) and
+    ``shift`` (``[..., 2]``) broadcast; differentiable in all three (piecewise linear).
+
+        >>> img = jnp.arange(9.0).reshape(3, 3)
+        >>> bool(jnp.allclose(spatial_transformer(img, 1.0, jnp.zeros(2), 3, 3), img))
+        True
+    """
+    image, scale, shift = jnp.asarray(image), jnp.asarray(scale), jnp.asarray(shift)
+    rows, cols = image.shape[-2:]
+    batch = jnp.broadcast_shapes(image.shape[:-2], scale.shape, shift.shape[:-1])
+    gy, gx = jnp.meshgrid(jnp.linspace(-1.0, 1.0, height), jnp.linspace(-1.0, 1.0, width),
+                          indexing="ij")
+
+    def read(img, s, t):
+        y = (s * gy + t[0] + 1.0) * 0.5 * (rows - 1)
+        x = (s * gx + t[1] + 1.0) * 0.5 * (cols - 1)
+        return jax.scipy.ndimage.map_coordinates(img, [y, x], order=1, mode="constant",
+                                                 cval=0.0)
+
+    flat = [jnp.broadcast_to(a, batch + tail).reshape((-1,) + tail) for a, tail in
+            ((image, (rows, cols)), (scale, ()), (shift, (2,)))]
+    return jax.vmap(read)(*flat).reshape(batch + (height, width))
+
+
 _ROWS = [
     # operators (the compiler lowers source operators to these)
     _binary("add", jnp.add, "a + b, elementwise with broadcasting."),
@@ -279,6 +309,9 @@ _ROWS = [
     JaxFunction("linspace", (_static("start"), _static("stop"), _static("num")), jnp.linspace,
                 "num evenly spaced reals from start to stop, both included."),
     JaxFunction("eye", (_static("n"),), lambda n: jnp.eye(n), "The n x n identity matrix."),
+    JaxFunction("spatial_transformer", (X, ParamSpec("scale"), ParamSpec("shift"), _static("height"),
+                                        _static("width")), spatial_transformer,
+                "The height x width window of x at scale * grid + shift (bilinear; AIR's transformer)."),
     JaxFunction("one_hot", (X, _static("n")), lambda x, n: jax.nn.one_hot(x, n),
                 "Integer indices x as one-hot real vectors of size n (a new last axis)."),
     # shapes

@@ -61,6 +61,7 @@ CASES = {
     "linspace": [call(0.0, 1.0, 5)],
     "eye": [call(3)],
     "one_hot": [call(i(4), 3), call(i(2, 3), 5)],
+    "spatial_transformer": [call(f(6, 6), 0.5, f(2), 3, 3), call(f(4, 6, 6), f(4), f(4, 2), 3, 2)],
     "reshape": [call(f(12), 3, 4), call(f(3, 4), -1), call(f(2, 6), (4, -1))],
     "broadcast_to": [call(f(3), 2, 3), call(f(2, 1), (2, 5))],
     "transpose": [call(f(2, 3, 4)), call(f(2, 3, 4), 1, 0, 2), call(f(3))],
