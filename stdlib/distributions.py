@@ -279,6 +279,13 @@ class NumpyroDistribution:
             raise ValueError(f"{self._signature(form)}: {describe_shapes(form, args)}, "
                              f"which do not fit: {first_line(error)}") from None
 
+    def support_of(self, form: tuple[str, ...], args: Sequence[Any]) -> Any:
+        """The support at ``args`` (ArrayTypes or literals), for the compiler: its kind,
+        bounds, the parameters they read and its words (see supports.py)."""
+        from .supports import support_of
+
+        return support_of(self, tuple(form), args)
+
     # -- finite supports -----------------------------------------------------
 
     def support_size(self, form: tuple[str, ...], args: Sequence[Any]) -> int | None:
@@ -686,6 +693,10 @@ _ROWS = [
          default="reparam", ranks=_MATRIX,
          domains={"loc": "real", "scale_tril": "lower_cholesky", "covariance_matrix": "positive_definite",
                   "precision_matrix": "positive_definite"}),
+    _row("lowrank_mvnormal", ["loc cov_factor cov_diag"], dist.LowRankMultivariateNormal,
+         "Multivariate normal with mean loc and covariance cov_factor cov_factorᵀ + diag(cov_diag).",
+         default="reparam", ranks={"loc": 1, "cov_factor": 2, "cov_diag": 1},
+         domains={"loc": "real", "cov_factor": "real", "cov_diag": "positive"}),
     _row("mvnormal_diag", ["loc scale"], _normal_diag,
          "Multivariate normal with mean vector loc and diagonal standard deviations scale.",
          default="reparam", vector_value=True, domains=_LOC_SCALE),

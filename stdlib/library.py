@@ -32,13 +32,14 @@ from .distributions import DISTRIBUTIONS, NumpyroDistribution
 from .estimators import ESTIMATORS, TAIL
 from .functions import FUNCTIONS, JaxFunction
 from .initializers import INITIALIZERS, JaxInitializer
+from .supports import support_functions
 
 
 class StandardLibrary:
     """Functions, distributions, initialisers, constraints, estimators and objective sources."""
 
     def __init__(self) -> None:
-        self.functions: dict[str, JaxFunction] = dict(FUNCTIONS)
+        self.functions: dict[str, JaxFunction] = {**FUNCTIONS, **support_functions()}
         self.distributions: dict[str, NumpyroDistribution] = dict(DISTRIBUTIONS)
         self.initializers: dict[str, JaxInitializer] = dict(INITIALIZERS)
         self.constraints: dict[str, ConstraintKind] = dict(CONSTRAINTS)

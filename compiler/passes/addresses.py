@@ -23,23 +23,34 @@ from ..types import ArrayType, TraceType
 def sites(region: Region, functions: dict[str, Function], prefix: str = "",
           sizes: tuple[int, ...] = ()) -> list[tuple[str, ArrayType, Span | None]]:
     """Every random choice of a region: (address, stacked type, span)."""
+    return [(a, t, eqn.span) for a, t, eqn, _ in site_eqns(region, functions, prefix, sizes)]
+
+
+def site_eqns(region: Region, functions: dict[str, Function], prefix: str = "",
+              sizes: tuple[int, ...] = (), top: bool = True
+              ) -> list[tuple[str, ArrayType, object, bool]]:
+    """Every random choice of a region: (address, stacked type, its ``sample`` equation,
+    whether it is drawn in the region itself, where its arguments are the region's)."""
     out = []
     for eqn in region.eqns:
         if eqn.op == "sample":
             t = eqn.outs[0].type
             for n in reversed(sizes):
                 t = stacked(t, n)
-            out.append((prefix + eqn.attrs["address"], t, eqn.span))
+            out.append((prefix + eqn.attrs["address"], t, eqn, top))
         elif eqn.op == "call":
             callee = eqn.regions[0] if eqn.regions else functions[eqn.attrs["callee"]].body
-            out.extend(sites(callee, functions, prefix + eqn.attrs["address"] + "/", sizes))
+            out.extend(site_eqns(callee, functions, prefix + eqn.attrs["address"] + "/", sizes,
+                                 False))
         elif eqn.op == "plate":
-            out.extend(sites(eqn.regions[0], functions, prefix, sizes + (eqn.attrs["size"],)))
+            out.extend(site_eqns(eqn.regions[0], functions, prefix, sizes + (eqn.attrs["size"],),
+                                 False))
         elif eqn.op == "scan":
-            out.extend(sites(eqn.regions[0], functions, prefix, sizes + (eqn.attrs["length"],)))
+            out.extend(site_eqns(eqn.regions[0], functions, prefix,
+                                 sizes + (eqn.attrs["length"],), False))
         elif eqn.op == "cond":
             for r in eqn.regions:
-                out.extend(sites(r, functions, prefix, sizes))
+                out.extend(site_eqns(r, functions, prefix, sizes, False))
     return out
 
 
