@@ -142,8 +142,8 @@ class AutoLowering:
                 out.append(inputs[a])
             elif param in support.depends:
                 raise error(f"auto_{g.kind}(p): the support of '{address}' depends on its "
-                            f"{param}, which {g.target.decl} computes when it runs, so the "
-                            "family cannot map onto it", g.span or span, notes=drawn,
+                            f"{param}, which {g.target.decl} computes as it runs, from its own "
+                            "draws, so no one bijection maps onto it", g.span or span, notes=drawn,
                             help=f"give the {param} as a literal or as an argument of "
                                  f"{g.target.decl}, or write the family as a 'gen'")
             else:  # the support does not read it: any value of its type will do

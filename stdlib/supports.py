@@ -116,13 +116,16 @@ def support_of(row: Any, form: tuple[str, ...], args: Sequence[Any]) -> Support:
     if name not in kinds:
         words = {"Simplex": "the simplex"}.get(name, f"numpyro's {name} support")
         return Support(name.lower(), None, None, depends, words)
-    # The bounds' values where they read no traced argument (placeholders fill the others).
-    known = _bounds(row.build(form, with_args([jnp.ones(args[i].shape, args[i].dtype)
-                                                for i in traced])).support)
+    # The bounds' values where they read no traced argument (placeholders fill the others),
+    # computed now even when the program is compiled inside a trace (a jit of fit's step).
+    with jax.ensure_compile_time_eval():
+        known = _bounds(row.build(form, with_args([jnp.ones(args[i].shape, args[i].dtype)
+                                                    for i in traced])).support)
+        known = [np.asarray(b, np.float64) for b in known]
     lower, upper = -math.inf, math.inf
     values = []
     for value, r in zip(known, per_bound):
-        a = np.asarray(value, np.float64)
+        a = value
         values.append(float(a.flat[0]) if not r and a.size and np.all(a == a.flat[0]) else None)
     if name in ("LessThan",):
         upper = values[0]
