@@ -20,7 +20,8 @@ computes ``u = T⁻¹(x)`` of each value and the same sum. The kinds:
 - ``auto_mvn``: one normal over all the latents' unconstrained values, flattened
   and joined in address order, with a full ``scale_tril``;
 - ``auto_lowrank(rank=r)``: the same with covariance ``W Wᵀ + diag(d)``, ``W`` of
-  rank ``r`` (numpyro's LowRankMultivariateNormal).
+  rank ``r`` (NumPyro's AutoLowRankMultivariateNormal's family; evaluated as a full
+  covariance, a D x D Cholesky, which is cheap at the sizes these families are for).
 
 Everything is lowered into ops every family already uses (``param``, a
 ``sample`` of a normal, which the adev pass reparameterises, ``logpdf``,
@@ -221,7 +222,7 @@ class AutoLowering:
     def auto_sim(self, g: AutoValue, b: Builder, span) -> tuple:
         latents = self.auto_latents(g, span)
         if g.kind in ("normal", "delta"):
-            values, terms = [], []
+            values, terms, jacobians = [], [], []
             for lat in latents:
                 loc = self.auto_param(g, f"{lat.address}.loc", lat.free, ("real",),
                                       self._filled(0.0, lat.free), b, span)
@@ -236,13 +237,13 @@ class AutoLowering:
                 x, log_det = self._constrain(u, lat, b, span)
                 values.append(x)
                 if log_det is not None:
-                    terms.append(self._fn("sub", [Lit(0.0, REAL), log_det], b, span))
-            return self._auto_trace(latents, values, b, span), self._sum(terms, b, span)
+                    jacobians.append(log_det)
+            return self._auto_trace(latents, values, b, span), self._log_q(terms, jacobians, b, span)
         form, dparams = self._joint(g, latents, b, span)
         size = sum(lat.free.size for lat in latents)
         v = self._draw(*form, ArrayType("float32", (size,)), dparams, "auto#u", b, span)
         terms = [self._logpdf(*form, v, dparams, b, span)]
-        values, start = [], 0
+        values, jacobians, start = [], [], 0
         for lat in latents:
             piece = b.emit1("index", ArrayType("float32", (lat.free.size,)), [v],
                             {"spec": (("s", start, start + lat.free.size),)}, span=span,
@@ -252,8 +253,8 @@ class AutoLowering:
             x, log_det = self._constrain(u, lat, b, span)
             values.append(x)
             if log_det is not None:
-                terms.append(self._fn("sub", [Lit(0.0, REAL), log_det], b, span))
-        return self._auto_trace(latents, values, b, span), self._sum(terms, b, span)
+                jacobians.append(log_det)
+        return self._auto_trace(latents, values, b, span), self._log_q(terms, jacobians, b, span)
 
     def auto_density(self, g: AutoValue, trace: Var, b: Builder, span) -> Var:
         latents = self.auto_latents(g, span)
@@ -266,7 +267,7 @@ class AutoLowering:
                         f"its target's latent choices ({', '.join(want)}), but the trace "
                         + (f"lacks {', '.join(missing)}" if missing else
                            f"also holds {', '.join(extra)}"), span)
-        terms, frees = [], []
+        terms, jacobians, frees = [], [], []
         for lat in latents:
             x = self.trace_get(trace, lat.address, span, b)
             if x.type.dtype != "float32":
@@ -280,7 +281,7 @@ class AutoLowering:
                 continue
             u, log_det = self._unconstrain(x, lat, b, span)
             if log_det is not None:
-                terms.append(self._fn("sub", [Lit(0.0, REAL), log_det], b, span))
+                jacobians.append(log_det)
             if g.kind == "normal":
                 loc = self.auto_param(g, f"{lat.address}.loc", lat.free, ("real",),
                                       self._filled(0.0, lat.free), b, span)
@@ -292,7 +293,7 @@ class AutoLowering:
             form, dparams = self._joint(g, latents, b, span)
             v = frees[0] if len(frees) == 1 else self.call_function("concat", frees, {}, span, b)
             terms.append(self._logpdf(*form, v, dparams, b, span))
-        return self._sum(terms, b, span)
+        return self._log_q(terms, jacobians, b, span)
 
     # ---------------------------------------------------------------- pieces
 
@@ -325,7 +326,12 @@ class AutoLowering:
         factor = self.auto_param(g, "cov_factor", factor_type, ("real",), factor_init, b, span)
         diag = self.auto_param(g, "cov_diag", vec, ("lower", 0.0),
                                self._filled(INIT_SCALE ** 2, vec), b, span)
-        return ("lowrank_mvnormal", ("loc", "cov_factor", "cov_diag")), [loc, factor, diag]
+        # W Wᵀ + diag(d), as a full covariance (a Cholesky of D x D: automatic families are small)
+        low = self.call_function("matmul", [factor, self.call_function("transpose", [factor], {},
+                                                                        span, b)], {}, span, b)
+        cov = self.call_function("add", [low, self.call_function("diag", [diag], {}, span, b)], {},
+                                 span, b)
+        return ("mvnormal", ("loc", "covariance_matrix")), [loc, cov]
 
     def _draw(self, dist: str, form: tuple, t: ArrayType, args: list, address: str,
               b: Builder, span) -> Var:
@@ -338,12 +344,13 @@ class AutoLowering:
         return b.emit1("logpdf", REAL, [x] + list(args), {"dist": dist, "form": form},
                        span=span, hint="lq")
 
-    def _sum(self, terms: list, b: Builder, span):
-        if not terms:
-            return Lit(0.0, REAL)
-        total = terms[0]
+    def _log_q(self, terms: list, jacobians: list, b: Builder, span):
+        """Σ terms − Σ log|det J| (the change of variables onto the supports)."""
+        total = terms[0] if terms else Lit(0.0, REAL)
         for t in terms[1:]:
             total = self._fn("add", [total, t], b, span)
+        for j in jacobians:
+            total = self._fn("sub", [total, j], b, span)
         return total
 
     def _auto_trace(self, latents: list[Latent], values: list, b: Builder, span) -> Var:
