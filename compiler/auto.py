@@ -21,7 +21,11 @@ computes ``u = T⁻¹(x)`` of each value and the same sum. The kinds:
   and joined in address order, with a full ``scale_tril``;
 - ``auto_lowrank(rank=r)``: the same with covariance ``W Wᵀ + diag(d)``, ``W`` of
   rank ``r`` (NumPyro's AutoLowRankMultivariateNormal's family; evaluated as a full
-  covariance, a D x D Cholesky, which is cheap at the sizes these families are for).
+  covariance, a D x D Cholesky, which is cheap at the sizes these families are for);
+- ``auto_iaf(hidden=h, layers=L)``: a normalising flow, L inverse autoregressive
+  layers (numpyro's, MADE networks of hidden widths h, the order reversed between
+  layers) on a standard normal, then onto the supports (NumPyro's AutoIAFNormal);
+  its ``density`` inverts each layer (D network passes).
 
 Everything is lowered into ops every family already uses (``param``, a
 ``sample`` of a normal, which the adev pass reparameterises, ``logpdf``,
@@ -31,7 +35,7 @@ at ``marginal(…, exact=true)``; so is a support whose bounds ``p`` computes fr
 its own draws (bounds given as literals or as ``p``'s arguments are fine).
 
     >>> sorted(AUTO_KINDS)
-    ['auto_delta', 'auto_lowrank', 'auto_mvn', 'auto_normal']
+    ['auto_delta', 'auto_iaf', 'auto_lowrank', 'auto_mvn', 'auto_normal']
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ from .values import AutoValue, GenValue, describe
 
 # The name of each automatic family in the source -> its kind.
 AUTO_KINDS = {"auto_normal": "normal", "auto_delta": "delta", "auto_mvn": "mvn",
-              "auto_lowrank": "lowrank"}
+              "auto_lowrank": "lowrank", "auto_iaf": "iaf"}
 
 INIT_SCALE = 0.1  # NumPyro's init_scale: the initial scale of every unconstrained draw
 
@@ -93,8 +97,34 @@ class AutoLowering:
                             f"{describe(rank)}", span)
             opts = (("rank", rank),)
         value = AutoValue(target, kind, opts, span)
-        self.auto_latents(value, span)  # reports what cannot be drawn, where it is written
+        latents = self.auto_latents(value, span)  # reports what cannot be drawn, where written
+        if kind == "iaf":
+            size = sum(lat.free.size for lat in latents)
+            value = AutoValue(target, kind, self._flow_options(options, size, span), span)
         return value
+
+    def _flow_options(self, options: dict, size: int, span) -> tuple:
+        """``hidden`` (the widths of the network's hidden layers: an int for two of that
+        width, or a tuple; default two of the latent size, NumPyro's) and ``layers``."""
+        hidden = options.get("hidden")
+        layers = options.get("layers", 3)
+        hidden, layers = (v.value if isinstance(v, Lit) else v for v in (hidden, layers))
+        if hidden is None:
+            hidden = (size, size)
+        elif isinstance(hidden, int) and not isinstance(hidden, bool):
+            hidden = (hidden, hidden)
+        if not (isinstance(hidden, tuple) and hidden
+                and all(isinstance(h, int) and not isinstance(h, bool) and h >= size
+                        for h in hidden)):
+            got = repr(hidden) if isinstance(hidden, (int, tuple)) else describe(hidden)
+            raise error(f"auto_iaf(): hidden gives the widths of the network's hidden layers, "
+                        f"each at least the number of unconstrained latent values ({size}): an "
+                        f"int or a tuple of ints, got {got}", span,
+                        help=f"e.g. hidden=({2 * size}, {2 * size})")
+        if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1:
+            raise error(f"auto_iaf(): layers must be a static int of at least 1, got "
+                        f"{describe(layers)}", span)
+        return (("hidden", tuple(hidden)), ("layers", layers))
 
     def auto_latents(self, g: AutoValue, span) -> list[Latent]:
         """The target's latent choices, in address order, with what drawing them needs."""
@@ -239,11 +269,8 @@ class AutoLowering:
                 if log_det is not None:
                     jacobians.append(log_det)
             return self._auto_trace(latents, values, b, span), self._log_q(terms, jacobians, b, span)
-        form, dparams = self._joint(g, latents, b, span)
-        size = sum(lat.free.size for lat in latents)
-        v = self._draw(*form, ArrayType("float32", (size,)), dparams, "auto#u", b, span)
-        terms = [self._logpdf(*form, v, dparams, b, span)]
-        values, jacobians, start = [], [], 0
+        v, terms, jacobians = self._joint_draw(g, latents, b, span)
+        values, start = [], 0
         for lat in latents:
             piece = b.emit1("index", ArrayType("float32", (lat.free.size,)), [v],
                             {"spec": (("s", start, start + lat.free.size),)}, span=span,
@@ -289,10 +316,11 @@ class AutoLowering:
                 terms.append(self._logpdf("normal", ("loc", "scale"), u, [loc, scale], b, span))
             else:
                 frees.append(self.call_function("reshape", [u, (lat.free.size,)], {}, span, b))
-        if g.kind in ("mvn", "lowrank"):
-            form, dparams = self._joint(g, latents, b, span)
+        if frees:
             v = frees[0] if len(frees) == 1 else self.call_function("concat", frees, {}, span, b)
-            terms.append(self._logpdf(*form, v, dparams, b, span))
+            more, flows = self._joint_score(g, latents, v, b, span)
+            terms += more
+            jacobians += flows
         return self._log_q(terms, jacobians, b, span)
 
     # ---------------------------------------------------------------- pieces
@@ -300,6 +328,58 @@ class AutoLowering:
     def _scale(self, g, address, free, b, span) -> Var:
         return self.auto_param(g, f"{address}.scale", free, ("lower", 0.0),
                                self._filled(INIT_SCALE, free), b, span)
+
+    def _joint_draw(self, g: AutoValue, latents: list[Latent], b: Builder, span):
+        """The flat unconstrained draw of the joint families: (v, log-density terms,
+        log-Jacobians of the flow's layers)."""
+        size = sum(lat.free.size for lat in latents)
+        vec = ArrayType("float32", (size,))
+        if g.kind != "iaf":
+            form, dparams = self._joint(g, latents, b, span)
+            v = self._draw(*form, vec, dparams, "auto#u", b, span)
+            return v, [self._logpdf(*form, v, dparams, b, span)], []
+        base = [self._filled(0.0, vec)(b), Lit(1.0, REAL)]
+        z = self._draw("normal", ("loc", "scale"), vec, base, "auto#u", b, span)
+        terms, jacobians = [self._logpdf("normal", ("loc", "scale"), z, base, b, span)], []
+        for layer, w in enumerate(self._flow_weights(g, size, b, span)):
+            if layer:  # reverse the order between layers, as NumPyro's AutoIAFNormal
+                z = self.call_function("flip", [z], {}, span, b)
+            hidden = dict(g.options)["hidden"]
+            jacobians.append(self.call_function("iaf_log_det", [z, w], {"hidden": hidden}, span,
+                                                b))
+            z = self.call_function("iaf", [z, w], {"hidden": hidden}, span, b)
+        return z, terms, jacobians
+
+    def _joint_score(self, g: AutoValue, latents: list[Latent], v: Var, b: Builder, span):
+        """(log-density terms, flow log-Jacobians) of the flat unconstrained value ``v``."""
+        if g.kind != "iaf":
+            form, dparams = self._joint(g, latents, b, span)
+            return [self._logpdf(*form, v, dparams, b, span)], []
+        hidden = dict(g.options)["hidden"]
+        jacobians = []
+        weights = self._flow_weights(g, v.type.size, b, span)
+        for layer in reversed(range(len(weights))):
+            v = self.call_function("iaf_inverse", [v, weights[layer]], {"hidden": hidden}, span, b)
+            jacobians.append(self.call_function("iaf_log_det", [v, weights[layer]],
+                                                {"hidden": hidden}, span, b))
+            if layer:
+                v = self.call_function("flip", [v], {}, span, b)
+        base = [self._filled(0.0, v.type)(b), Lit(1.0, REAL)]
+        return [self._logpdf("normal", ("loc", "scale"), v, base, b, span)], jacobians
+
+    def _flow_weights(self, g: AutoValue, size: int, b: Builder, span) -> list[Var]:
+        opts = dict(g.options)
+        hidden = opts["hidden"]
+        probe = self.library.functions["iaf_weights"].result_type(
+            {"x": ArrayType("float32", (size,)), "hidden": hidden})
+        out = []
+        for layer in range(opts["layers"]):
+            def init(ib: Builder):
+                return ib.emit1("init", probe, [], {"name": "iaf_init", "shape": probe.shape,
+                                                    "dim": size, "hidden": hidden})
+            out.append(self.auto_param(g, f"layer{layer}.weights", probe, ("real",), init, b,
+                                       span))
+        return out
 
     def _joint(self, g: AutoValue, latents: list[Latent], b: Builder, span):
         """The joint normal of ``auto_mvn`` / ``auto_lowrank``: (dist, form) and its parameters."""

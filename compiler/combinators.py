@@ -31,7 +31,7 @@ The automatic families, ``auto_normal(p)`` and the others, are rows here too;
 compiler/auto.py lowers them.
 
     >>> sorted(COMBINATORS)[:2], sorted(COMBINATORS)[-2:]
-    (['auto_delta', 'auto_lowrank'], ['marginal', 'normalize'])
+    (['auto_delta', 'auto_iaf'], ['marginal', 'normalize'])
 """
 
 from __future__ import annotations
@@ -83,6 +83,7 @@ COMBINATORS: dict[str, Combinator] = {
     "auto_delta": Combinator(("p",), {}),
     "auto_mvn": Combinator(("p",), {}),
     "auto_lowrank": Combinator(("p",), {"rank": REQUIRED}),
+    "auto_iaf": Combinator(("p",), {"hidden": None, "layers": 3}),
 }
 
 

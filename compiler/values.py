@@ -95,8 +95,8 @@ class NormalizeValue:
 class AutoValue:
     """``auto_normal(target)`` and the other automatic families (compiler/auto.py):
     a family over ``target``'s latent choices, built from its trace type, with its own
-    parameters. ``kind``: ``normal``, ``delta``, ``mvn`` or ``lowrank``; ``options``:
-    its keywords (``(("rank", 2),)``)."""
+    parameters. ``kind``: ``normal``, ``delta``, ``mvn``, ``lowrank`` or ``iaf``;
+    ``options``: its keywords (``(("rank", 2),)``)."""
 
     target: Any  # a GenValue, usually conditioned
     kind: str

@@ -257,3 +257,18 @@ def auto_lowrank(p, rank: int):
     """As :func:`auto_mvn`, with covariance W Wᵀ + diag(d), W of ``rank`` columns
     (NumPyro's AutoLowRankMultivariateNormal)."""
     return _auto("lowrank", p, rank=_count("auto_lowrank", "rank", rank))
+
+
+def auto_iaf(p, hidden=None, layers: int = 3):
+    """A normalising flow over ``p``'s latents: ``layers`` inverse autoregressive layers
+    (MADE networks with hidden widths ``hidden``, an int or a tuple; default two of the
+    number of latent values) on a standard normal, each latent then mapped onto its
+    support (NumPyro's AutoIAFNormal).
+
+    >>> # obj = ppl.stdlib.elbo(target, ppl.stdlib.auto_iaf(target, hidden=16, layers=2))
+    """
+    options = {"layers": _count("auto_iaf", "layers", layers)}
+    if hidden is not None:
+        options["hidden"] = (_count("auto_iaf", "hidden", hidden) if not isinstance(hidden, (list, tuple))
+                             else tuple(_count("auto_iaf", "hidden", h) for h in hidden))
+    return _auto("iaf", p, **options)

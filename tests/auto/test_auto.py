@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from adev_stats import check, run_once
+from adev_stats import check
 
 import ppl
 from ppl.stdlib.functions import JaxFunction
@@ -172,7 +172,8 @@ def test_joint_families_reach_the_exact_covariance(m, kind):
 
 
 FAMILIES = {"normal": S.auto_normal, "mvn": S.auto_mvn,
-            "lowrank": lambda p: S.auto_lowrank(p, rank=2)}
+            "lowrank": lambda p: S.auto_lowrank(p, rank=2),
+            "iaf": lambda p: S.auto_iaf(p, layers=2)}
 
 
 def spread(params, loc=0.3, scale=0.6):
@@ -188,6 +189,8 @@ def spread(params, loc=0.3, scale=0.6):
                              np.float32)
         elif k.endswith(".cov_factor"):
             out[k] = np.full(v.shape, 0.15, np.float32)
+        elif k.endswith(".weights"):  # a flow's network: its initial weights
+            out[k] = v
         else:  # scale_tril: scale on the diagonal, correlations below it
             d = int(round((np.sqrt(8 * v.size + 1) - 1) / 2))
             tril = scale * np.eye(d) + 0.1 * np.tril(np.ones((d, d)), -1)
@@ -198,11 +201,14 @@ def spread(params, loc=0.3, scale=0.6):
 
 def estimates(obj, params, n=20_000, seed=0):
     keys = jax.random.split(jax.random.PRNGKey(seed), n)
-    values = run_once(jax.vmap(lambda k: obj.value(k, params)), keys)
+    params = {k: jnp.asarray(v, jnp.float32) for k, v in params.items()}
+    # jit, not adev_stats.run_once: a flow's network masks are constants that an ahead-of-time
+    # compile takes as extra inputs
+    values = jax.jit(jax.vmap(obj.value, in_axes=(0, None)))(keys, params)
     return np.asarray(values, np.float64)
 
 
-@pytest.mark.parametrize("kind", sorted(FAMILIES))
+@pytest.mark.parametrize("kind", ["lowrank", "mvn", "normal"])  # auto_iaf maps as auto_mvn
 def test_constrained_latents_stay_on_their_support(m, kind):
     q = FAMILIES[kind](m.constrained(HI))
     obj = m.on_support(q, HI)
