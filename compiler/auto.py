@@ -203,8 +203,10 @@ class AutoLowering:
         if previous is not None and previous.type != ptype:
             raise error(f"parameter {path} has type {ptype!r} here but {previous.type!r} in "
                         f"another use of auto_{g.kind}({g.target.decl})", span,
-                        help="one path names one parameter: the target's choices must have "
-                             "the same shapes wherever the family is used")
+                        help="one path names one parameter: wherever a program uses "
+                             f"auto_{g.kind}({g.target.decl}), its target's choices must have "
+                             "the same shapes and the family the same options (rank, hidden, "
+                             "layers)")
         if previous is None:
             ib = Builder("function")
             value = init(ib)
