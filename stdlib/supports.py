@@ -35,7 +35,7 @@ from typing import Any, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from numpyro.distributions import constraints
+from numpyro.distributions import Delta, constraints
 from numpyro.distributions.transforms import biject_to
 
 from ..compiler.library import ParamSpec
@@ -49,8 +49,8 @@ class Support:
 
     ``kind``: ``interval`` (an elementwise interval of the real line, bounds
     ``lower`` and ``upper``, ``±inf`` when unbounded, ``None`` when they read
-    a traced argument), ``discrete``, or numpyro's name of a structured one
-    (``simplex``, ``corr_cholesky``...). ``depends``: the parameters its
+    a traced argument), ``discrete``, ``point`` (a ``delta``: where its ``v``
+    is), or numpyro's name of a structured one (``simplex``, ``corr_cholesky``...). ``depends``: the parameters its
     bounds are computed from. ``words``: the support in a message."""
 
     kind: str
@@ -92,8 +92,9 @@ def support_of(row: Any, form: tuple[str, ...], args: Sequence[Any]) -> Support:
         return full
 
     def bounds(*values):
-        s = row.build(form, with_args(values)).support
-        found.append(s)
+        d = row.build(form, with_args(values))
+        s = d.support
+        found.append((s, isinstance(d, Delta)))
         return [jnp.asarray(b) for b in _bounds(s)]
 
     jaxpr = jax.make_jaxpr(bounds)(*[to_abstract(args[i]) for i in traced]).jaxpr
@@ -103,7 +104,9 @@ def support_of(row: Any, form: tuple[str, ...], args: Sequence[Any]) -> Support:
         reads.update({o: r for o in eqn.outvars})
     per_bound = [reads.get(v, set()) if _is_var(v) else set() for v in jaxpr.outvars]
     depends = tuple(sorted({form[traced[k]] for r in per_bound for k in r}))
-    s = found[0]
+    s, point = found[0]
+    if point:  # numpyro says the real line, but a point mass is only where its v is
+        return Support("point", None, None, depends, "its point v")
     if s.is_discrete:
         return Support("discrete", None, None, depends, "the integers")
     name = type(s).__name__.lstrip("_")

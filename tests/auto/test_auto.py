@@ -286,3 +286,29 @@ def test_auto_normal_of_a_conditioned_family_is_an_error(m):
 objective bad(y: real[N], z: real[M, 3]) {
     return elbo(conj(y, z) | {y: y, z: z}, auto_normal(conj(y, z)) | {mu: 1.0})
 }""", "auto_bad.ppl").bad(Y, Z).init(jax.random.PRNGKey(0))
+
+
+def test_families_inside_the_model_support_are_not_reported():
+    """The support-mismatch check flags only a family whose support is not inside the
+    model's (tests/diagnostics/bad/lower_family_support_mismatch.ppl): a log-normal, a
+    truncated normal, a uniform inside (0, ∞) and a point mass are all fine for a
+    halfnormal latent."""
+    src = """
+gen model() {
+    a ~ halfnormal(1.0)
+    b ~ halfnormal(1.0)
+    c ~ halfnormal(1.0)
+    d ~ halfnormal(1.0)
+    y ~ normal(a + b + c + d, 1.0)
+}
+gen guide() {
+    param p: real = 0.0
+    a ~ lognormal(p, 0.5)
+    b ~ truncated_normal(1.0, 0.5, low=0.0)
+    c ~ uniform(0.5, 2.0)
+    d ~ delta(exp(p))
+}
+objective fit(y: real) { return elbo(model() | {y: y}, guide()) }
+"""
+    obj = ppl.compile(src, "inside.ppl").fit(1.0)
+    assert np.isfinite(float(obj.value(jax.random.PRNGKey(0), obj.init(jax.random.PRNGKey(0)))))
