@@ -27,8 +27,11 @@ log Ẑ)``, ``Ẑ = (1/N) Σ w``; ``density(normalize(…), x)`` is conditional 
 (``x`` retained as particle 1). Then ``elbo(p, normalize(p, q, N))`` is
 IWAE's bound with N particles.
 
-    >>> sorted(COMBINATORS)
-    ['marginal', 'normalize']
+The automatic families, ``auto_normal(p)`` and the others, are rows here too;
+compiler/auto.py lowers them.
+
+    >>> sorted(COMBINATORS)[:2], sorted(COMBINATORS)[-2:]
+    (['auto_delta', 'auto_iaf'], ['marginal', 'normalize'])
 """
 
 from __future__ import annotations
@@ -43,7 +46,9 @@ from .builder import Builder
 from .diagnostics import Note, did_you_mean, error
 from .ir import Lit, Program, Region, Var
 from .types import INT, REAL, ArrayType, TraceType, tree_leaves
-from .values import GenValue, MarginalValue, NormalizeValue, Ref, describe, is_generative
+from .auto import AUTO_KINDS, AutoLowering
+from .values import (AutoValue, GenValue, MarginalValue, NormalizeValue, Ref, describe,
+                     is_generative)
 
 # The address of normalize's resampling choice: not one a program can write (no '#'
 # in names), so it never meets a user's; estimator patterns from Python may name it.
@@ -74,6 +79,11 @@ COMBINATORS: dict[str, Combinator] = {
     "marginal": Combinator(("q",), {"keep": REQUIRED, "particles": 1, "proposal": None,
                                     "exact": False}),
     "normalize": Combinator(("p", "q"), {"particles": REQUIRED}),
+    "auto_normal": Combinator(("p",), {}),
+    "auto_delta": Combinator(("p",), {}),
+    "auto_mvn": Combinator(("p",), {}),
+    "auto_lowrank": Combinator(("p",), {"rank": REQUIRED}),
+    "auto_iaf": Combinator(("p",), {"hidden": None, "layers": 3}),
 }
 
 
@@ -93,9 +103,9 @@ def combinator_arity_problem(name: str, n_args: int, keywords: list[str]) -> str
     return None
 
 
-class CombinatorLowering:
+class CombinatorLowering(AutoLowering):
     """Mixed into the lowering: building ``marginal``/``normalize`` values from a call,
-    and lowering their ``sim`` and ``density``."""
+    and lowering their ``sim`` and ``density`` (the automatic families': auto.py)."""
 
     # ---------------------------------------------------------------- values
 
@@ -115,6 +125,8 @@ class CombinatorLowering:
         given = {k.name: k for k in e.kwargs}
         spans = {k: kw.value.span for k, kw in given.items()}
         values = {k: self.expr(kw.value, env, b) for k, kw in given.items()}
+        if name in AUTO_KINDS:
+            return self.auto_value(name, gens[0], values, e.span, e.args[0].span)
         if name == "normalize":
             return self.normalize_value(*gens, values["particles"], e.span, spans,
                                         [a.span for a in e.args])
@@ -231,6 +243,8 @@ class CombinatorLowering:
         if isinstance(g, MarginalValue):
             inner = self.trace_fields(g.family, span)
             return {a: inner[a] for a in g.keep if a not in dict(g.observations)}
+        if isinstance(g, AutoValue):
+            return self.auto_fields(g, span)
         return self.trace_fields(g.family, span)
 
     def detach_value(self, g, span=None):
@@ -238,7 +252,7 @@ class CombinatorLowering:
         (``marginal`` by importance sampling, ``normalize``) it is an error: the objectives
         that detach a family (stl, dreg, vimco, rws, forward_kl) rely on its log density
         being exact — its score ∇log q(z), or E_q[∇log q] = 0 — which an estimate is not."""
-        if isinstance(g, GenValue):
+        if isinstance(g, (GenValue, AutoValue)):
             return dataclasses.replace(g, detached=True)
         if isinstance(g, MarginalValue) and g.exact:
             return dataclasses.replace(g, family=self.detach_value(g.family, span),
@@ -252,6 +266,9 @@ class CombinatorLowering:
                     notes=[Note("detached here", span)] if g.span is not None and span else ())
 
     def condition_combinator(self, g, observations: dict, span):
+        if isinstance(g, AutoValue):
+            raise error(f"auto_{g.kind}(p) is a family over p's latent choices: it cannot be "
+                        "conditioned; condition its target p instead", span)
         if isinstance(g, NormalizeValue):
             raise error("normalize(...) is a family over the target's latent choices: it "
                         "cannot be conditioned; condition its target p instead", span)
@@ -269,6 +286,8 @@ class CombinatorLowering:
     # ---------------------------------------------------------------- sim and density
 
     def combinator_sim(self, g, b: Builder, span, reparam_only: bool) -> tuple:
+        if isinstance(g, AutoValue):
+            return self.auto_sim(g, b, span)
         if isinstance(g, NormalizeValue):
             return self._sim_normalize(g, b, span, reparam_only)
         if g.exact:
@@ -291,6 +310,8 @@ class CombinatorLowering:
         return kept, self._log_mean(self._fn("logsumexp", [both], b, span), g.particles, b, span)
 
     def combinator_density(self, g, trace: Var, b: Builder, span) -> Var:
+        if isinstance(g, AutoValue):
+            return self.auto_density(g, trace, b, span)
         if isinstance(g, NormalizeValue):
             return self._density_normalize(g, trace, b, span)
         given = self._with_observations(g, trace, b, span)

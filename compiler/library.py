@@ -147,6 +147,12 @@ class Distribution(Protocol):
     # The finite support's values (int32 numpy array); ValueError when there is none.
     def support_values(self, form: tuple[str, ...], args: Sequence[Any]) -> Any: ...
 
+    # The support at ``args`` (ArrayTypes for traced arguments, numbers for literals): an
+    # object with ``kind``, ``lower``, ``upper``, ``depends`` (the parameters its bounds
+    # read), ``words`` and ``within(other)`` (stdlib/supports.py). The automatic families
+    # (auto.py) and the support-mismatch check (passes/addresses.py) use it.
+    def support_of(self, form: tuple[str, ...], args: Sequence[Any]) -> Any: ...
+
     # The numpyro distribution (its pathwise sampler, event shape).
     def build(self, form: tuple[str, ...], args: Sequence[Any]) -> Any: ...
 

@@ -10,6 +10,8 @@ While lowering, a name is bound to one of:
 - a :class:`MarginalValue` or :class:`NormalizeValue`: a generative function
   made by ``marginal(q, keep=[…], particles=m)`` or ``normalize(p, q,
   particles=N)`` (compiler/combinators.py lowers their ``sim`` and ``density``);
+- an :class:`AutoValue`: an automatic family of a target, ``auto_normal(p)``
+  and the others (compiler/auto.py);
 - a :class:`DistValue`: a distribution applied to its arguments;
 - a :class:`Ref`: a declaration, library function or distribution not yet called.
 
@@ -89,8 +91,28 @@ class NormalizeValue:
         return f"normalize({_label(self.target)},{_label(self.family)},N={self.particles})"
 
 
+@dataclass(frozen=True)
+class AutoValue:
+    """``auto_normal(target)`` and the other automatic families (compiler/auto.py):
+    a family over ``target``'s latent choices, built from its trace type, with its own
+    parameters. ``kind``: ``normal``, ``delta``, ``mvn``, ``lowrank`` or ``iaf``;
+    ``options``: its keywords (``(("rank", 2),)``)."""
+
+    target: Any  # a GenValue, usually conditioned
+    kind: str
+    options: tuple[tuple[str, Any], ...] = ()
+    span: Span | None = field(default=None, compare=False)
+    detached: bool = False  # detach(): its parameters are held
+
+    observations = ()  # an automatic family is not conditioned
+
+    def label(self) -> str:
+        opts = "".join(f",{k}={v}" for k, v in self.options)
+        return f"auto_{self.kind}({_label(self.target)}{opts})"
+
+
 # Every value that is a generative function: what sim, density and a `gen` argument accept.
-GENERATIVE = (GenValue, MarginalValue, NormalizeValue)
+GENERATIVE = (GenValue, MarginalValue, NormalizeValue, AutoValue)
 
 
 def is_generative(v: Any) -> bool:
@@ -158,6 +180,8 @@ def describe(v: Any) -> str:
         return "a marginal() generative function"
     if isinstance(v, NormalizeValue):
         return "a normalize() generative function"
+    if isinstance(v, AutoValue):
+        return f"the automatic family auto_{v.kind}()"
     if isinstance(v, DistValue):
         return f"the distribution {v.name}"
     if isinstance(v, Ref):

@@ -1,7 +1,9 @@
-"""``marginal`` and ``normalize`` from Python: generative functions made from others.
+"""``marginal``, ``normalize`` and the automatic families from Python: generative
+functions made from others.
 
 ``ppl.stdlib.marginal(q, keep=["z"], particles=5)`` and
-``ppl.stdlib.normalize(p, q, particles=10)`` build these objects; they go
+``ppl.stdlib.normalize(p, q, particles=10)`` and ``ppl.stdlib.auto_normal(p)``
+(``auto_delta``, ``auto_mvn``, ``auto_lowrank``) build these objects; they go
 wherever a generative function goes (``ppl.stdlib.elbo(p, marginal(...))``,
 any objective of the program), and the compiler lowers them
 (compiler/combinators.py). They can also be simulated directly.
@@ -123,6 +125,29 @@ class Normalize(Combinator):
         q, q_sig = inputs.value(self.family, "family")
         value = self.module.lowerer.normalize_value(p, q, self.particles, None, {})
         return value, ("normalize", p_sig, q_sig, value.particles)
+
+
+class Auto(Combinator):
+    """``auto_normal(target)`` and the other automatic families (see ppl.stdlib.auto_normal):
+    a family over the target's latent choices, with its own parameters."""
+
+    def __init__(self, kind: str, target, **options):
+        if not _is_generative(target):
+            raise DataError(Diagnostic(f"auto_{kind}(p): p must be a generative function of a "
+                                       f"loaded program, got {type(target).__name__}"))
+        self.kind, self.target, self.options = kind, target, dict(options)
+        self.name = f"auto_{kind}"
+        self.module = target.module
+        self.observations = {}
+
+    def __repr__(self) -> str:
+        opts = "".join(f", {k}={v!r}" for k, v in self.options.items())
+        return f"auto_{self.kind}({self.target!r}{opts})"
+
+    def lower_into(self, inputs: Inputs):
+        p, p_sig = inputs.value(self.target, "target")
+        value = self.module.lowerer.auto_value(self.name, p, self.options, None)
+        return value, ("auto", self.kind, p_sig, value.options)
 
 
 def _proposal_name(proposal, module) -> str | None:

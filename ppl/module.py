@@ -43,7 +43,7 @@ from .compiler.parser import parse
 from .compiler.passes.addresses import trace_type
 from .compiler.types import TraceType, tree_leaves, tree_unflatten
 from .compiler.values import GenValue
-from .combinators import Marginal, Normalize
+from .combinators import Auto, Marginal, Normalize
 from .entries import (EntryPoints, GenerativeArgument, Inputs, as_array, check_key, format_call,
                       merge_observations)
 from .objective import Objective
@@ -147,6 +147,10 @@ class Module:
     def normalize(self, target, family, particles: int):
         """``normalize(target, family, particles=N)`` (see ppl.stdlib.normalize)."""
         return Normalize(target, family, particles)
+
+    def auto(self, kind: str, target, **options):
+        """``auto_<kind>(target, **options)``, an automatic family (see ppl.stdlib.auto_normal)."""
+        return Auto(kind, target, **options)
 
     def call_fn(self, name: str, args, kwargs, params: dict | None = None, key=None):
         """Run the ``fn`` ``name`` (of the program or the standard library) on arguments;

@@ -223,3 +223,52 @@ def diwhvi(p, q, keep, K: int = 5, m: int = 5):
     (see objectives.ppl)."""
     return _objective("diwhvi", p, q, keep=_keep("diwhvi", keep), K=_particles("diwhvi", K),
                       m=_count("diwhvi", "m", m))
+
+
+def _auto(kind: str, p, **options):
+    _generative(f"auto_{kind}", "p", p)
+    return p.module.auto(kind, p, **options)
+
+
+def auto_normal(p):
+    """A mean-field normal family over the latent choices of the target ``p`` (NumPyro's
+    AutoNormal; see compiler/auto.py): each latent drawn as normal(loc, scale) on the real
+    line and mapped onto its support (exp for a halfnormal, a sigmoid for a beta).
+
+    >>> # target = m.model(x) | {"y": y}
+    >>> # obj = ppl.stdlib.elbo(target, ppl.stdlib.auto_normal(target))
+    """
+    return _auto("normal", p)
+
+
+def auto_delta(p):
+    """A point mass at a learned value of each latent of ``p`` (log q = 0): with ``elbo``,
+    maximum a posteriori (NumPyro's AutoDelta)."""
+    return _auto("delta", p)
+
+
+def auto_mvn(p):
+    """One multivariate normal, full covariance, over all of ``p``'s latents on the real
+    line, each mapped onto its support (NumPyro's AutoMultivariateNormal)."""
+    return _auto("mvn", p)
+
+
+def auto_lowrank(p, rank: int):
+    """As :func:`auto_mvn`, with covariance W Wᵀ + diag(d), W of ``rank`` columns
+    (NumPyro's AutoLowRankMultivariateNormal)."""
+    return _auto("lowrank", p, rank=_count("auto_lowrank", "rank", rank))
+
+
+def auto_iaf(p, hidden=None, layers: int = 3):
+    """A normalising flow over ``p``'s latents: ``layers`` inverse autoregressive layers
+    (MADE networks with hidden widths ``hidden``, an int or a tuple; default two of the
+    number of latent values) on a standard normal, each latent then mapped onto its
+    support (NumPyro's AutoIAFNormal).
+
+    >>> # obj = ppl.stdlib.elbo(target, ppl.stdlib.auto_iaf(target, hidden=16, layers=2))
+    """
+    options = {"layers": _count("auto_iaf", "layers", layers)}
+    if hidden is not None:
+        options["hidden"] = (_count("auto_iaf", "hidden", hidden) if not isinstance(hidden, (list, tuple))
+                             else tuple(_count("auto_iaf", "hidden", h) for h in hidden))
+    return _auto("iaf", p, **options)

@@ -279,6 +279,13 @@ class NumpyroDistribution:
             raise ValueError(f"{self._signature(form)}: {describe_shapes(form, args)}, "
                              f"which do not fit: {first_line(error)}") from None
 
+    def support_of(self, form: tuple[str, ...], args: Sequence[Any]) -> Any:
+        """The support at ``args`` (ArrayTypes or literals), for the compiler: its kind,
+        bounds, the parameters they read and its words (see supports.py)."""
+        from .supports import support_of
+
+        return support_of(self, tuple(form), args)
+
     # -- finite supports -----------------------------------------------------
 
     def support_size(self, form: tuple[str, ...], args: Sequence[Any]) -> int | None:

@@ -32,15 +32,18 @@ from .distributions import DISTRIBUTIONS, NumpyroDistribution
 from .estimators import ESTIMATORS, TAIL
 from .functions import FUNCTIONS, JaxFunction
 from .initializers import INITIALIZERS, JaxInitializer
+from .flows import flow_functions, flow_initializers
+from .supports import support_functions
 
 
 class StandardLibrary:
     """Functions, distributions, initialisers, constraints, estimators and objective sources."""
 
     def __init__(self) -> None:
-        self.functions: dict[str, JaxFunction] = dict(FUNCTIONS)
+        self.functions: dict[str, JaxFunction] = {**FUNCTIONS, **support_functions(),
+                                                   **flow_functions()}
         self.distributions: dict[str, NumpyroDistribution] = dict(DISTRIBUTIONS)
-        self.initializers: dict[str, JaxInitializer] = dict(INITIALIZERS)
+        self.initializers: dict[str, JaxInitializer] = {**INITIALIZERS, **flow_initializers()}
         self.constraints: dict[str, ConstraintKind] = dict(CONSTRAINTS)
         self.estimators: dict[str, Any] = dict(ESTIMATORS)
         self.estimator_tail: frozenset[str] = TAIL

@@ -57,7 +57,7 @@ class Pass:
 
 PASSES = [
     Pass("inline", lambda p, c: inline(p)),
-    Pass("addresses", lambda p, c: check_addresses(p)),
+    Pass("addresses", lambda p, c: check_addresses(p, c.library)),
     Pass("expand", lambda p, c: expand(p)),
     Pass("simplify", lambda p, c: simplify(p)),
     Pass("unroll", lambda p, c: unroll(p, c.library, dict(c.estimators)), objectives_only=True),

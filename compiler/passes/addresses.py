@@ -16,30 +16,41 @@ of the right types; every observed address must be one the model draws.
 from __future__ import annotations
 
 from ..diagnostics import CompileError, DataError, Diagnostic, Note, Span, did_you_mean
-from ..ir import Function, Program, Region, call_prefix, stacked, walk
+from ..ir import Function, Lit, Program, Region, call_prefix, stacked, walk
 from ..types import ArrayType, TraceType
 
 
 def sites(region: Region, functions: dict[str, Function], prefix: str = "",
           sizes: tuple[int, ...] = ()) -> list[tuple[str, ArrayType, Span | None]]:
     """Every random choice of a region: (address, stacked type, span)."""
+    return [(a, t, eqn.span) for a, t, eqn, _ in site_eqns(region, functions, prefix, sizes)]
+
+
+def site_eqns(region: Region, functions: dict[str, Function], prefix: str = "",
+              sizes: tuple[int, ...] = (), top: bool = True
+              ) -> list[tuple[str, ArrayType, object, bool]]:
+    """Every random choice of a region: (address, stacked type, its ``sample`` equation,
+    whether it is drawn in the region itself, where its arguments are the region's)."""
     out = []
     for eqn in region.eqns:
         if eqn.op == "sample":
             t = eqn.outs[0].type
             for n in reversed(sizes):
                 t = stacked(t, n)
-            out.append((prefix + eqn.attrs["address"], t, eqn.span))
+            out.append((prefix + eqn.attrs["address"], t, eqn, top))
         elif eqn.op == "call":
             callee = eqn.regions[0] if eqn.regions else functions[eqn.attrs["callee"]].body
-            out.extend(sites(callee, functions, call_prefix(prefix, eqn.attrs["address"]), sizes))
+            out.extend(site_eqns(callee, functions, call_prefix(prefix, eqn.attrs["address"]),
+                                 sizes, False))
         elif eqn.op == "plate":
-            out.extend(sites(eqn.regions[0], functions, prefix, sizes + (eqn.attrs["size"],)))
+            out.extend(site_eqns(eqn.regions[0], functions, prefix, sizes + (eqn.attrs["size"],),
+                                 False))
         elif eqn.op == "scan":
-            out.extend(sites(eqn.regions[0], functions, prefix, sizes + (eqn.attrs["length"],)))
+            out.extend(site_eqns(eqn.regions[0], functions, prefix,
+                                 sizes + (eqn.attrs["length"],), False))
         elif eqn.op == "cond":
             for r in eqn.regions:
-                out.extend(sites(r, functions, prefix, sizes))
+                out.extend(site_eqns(r, functions, prefix, sizes, False))
     return out
 
 
@@ -66,12 +77,13 @@ def trace_type(fn: Function | Region, functions: dict[str, Function],
     return TraceType(tuple(sorted(fields)))
 
 
-def check_addresses(program: Program) -> Program:
-    """Check every ``density`` equation's trace and observations against its model."""
+def check_addresses(program: Program, library=None) -> Program:
+    """Check every ``density`` equation's trace and observations against its model (and,
+    given the ``library``, each family's supports against the model's)."""
     errors: list[Diagnostic] = []
     for fn in program.functions.values():
         producers = {v: e for e in walk(fn.body) for v in e.outs}
-        _check_region(fn.body, program, errors, producers)
+        _check_region(fn.body, program, errors, producers, library)
     if errors:
         cls = DataError if all(d.span is None for d in errors) else CompileError
         raise cls(errors)
@@ -116,10 +128,10 @@ class _Mismatch:
 
 
 def _check_region(region: Region, program: Program, errors: list[Diagnostic],
-                  producers: dict) -> None:
+                  producers: dict, library=None) -> None:
     for eqn in region.eqns:
         for sub in eqn.regions:
-            _check_region(sub, program, errors, producers)
+            _check_region(sub, program, errors, producers, library)
         if eqn.op == "generate":
             model = trace_type(eqn.regions[0], program.functions, eqn.span)
             for a, t in eqn.args[0].type.fields:
@@ -174,6 +186,45 @@ def _check_region(region: Region, program: Program, errors: list[Diagnostic],
                 why = "it is observed" if a in obs_types else f"{name} draws no choice there"
                 report.report(f"the trace has a value at '{a}'{drawn}, but {why}", a,
                               help=did_you_mean(a, latent_names))
+        if library is not None and producer is not None and producer.op in ("sim", "generate"):
+            body = (producer.regions[0] if producer.regions
+                    else program.functions[producer.attrs["callee"]].body)
+            _check_supports(report, site_eqns(eqn.regions[0], program.functions),
+                            site_eqns(body, program.functions), latent_names, library)
+
+
+def _support(eqn, library):
+    """The support of a ``sample`` equation's distribution, None when it is not known."""
+    row = library.distributions.get(eqn.attrs["dist"])
+    form = tuple(eqn.attrs["form"])
+    if row is None or not hasattr(row, "support_of"):
+        return None
+    try:
+        return row.support_of(form, [a.value if isinstance(a, Lit) else a.type
+                                     for a in eqn.args[:len(form)]])
+    except Exception:  # a check that cannot decide says nothing
+        return None
+
+
+def _check_supports(report: "_Mismatch", model_sites, family_sites, latent: set,
+                    library) -> None:
+    """A family must draw each latent inside the model's support there: a ``normal``
+    family for a ``halfnormal`` latent puts mass where the model has none (its log
+    density is −∞ there). Only supports known when compiling are compared, and only
+    ``F ⊄ M`` is reported (a lognormal or a uniform inside the support is fine)."""
+    model = {a: e for a, _, e, _ in model_sites}
+    for a, _, fe, _ in family_sites:
+        me = model.get(a)
+        if me is None or a not in latent:
+            continue
+        f, m = _support(fe, library), _support(me, library)
+        if f is None or m is None or f.within(m) is not False:
+            continue
+        report.report(f"{report.family} draws '{a}' from {fe.attrs['dist']} ({f.words}), but "
+                      f"{report.model}'s {me.attrs['dist']} draws it on {m.words}", a,
+                      help=f"a family must put its mass inside the model's support: draw '{a}' "
+                           f"from a distribution on {m.words}, or use auto_normal(p), which "
+                           "maps each latent onto its support")
 
 
 def _fits(given, want) -> bool:
