@@ -256,9 +256,10 @@ def test_vae_digits_main_trains_every_objective(tmp_path, capsys):
     for name, row in results.items():
         assert row["fit"].status == "completed", name
         assert all(np.isfinite(row[k]) for k in ("elbo", "iwae", "train_objective")), row
-        # The IWAE bound is above the ELBO in expectation, by nats per image at these
-        # networks; an estimator that lost the log-mean-exp would be at or below it.
-        assert row["iwae"] > row["elbo"], (name, row)
+        # The IWAE bound is above the ELBO in expectation, by about a nat per image at these
+        # barely trained networks (the held-out means' noise is near 0.1 nats); an estimator
+        # that lost the log-mean-exp (a mean of log weights) would be the ELBO itself.
+        assert row["iwae"] > row["elbo"] + 0.3, (name, row)
     if importlib.util.find_spec("matplotlib") is not None:
         for what in ("samples", "reconstructions"):
             assert (tmp_path / f"vae_digits_{what}.png").stat().st_size > 0
