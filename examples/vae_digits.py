@@ -9,16 +9,16 @@ amortised family (a two-layer encoder to the mean and softplus scale of z) and
 three objectives, each a sum over images of one bound per image: the ELBO,
 the IWAE bound with K = 5 particles, and the same bound with doubly
 reparameterised gradients (DReG, K = 5). One model and family is trained per
-objective with Adam on the whole training set every step: ``ppl.fit``'s
-minibatches scale the log densities of a plate inside a model by N/B, which
-is right for an ELBO but not for a bound with a log-mean-exp per image, and a
-plate over the images in an objective is not scaled (a compile error with
-``batch_size``). Each is then scored on the held-out
-images by its ELBO (1,000 particles per image) and the IWAE-5000 estimate of
-log p(x) (5,000 particles per image, in chunks of images, combined by
-log-mean-exp in the language), both in nats per image. Two PNGs show decoder
-means of z drawn from the prior, and held-out images beside their
-reconstructions (the decoder's mean at the encoder's mean).
+objective, all from the same initial networks, with Adam on the whole
+training set every step (``ppl.fit``'s minibatches scale the log densities of
+a plate inside a model by N/B, which is right for an ELBO but not for a bound
+with a log-mean-exp per image, and a plate over the images in an objective is
+not scaled: a compile error with ``batch_size``). Each is then scored on the
+held-out images by its ELBO (1,000 particles per image) and the IWAE-5000
+estimate of log p(x) (5,000 particles per image, in chunks of images,
+combined by log-mean-exp in the language), both in nats per image. Two PNGs
+show decoder means of z drawn from the prior, and held-out images beside
+their reconstructions (the decoder's mean at the encoder's mean).
 
     python examples/vae_digits.py            # a few minutes on 2 CPU cores
     python examples/vae_digits.py --quick    # a few steps on a few images (the test suite's run)
@@ -79,12 +79,14 @@ def network(params: dict, gen: str, net: str) -> dict:
 
 
 def train(m: ppl.Module, name: str, images: np.ndarray, steps: int, width: int, lr: float,
-          key) -> ppl.FitResult:
-    """Fit one model and family by maximising objective ``name`` on every image each step."""
+          params: dict, key) -> ppl.FitResult:
+    """Fit one model and family by maximising objective ``name`` on every image each step,
+    from the networks ``params``."""
     declaration, particles = OBJECTIVES[name]
     objective = getattr(m, declaration)(images, particles, width)
     optimizer = optax.adam(optax.cosine_decay_schedule(lr, steps, alpha=0.05))
-    return ppl.fit(objective, steps=steps, optimizer=optimizer, key=key, progress=False)
+    return ppl.fit(objective, steps=steps, optimizer=optimizer, key=key, params=params,
+                   progress=False)
 
 
 def held_out_bound(m: ppl.Module, declaration: str, params: dict, images: np.ndarray,
@@ -165,10 +167,12 @@ def main(steps: int | None = None, quick: bool = False, seed: int = 0,
     print(f"sklearn digits, binarised: {len(train_images)} training and {len(held_out)} held-out "
           f"images of 64 pixels; latent {LATENT}, networks of width {width}; "
           f"{steps} steps of Adam on all training images")
+    # Every objective reaches the same parameters (the two networks): all start from one draw.
+    start_params = m.digits_elbo(train_images, 1, width).init(jax.random.PRNGKey(seed))
     results = {}
     for i, name in enumerate(OBJECTIVES):
         start = time.perf_counter()
-        fit = train(m, name, train_images, steps, width, settings["lr"],
+        fit = train(m, name, train_images, steps, width, settings["lr"], start_params,
                     jax.random.PRNGKey(seed * 100 + i))
         seconds = time.perf_counter() - start
         key = jax.random.PRNGKey(seed * 100 + 50 + i)
