@@ -253,6 +253,9 @@ def _scan(it, eqn, args, key, env):
         outs = it.run(region, [i] + list(carry) + list(x), key if keys is None else k, env)
         return tuple(outs[:c]), tuple(outs[c:])
 
+    if n == 0:  # as a plate of none: the body is not traced (it may index an empty axis)
+        return list(init) + [jnp.zeros(v.type.shape, v.type.dtype) if isinstance(v.type, ArrayType)
+                             else _empty_trace(v.type) for v in eqn.outs[c:]]
     steps = jnp.arange(n, dtype=jnp.int32)
     final, ys = jax.lax.scan(step, init, (steps, steps if keys is None else keys, xs), length=n)
     return list(final) + list(ys)

@@ -162,6 +162,30 @@ def test_standard_layers_match_numpy():
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
+def test_mlp_of_depth_one_has_an_empty_hidden_loop():
+    """mlp(x, width, 1, out) is one relu layer and the output layer: its loop over the
+    depth - 1 = 0 hidden layers runs no step (it once traced its body, and indexing the
+    empty [0, width, width] weights was a JAX IndexError), alone and inside a plate."""
+    m = ppl.compile("""
+    gen shallow(x: real[N, 3]) {
+        y ~ mlp(x, 6, 1, 2)
+        plate i in N {
+            r ~ mlp(x[i], 6, 1, 2) shares y
+        }
+        return (y, r)
+    }
+    """)
+    x = RNG.normal(size=(7, 3)).astype(np.float32)
+    g = m.shallow(x)
+    p = random_like(g.init(jax.random.PRNGKey(0)))
+    assert p["shallow.y.W"].shape == (0, 6, 6)
+    y, r = (np.asarray(v) for v in g.simulate(jax.random.PRNGKey(1), p)[0].retval)
+    hidden = np.maximum(x @ p["shallow.y.input.W"] + p["shallow.y.input.b"], 0.0)
+    want = hidden @ p["shallow.y.output.W"] + p["shallow.y.output.b"]
+    np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(r, want, rtol=1e-4, atol=1e-5)
+
+
 def test_detach_holds_nested_parameters():
     """density(detach(q), t) of a trace q did not draw: no gradient reaches the dense
     layer nested in q; without detach it does (the check can fail)."""
