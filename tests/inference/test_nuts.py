@@ -263,7 +263,7 @@ def test_a_discrete_latent_is_an_error_at_its_choice():
         ppl.nuts(BAD.mixture(3) | {"y": np.zeros(3, np.float32)}, num_samples=10)
     text = str(err.value)
     assert "discrete latent 'z' (bernoulli)" in text and "z ~ bernoulli(0.3)" in text
-    assert "marginal(..., exact=true)" in text
+    assert "marginal(model, keep=[...], exact=True)" in text
 
 
 @pytest.mark.parametrize("model, words", [
