@@ -84,6 +84,8 @@ class Scaling:
         self.active = any(s != 1.0 for s in self.scales.values())
         self.reads: set[Var] = set(self.scales) if self.active else set()
         self.unscaled: dict[Var, tuple[str, object]] = {}
+        # The span of the objective-level plate over the batch being expanded, if any.
+        self.objective_plate = None
 
     def read(self, atoms) -> bool:
         return self.active and any(isinstance(a, Var) and a in self.reads for a in atoms)
@@ -361,6 +363,18 @@ def _expand_call(e: Eqn, args: list[Atom], subst: dict[Var, Atom],
 def _checked_total(terms: list[Atom], out: list[Eqn], scaling: Scaling) -> Atom:
     """The log density of an expanded call; a term left unscaled by a minibatch is an error."""
     blame = scaling.first_unscaled(terms)
+    if blame is not None and scaling.objective_plate is not None:
+        from ..diagnostics import Note, error
+
+        raise error("this log density reads minibatched data in a plate over the batch that is "
+                    "in the objective, not in a generative function: fit scales by N/B the log "
+                    "densities of plates over the batch inside the model and the family "
+                    "(NumPyro's subsampled plates), and a per-datum bound in the objective (one "
+                    "log-mean-exp per data point) is not supported with minibatches yet",
+                    blame[1], notes=[Note("the objective's plate over the batch",
+                                          scaling.objective_plate)],
+                    help="write the plate over the data in the model and the family (the ELBO "
+                         "of a batch), or fit on all the data (no batch_size)")
     if blame is not None:
         raise _unscaled_error(*blame)
     return _sum_terms(terms, out)
@@ -398,7 +412,16 @@ def _rewrite_loop(e: Eqn, args: list[Atom], mode: str, subst: dict[Var, Atom],
     if e.op == "scan" and scaling.read(new_args):
         # A carry may read the batch from the second step on: treat every carry as reading it.
         scaling.reads.update(params[1:1 + e.attrs["carries"]])
-    inner, inner_terms, inner_values = _rewrite(region.eqns, mode, subst, inner_source, scaling)
+    # (for the message only: a plate in the objective the size of a minibatched input)
+    over_batch = mode == "expect" and e.op == "plate" and any(
+        getattr(a.type, "shape", ())[:1] == (n,) for a in scaling.scales)
+    outer_plate, scaling.objective_plate = scaling.objective_plate, (
+        e.span if over_batch else scaling.objective_plate)
+    try:
+        inner, inner_terms, inner_values = _rewrite(region.eqns, mode, subst, inner_source,
+                                                    scaling)
+    finally:
+        scaling.objective_plate = outer_plate
     lp = _sum_terms(inner_terms, inner, scaling)
     outs = [_sub(o, subst) for o in region.outs]
     scaling.mark(e.outs, new_args + outs)

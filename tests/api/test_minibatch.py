@@ -104,3 +104,25 @@ def test_an_objective_computed_from_the_batch_is_an_error(data):
     }""")
     with pytest.raises(ppl.CompileError, match="objective's value reads minibatched data"):
         fitting.Batcher(lambda b: m.squared(b["x"], b["y"]), data, 20)
+
+
+def test_a_per_datum_bound_in_the_objective_is_refused_with_the_reason():
+    """A plate over the batch written in the objective (one bound per data point) cannot
+    be scaled by N/B: the error says where the plate is and what fit can scale."""
+    m = ppl.compile("""
+gen point(x: real) { z ~ normal(0.0, 1.0); y ~ normal(z, 1.0) }
+gen guide(x: real) { z ~ normal(0.5 * x, 1.0) }
+objective per_datum(xs: real[B]) {
+    return expect {
+        plate i in B {
+            (t, lq) = sim(guide(xs[i]))
+            v = density(point(xs[i]) | {y: xs[i]}, t) - lq
+        }
+        return sum(v)
+    }
+}""", "per_datum.ppl")
+    xs = np.linspace(-1, 1, 20).astype(np.float32)
+    with pytest.raises(ppl.CompileError, match="plate over the batch that is in the objective") \
+            as info:
+        ppl.fit(lambda b: m.per_datum(b), data=xs, batch_size=5, steps=1, progress=False)
+    assert "per_datum.ppl:6:9" in str(info.value)  # the note at the objective's plate
