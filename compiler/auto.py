@@ -47,7 +47,7 @@ from typing import Any
 from .builder import Builder
 from .diagnostics import Note, error
 from .ir import Function, Lit, ParamInfo, Region, Var
-from .types import INT, REAL, ArrayType, TraceType
+from .types import INT, REAL, ArrayType
 from .values import AutoValue, GenValue, describe
 
 # The name of each automatic family in the source -> its kind.
@@ -436,10 +436,7 @@ class AutoLowering:
         return total
 
     def _auto_trace(self, latents: list[Latent], values: list, b: Builder, span) -> Var:
-        addresses = tuple(lat.address for lat in latents)
-        ttype = TraceType(tuple((a, v.type) for a, v in zip(addresses, values)))
-        return b.emit1("make_trace", ttype, values, {"addresses": addresses}, span=span,
-                       hint="trace")
+        return self.record_trace({lat.address: v for lat, v in zip(latents, values)}, span, b)
 
     def auto_fields(self, g: AutoValue, span) -> dict[str, ArrayType]:
         return {lat.address: lat.type for lat in self.auto_latents(g, span)}

@@ -373,12 +373,8 @@ class CombinatorLowering(AutoLowering):
                            f"also holds {', '.join(extra)}"), span)
         if not g.observations:
             return trace
-        obs = dict(g.observations)
-        addresses = tuple(sorted(want + list(obs)))
-        values = [obs[a] if a in obs else self.trace_get(trace, a, span, b) for a in addresses]
-        ttype = TraceType(tuple((a, v.type) for a, v in zip(addresses, values)))
-        return b.emit1("make_trace", ttype, values, {"addresses": addresses}, span=span,
-                       hint="trace")
+        given = {a: self.trace_get(trace, a, span, b) for a in want}
+        return self.record_trace({**given, **dict(g.observations)}, span, b)
 
     def _sim_normalize(self, g: NormalizeValue, b: Builder, span, reparam_only: bool) -> tuple:
         fields = self.trace_fields(g.family, span)
@@ -402,10 +398,7 @@ class CombinatorLowering(AutoLowering):
         j = b.emit1("sample", ArrayType("int32", ()), [lw],
                     {"address": RESAMPLE_ADDRESS, "dist": "categorical", "form": ("logits",),
                      "estimator": dist.default_estimator}, span=span, hint="j")
-        values = [self._pick(outs[a], j, b, span) for a in addresses]
-        ttype = TraceType(tuple((a, v.type) for a, v in zip(addresses, values)))
-        x = b.emit1("make_trace", ttype, values, {"addresses": addresses}, span=span,
-                    hint="trace")
+        x = self.record_trace({a: self._pick(outs[a], j, b, span) for a in addresses}, span, b)
         log_z = self._log_mean(self._fn("logsumexp", [lw], b, span), g.particles, b, span)
         return x, self._fn("sub", [self._pick(lp, j, b, span), log_z], b, span)
 
@@ -455,22 +448,15 @@ class CombinatorLowering(AutoLowering):
     def _restrict(self, t: Var, addresses: tuple[str, ...], b: Builder, span,
                   retval: bool = False) -> Var:
         """The trace of ``t``'s values at ``addresses`` (and its return value)."""
-        addresses = tuple(sorted(addresses))
-        values = [self.trace_get(t, a, span, b) for a in addresses]
         ret_tree = t.type.retval if retval else None
         ret = []
         if ret_tree not in (None, ()):
             leaves = tree_leaves(ret_tree)
             ret = b.emit("trace_retval", [Var(lt, "ret") for lt in leaves], [t], {}, span=span)
-        ttype = TraceType(tuple((a, v.type) for a, v in zip(addresses, values)), ret_tree)
-        return b.emit1("make_trace", ttype, values + ret, {"addresses": addresses}, span=span,
-                       hint="trace")
+        return self.record_trace({a: self.trace_get(t, a, span, b) for a in addresses}, span, b,
+                                 ret_tree, ret)
 
     def _merge(self, a: Var, c: Var, b: Builder, span) -> Var:
         """One trace of the values of traces ``a`` and ``c`` (disjoint addresses)."""
-        pairs = sorted([(x, a) for x in a.type.addresses] + [(x, c) for x in c.type.addresses])
-        values = [self.trace_get(t, x, span, b) for x, t in pairs]
-        addresses = tuple(x for x, _ in pairs)
-        ttype = TraceType(tuple((x, v.type) for x, v in zip(addresses, values)))
-        return b.emit1("make_trace", ttype, values, {"addresses": addresses}, span=span,
-                       hint="trace")
+        return self.record_trace({x: self.trace_get(t, x, span, b) for t in (a, c)
+                                  for x in t.type.addresses}, span, b)

@@ -17,7 +17,6 @@ an index that would run past a dimension is rejected rather than clamped.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import operator
 from typing import Any, Callable
@@ -486,13 +485,15 @@ class ExpressionLowering(CombinatorLowering):
         return b.emit1("logpdf", REAL, [x] + args, {"dist": d.name, "form": d.form}, span=span,
                        hint="logp")
 
-    def record_trace(self, record: dict, span, b: Builder) -> Var:
-        """The trace holding a record's values at its field names (addresses)."""
+    def record_trace(self, record: dict, span, b: Builder, retval_tree=None,
+                     retval: list | None = None) -> Var:
+        """The trace holding a record's values at its field names (addresses), and a
+        return value (``retval``, the leaves of the type tree ``retval_tree``)."""
         addresses = tuple(sorted(record))
         values = [self.as_array(record[a], span, f"the value at '{a}'") for a in addresses]
-        ttype = TraceType(tuple((a, v.type) for a, v in zip(addresses, values)))
-        return b.emit1("make_trace", ttype, values, {"addresses": addresses}, span=span,
-                       hint="trace")
+        ttype = TraceType(tuple((a, v.type) for a, v in zip(addresses, values)), retval_tree)
+        return b.emit1("make_trace", ttype, values + list(retval or []),
+                       {"addresses": addresses}, span=span, hint="trace")
 
     def trace_get(self, t: Var, address: str, span, b: Builder) -> Var:
         ft = t.type.field(address)
