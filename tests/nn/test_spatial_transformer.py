@@ -34,12 +34,15 @@ def test_writing_a_patch_into_a_canvas_inverts_the_glimpse():
     np.testing.assert_allclose(glimpse[1:-1, 1:-1], 1.0, atol=0.05)
 
 
-def test_gradient_matches_finite_differences():
+@pytest.mark.parametrize("inside", [True, False])
+def test_gradient_matches_finite_differences(inside):
+    """Inside the image, and for windows that run past its edge (zero padding there)."""
     with jax.enable_x64(True):
         rng = np.random.default_rng(0)
         img = jnp.asarray(rng.normal(size=(2, 7, 7)))
         scale = jnp.array([0.63, 0.81])
-        shift = jnp.array([[0.113, -0.071], [-0.052, 0.137]])
+        shift = (jnp.array([[0.113, -0.071], [-0.052, 0.137]]) if inside
+                 else jnp.array([[0.613, -0.571], [-0.552, 0.437]]))
         w = jnp.asarray(rng.normal(size=(2, 5, 5)))
 
         def f(img, scale, shift):
