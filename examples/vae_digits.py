@@ -10,10 +10,9 @@ three objectives, each a sum over images of one bound per image: the ELBO,
 the IWAE bound with K = 5 particles, and the same bound with doubly
 reparameterised gradients (DReG, K = 5). One model and family is trained per
 objective, all from the same initial networks, with Adam on the whole
-training set every step (``ppl.fit``'s minibatches scale the log densities of
-a plate inside a model by N/B, which is right for an ELBO but not for a bound
-with a log-mean-exp per image, and a plate over the images in an objective is
-not scaled: a compile error with ``batch_size``). Each is then scored on the
+training set every step (they also fit on minibatches, ``ppl.fit(lambda b:
+m.digits_iwelbo(b, 5, 64), data=train, batch_size=100)``: the sum over the
+objective's plate over the images is scaled by N/B). Each is then scored on the
 held-out images by its ELBO (1,000 particles per image) and the IWAE-5000
 estimate of log p(x) (5,000 particles per image, in chunks of images,
 combined by log-mean-exp in the language), both in nats per image. Two PNGs

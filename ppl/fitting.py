@@ -123,6 +123,11 @@ def fit(objective, steps: int | None = None, optimizer: optax.GradientTransforma
     if params is None:
         params = batcher.entry.init_folded(key, 0x5EED)
     params = {k: jnp.asarray(v, jnp.float32) for k, v in batcher.entry.params(params).items()}
+    if not params:
+        raise DataError(Diagnostic(
+            f"{obj!r} has no parameters, so fit has nothing to optimise",
+            help="declare the family's (or the model's) learnable values with 'param'; "
+                 "to estimate the objective's value, use its .value(key)"))
     if opt_state is None:
         opt_state = optimizer.init(params)
     if isinstance(estimates, bool) or not isinstance(estimates, (int, np.integer)) or estimates < 1:

@@ -30,12 +30,17 @@ The choices of a call marked ``require`` (``rsim(g)``) carry it to the
 
 Minibatches (``program.data_scale``: entry inputs holding B of N data points,
 mapped to N/B): a plate that maps a minibatched input along its axis has its
-log density scaled by N/B, so the full-data sum stays unbiased. Every other
-log-density term that reads minibatched data (a ``for`` loop over the batch,
-whose terms depend on each other; a choice outside a plate over the batch),
-and an objective whose value reads the batch other than through such scaled
-terms, is rejected with its span, since no scale would make it unbiased. :class:`Scaling`
-tracks which values read the batch and which terms still need their scale.
+log density scaled by N/B, so the full-data sum stays unbiased. A plate over
+the batch written in the objective itself (one bound per data point, such as
+a per-datum IWAE) is a sum of per-datum values: inside it, a data point read
+as ``x[i]`` (the plate's own index) is that point's, and its stacked values
+may leave only through ``sum`` (scaled by N/B) or ``mean`` (unbiased as it
+is). Every other log-density term that reads minibatched data (a ``for`` loop
+over the batch, whose terms depend on each other; a choice outside a plate
+over the batch), and an objective whose value reads the batch other than
+through such scaled terms, is rejected with its span, since no scale would
+make it unbiased. :class:`Scaling` tracks which values read the batch and
+which terms still need their scale.
 
     >>> # (t, lp) = sim[g]()   with g = { x ~ normal(0, 1) }   becomes
     >>> # x = draw[normal](0.0, 1.0); lp = logpdf[normal](x, 0.0, 1.0); t = make_trace[x](x)
@@ -76,7 +81,12 @@ class Scaling:
     ``scales``: minibatched inputs (and their casts) -> N/B. ``reads``: every
     value computed from minibatched data. ``unscaled``: log-density terms that
     read the batch and are not (yet) inside a plate scaled by N/B, with the
-    span to blame. Inactive (no scale, or N/B = 1) it tracks nothing.
+    span to blame. Inside a plate over the batch written in the objective
+    (``objective_plate``: its span, index and N/B), a data point read by the
+    plate's index does not read the batch, and ``points`` counts such reads;
+    ``per_datum`` maps that plate's stacked outputs to N/B (they read the batch,
+    except through ``sum`` and ``mean``: :meth:`reduce`). Inactive (no scale, or
+    N/B = 1) it tracks nothing.
     """
 
     def __init__(self, scales: dict[Var, float]):
@@ -84,8 +94,11 @@ class Scaling:
         self.active = any(s != 1.0 for s in self.scales.values())
         self.reads: set[Var] = set(self.scales) if self.active else set()
         self.unscaled: dict[Var, tuple[str, object]] = {}
-        # The span of the objective-level plate over the batch being expanded, if any.
-        self.objective_plate = None
+        # The objective-level plate over the batch being expanded, if any: (span, index, N/B).
+        self.objective_plate: tuple | None = None
+        self.points = 0
+        self.per_datum: dict[Var, float] = {}
+        self.misused = None  # the span of the first other use of per-datum values (the message)
 
     def read(self, atoms) -> bool:
         return self.active and any(isinstance(a, Var) and a in self.reads for a in atoms)
@@ -94,6 +107,35 @@ class Scaling:
         """``outs`` read the batch if any of ``atoms`` does."""
         if self.read(atoms):
             self.reads.update(o for o in outs if isinstance(o, Var))
+
+    def point(self, e: Eqn, args: list) -> bool:
+        """Whether ``e`` reads one data point, ``x[i, ...]`` with ``x`` minibatched along
+        the objective plate's axis and ``i`` its index (so it does not read the batch)."""
+        if (self.objective_plate is None or e.op != "index" or len(args) < 2
+                or not isinstance(args[0], Var) or args[0] not in self.scales
+                or args[0].type.shape[:1] != (self.objective_plate[3],)
+                or args[1] is not self.objective_plate[1] or e.attrs["spec"][0] != ("d",)):
+            return False
+        self.points += 1
+        return True
+
+    def reduce(self, e: Eqn, args: list, out: list) -> bool:
+        """``sum`` or ``mean`` of an objective plate's stacked per-datum values: the sum
+        scaled by N/B (and the mean as it is) estimates the full data's, so the result
+        does not read the batch. Emits ``e`` (and the scaling) into ``out`` if so."""
+        if not (e.op == "fn" and e.attrs.get("name") in ("sum", "mean") and len(args) == 1
+                and isinstance(args[0], Var) and args[0] in self.per_datum
+                and e.attrs.get("axis") in (None, 0, (0,))):
+            return False
+        scale = self.per_datum[args[0]]
+        if e.attrs["name"] == "mean":
+            out.append(Eqn(e.op, e.outs, args, e.attrs, [], e.span))
+            return True
+        total = Var(e.outs[0].type, "total")
+        out.append(Eqn(e.op, [total], args, e.attrs, [], e.span))
+        out.append(Eqn("fn", [e.outs[0]], [total, Lit(float(scale), REAL)], {"name": "mul"},
+                       [], e.span))
+        return True
 
     def term(self, lp: Atom, atoms, span, why: str) -> None:
         """A log-density term ``lp`` computed from ``atoms``: unscaled if it reads the batch."""
@@ -119,10 +161,13 @@ def _unscaled_error(why: str, span) -> Exception:
 
     if why == "value":
         return error("the objective's value reads minibatched data other than through log "
-                     "densities in a plate over the batch, which fit() scales by N/B; anything "
-                     "else computed from the batch would estimate another objective", span,
+                     "densities in a plate over the batch, or the sum or mean of a plate over "
+                     "the batch in the objective, which fit() scales by N/B; anything else "
+                     "computed from the batch would estimate another objective", span,
                      help="score the data with '~' inside a plate over the batch "
-                          "(plate i in size(y) { y ~ ... }), or fit on all the data (no batch_size)")
+                          "(plate i in size(y) { y ~ ... }), or sum per-datum values "
+                          "(plate i in size(y) { v = ... }; sum(v)), or fit on all the data "
+                          "(no batch_size)")
     if why == "loop":
         return error("this for loop reads minibatched data, but a loop's log density cannot be "
                      "scaled by N/B: its steps depend on each other, so a random subset of them "
@@ -142,7 +187,7 @@ def expand(program: Program) -> Program:
     eqns, _, _ = _rewrite(entry.body.eqns, "plain", subst, None, scaling)
     body = Region(entry.body.params, eqns, [_sub(o, subst) for o in entry.body.outs])
     if scaling.read(body.outs):
-        raise _unscaled_error("value", _first_reading(body, scaling))
+        raise _unscaled_error("value", scaling.misused or _first_reading(body, scaling))
     return Program({entry.name: Function(entry.name, body, entry.kind, entry.span)},
                    program.entry, program.params, program.data_scale)
 
@@ -244,12 +289,18 @@ def _rewrite(eqns_in: list[Eqn], mode: str, subst: dict[Var, Atom],
             scaling.mark(e.outs, args + new_outs)
             out.append(Eqn("expect", e.outs, args, e.attrs,
                            [Region(r.params, inner, new_outs)], e.span))
+        elif scaling.active and scaling.reduce(e, args, out):
+            pass
         else:
             regions = []
             for r in e.regions:
                 inner, _, _ = _rewrite(r.eqns, mode, subst, source, scaling)
                 regions.append(Region(r.params, inner, [_sub(o, subst) for o in r.outs]))
-            scaling.mark(e.outs, args + [o for r in regions for o in r.outs])
+            if not (scaling.active and scaling.point(e, args)):
+                scaling.mark(e.outs, args + [o for r in regions for o in r.outs])
+                if scaling.misused is None and any(a in scaling.per_datum for a in args
+                                                   if isinstance(a, Var)):
+                    scaling.misused = e.span
             out.append(Eqn(e.op, e.outs, args, e.attrs, regions, e.span))
     return out, terms, values
 
@@ -366,15 +417,14 @@ def _checked_total(terms: list[Atom], out: list[Eqn], scaling: Scaling) -> Atom:
     if blame is not None and scaling.objective_plate is not None:
         from ..diagnostics import Note, error
 
-        raise error("this log density reads minibatched data in a plate over the batch that is "
-                    "in the objective, not in a generative function: fit scales by N/B the log "
-                    "densities of plates over the batch inside the model and the family "
-                    "(NumPyro's subsampled plates), and a per-datum bound in the objective (one "
-                    "log-mean-exp per data point) is not supported with minibatches yet",
-                    blame[1], notes=[Note("the objective's plate over the batch",
-                                          scaling.objective_plate)],
-                    help="write the plate over the data in the model and the family (the ELBO "
-                         "of a batch), or fit on all the data (no batch_size)")
+        raise error("this log density reads minibatched data other than its own data point, "
+                    "inside a plate over the batch in the objective: a per-datum value there "
+                    "may read the batch only as x[i], with i that plate's index", blame[1],
+                    notes=[Note("the objective's plate over the batch",
+                                scaling.objective_plate[0])],
+                    help="index the data by the plate's index (x[i]), or write the plate over "
+                         "the data in the model and the family, or fit on all the data "
+                         "(no batch_size)")
     if blame is not None:
         raise _unscaled_error(*blame)
     return _sum_terms(terms, out)
@@ -407,16 +457,24 @@ def _rewrite_loop(e: Eqn, args: list[Atom], mode: str, subst: dict[Var, Atom],
             new_args.append(outer)
             slices[address] = p
         inner_source = Source(lambda address, emit: slices[address], set(slices), source.scored)
+    # A plate over the batch written in the objective (not in a generative function): one
+    # value per data point; x[i] inside is that point's (Scaling.point).
+    over_batch = (scaling.active and mode == "expect" and e.op == "plate"
+                  and scaling.objective_plate is None)
+    scale = next((s for a, s in scaling.scales.items() if a.type.shape[:1] == (n,)), None)
+    over_batch = over_batch and scale is not None
+    points = scaling.points
     for p, a in zip(params[1:], new_args):
-        scaling.mark([p], [a])
+        if over_batch and isinstance(a, Var) and a in scaling.scales and a.type.shape[:1] == (n,):
+            scaling.points += 1  # a data point, mapped in
+        else:
+            scaling.mark([p], [a])
     if e.op == "scan" and scaling.read(new_args):
         # A carry may read the batch from the second step on: treat every carry as reading it.
         scaling.reads.update(params[1:1 + e.attrs["carries"]])
-    # (for the message only: a plate in the objective the size of a minibatched input)
-    over_batch = mode == "expect" and e.op == "plate" and any(
-        getattr(a.type, "shape", ())[:1] == (n,) for a in scaling.scales)
-    outer_plate, scaling.objective_plate = scaling.objective_plate, (
-        e.span if over_batch else scaling.objective_plate)
+    outer_plate = scaling.objective_plate
+    if over_batch:
+        scaling.objective_plate = (e.span, params[0], scale, n)
     try:
         inner, inner_terms, inner_values = _rewrite(region.eqns, mode, subst, inner_source,
                                                     scaling)
@@ -424,7 +482,16 @@ def _rewrite_loop(e: Eqn, args: list[Atom], mode: str, subst: dict[Var, Atom],
         scaling.objective_plate = outer_plate
     lp = _sum_terms(inner_terms, inner, scaling)
     outs = [_sub(o, subst) for o in region.outs]
-    scaling.mark(e.outs, new_args + outs)
+    if over_batch and scaling.points > points:
+        # It reads its data points one by one: its stacked values hold one value per data
+        # point, whose sum (by N/B) or mean estimates the full data's; anything else reads
+        # the batch.
+        for stacked_out, o in zip(e.outs, outs):
+            if not scaling.read([o]):
+                scaling.per_datum[stacked_out] = scale
+            scaling.reads.add(stacked_out)
+    else:
+        scaling.mark(e.outs, new_args + outs)
     new_outs = list(e.outs)
     scored = mode in ("sim", "density", "generate") and inner_terms
     if scored:

@@ -10,6 +10,8 @@ cannot be scaled by N/B: it is a compile error (defect 5).
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -106,23 +108,94 @@ def test_an_objective_computed_from_the_batch_is_an_error(data):
         fitting.Batcher(lambda b: m.squared(b["x"], b["y"]), data, 20)
 
 
-def test_a_per_datum_bound_in_the_objective_is_refused_with_the_reason():
-    """A plate over the batch written in the objective (one bound per data point) cannot
-    be scaled by N/B: the error says where the plate is and what fit can scale."""
-    m = ppl.compile("""
+PER_DATUM = """
 gen point(x: real) { z ~ normal(0.0, 1.0); y ~ normal(z, 1.0) }
-gen guide(x: real) { z ~ normal(0.5 * x, 1.0) }
-objective per_datum(xs: real[B]) {
+gen amortised(x: real) {
+    param a: real = 0.0
+    param s: real<lower=0> = 1.0
+    z ~ normal(a * x, s)
+}
+gen level(m: real) { y ~ normal(m, 1.0) }
+objective iwae_per_datum(xs: real[B], K: int) {
     return expect {
         plate i in B {
-            (t, lq) = sim(guide(xs[i]))
-            v = density(point(xs[i]) | {y: xs[i]}, t) - lq
+            plate k in K {
+                (t, lq) = sim(amortised(xs[i]))
+                log_w = density(point(xs[i]) | {y: xs[i]}, t) - lq
+            }
+            v = logmeanexp(log_w)
         }
         return sum(v)
     }
-}""", "per_datum.ppl")
+}
+objective summed(xs: real[B]) {
+    param m: real = 0.3
+    return expect {
+        plate i in B { v = density(level(m), {y: xs[i]}) }
+        return sum(v)
+    }
+}
+objective averaged(xs: real[B]) {
+    param m: real = 0.3
+    return expect {
+        plate i in B { v = density(level(m), {y: xs[i]}) }
+        return mean(v)
+    }
+}
+objective pooled(xs: real[B]) {
+    param m: real = 0.3
+    return expect {
+        plate i in B { v = density(level(m), {y: xs[i]}) }
+        return logsumexp(v)
+    }
+}
+objective centred(xs: real[B]) {
+    param m: real = 0.3
+    return expect {
+        plate i in B { v = density(level(m), {y: xs[i] - mean(xs)}) }
+        return sum(v)
+    }
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def per_datum():
+    return ppl.compile(PER_DATUM, "per_datum.ppl")
+
+
+@pytest.mark.parametrize("name, scale", [("summed", 4.0), ("averaged", 1.0)])
+def test_a_plate_over_the_batch_in_the_objective_sums_scaled_per_datum_values(per_datum, name,
+                                                                               scale):
+    """A per-datum value in the objective (a plate over the batch, data read as xs[i]): its
+    sum over a batch of B is scaled by N/B, its mean is not; the value (deterministic here)
+    is the batch's per-datum log densities, summed times N/B, or averaged."""
     xs = np.linspace(-1, 1, 20).astype(np.float32)
-    with pytest.raises(ppl.CompileError, match="plate over the batch that is in the objective") \
-            as info:
-        ppl.fit(lambda b: m.per_datum(b), data=xs, batch_size=5, steps=1, progress=False)
-    assert "per_datum.ppl:6:9" in str(info.value)  # the note at the objective's plate
+    batcher = fitting.Batcher(lambda b: getattr(per_datum, name)(b), xs, 5)
+    rows = xs[[3, 7, 11, 19]].tolist() + [xs[0]]
+    params = batcher.entry.init(jax.random.PRNGKey(0))
+    value = float(batcher.entry.value(params, jax.random.PRNGKey(1), [jnp.asarray(rows)]))
+    per_point = -0.5 * (np.asarray(rows, np.float64) - 0.3) ** 2 - 0.5 * np.log(2 * np.pi)
+    want = scale * per_point.sum() if name == "summed" else per_point.mean()
+    assert value == pytest.approx(want, rel=1e-5)
+
+
+@pytest.mark.parametrize("name, line", [("pooled", 39), ("centred", 45)])
+def test_other_uses_of_a_plate_over_the_batch_in_the_objective_are_errors(per_datum, name, line):
+    """Only the sum or the mean of per-datum values estimates the full data's; a value that
+    reads the whole batch inside the plate is not a per-datum value."""
+    xs = np.linspace(-1, 1, 20).astype(np.float32)
+    with pytest.raises(ppl.CompileError, match="minibatched data") as err:
+        fitting.Batcher(lambda b: getattr(per_datum, name)(b), xs, 5)
+    assert f"per_datum.ppl:{line}:" in str(err.value)  # the use, or a note at the plate
+
+
+def test_a_per_datum_iwae_fits_with_minibatches(per_datum):
+    """IWAE per data point (K = 3) on minibatches of 10 of 400 points reaches the exact
+    amortised posterior of z_i given y_i: mean y_i / 2, scale sqrt(1/2)."""
+    xs = np.random.default_rng(1).normal(scale=np.sqrt(2.0), size=400).astype(np.float32)
+    steps = 1500
+    r = ppl.fit(lambda b: per_datum.iwae_per_datum(b, 3), data=xs, batch_size=10, steps=steps,
+                progress=False, optimizer=optax.adam(optax.cosine_decay_schedule(0.03, steps)))
+    assert abs(float(r.constrained_params["amortised.a"]) - 0.5) < 0.05
+    assert abs(float(r.constrained_params["amortised.s"]) - np.sqrt(0.5)) < 0.05
