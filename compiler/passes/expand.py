@@ -98,7 +98,23 @@ class Scaling:
         self.objective_plate: tuple | None = None
         self.points = 0
         self.per_datum: dict[Var, float] = {}
-        self.misused = None  # the span of the first other use of per-datum values (the message)
+        # (for the message: the first use of per-datum values other than sum or mean, or
+        # the first loop in the objective over minibatched data, as (why, span))
+        self.misused: tuple | None = None
+        self.packed: dict[Var, dict[str, float]] = {}  # traces packing minibatched inputs
+
+    def forward(self, e: Eqn, args: list) -> None:
+        """A minibatched input packed into a trace and read back out (an exact marginal's
+        density reads its data so) is still that input, with its N/B."""
+        if e.op == "make_trace":
+            scaled = {a: self.scales[v] for a, v in zip(e.attrs["addresses"], args)
+                      if isinstance(v, Var) and v in self.scales}
+            if scaled:
+                self.packed[e.outs[0]] = scaled
+        elif e.op == "trace_get" and args[0] in self.packed:
+            scale = self.packed[args[0]].get(e.attrs["address"])
+            if scale is not None:
+                self.scales[e.outs[0]] = scale
 
     def read(self, atoms) -> bool:
         return self.active and any(isinstance(a, Var) and a in self.reads for a in atoms)
@@ -187,7 +203,7 @@ def expand(program: Program) -> Program:
     eqns, _, _ = _rewrite(entry.body.eqns, "plain", subst, None, scaling)
     body = Region(entry.body.params, eqns, [_sub(o, subst) for o in entry.body.outs])
     if scaling.read(body.outs):
-        raise _unscaled_error("value", scaling.misused or _first_reading(body, scaling))
+        raise _unscaled_error(*(scaling.misused or ("value", _first_reading(body, scaling))))
     return Program({entry.name: Function(entry.name, body, entry.kind, entry.span)},
                    program.entry, program.params, program.data_scale)
 
@@ -296,11 +312,13 @@ def _rewrite(eqns_in: list[Eqn], mode: str, subst: dict[Var, Atom],
             for r in e.regions:
                 inner, _, _ = _rewrite(r.eqns, mode, subst, source, scaling)
                 regions.append(Region(r.params, inner, [_sub(o, subst) for o in r.outs]))
+            if scaling.active:
+                scaling.forward(e, args)
             if not (scaling.active and scaling.point(e, args)):
                 scaling.mark(e.outs, args + [o for r in regions for o in r.outs])
                 if scaling.misused is None and any(a in scaling.per_datum for a in args
                                                    if isinstance(a, Var)):
-                    scaling.misused = e.span
+                    scaling.misused = ("value", e.span)
             out.append(Eqn(e.op, e.outs, args, e.attrs, regions, e.span))
     return out, terms, values
 
@@ -472,6 +490,8 @@ def _rewrite_loop(e: Eqn, args: list[Atom], mode: str, subst: dict[Var, Atom],
     if e.op == "scan" and scaling.read(new_args):
         # A carry may read the batch from the second step on: treat every carry as reading it.
         scaling.reads.update(params[1:1 + e.attrs["carries"]])
+        if mode == "expect" and scaling.misused is None:
+            scaling.misused = ("loop", e.span)  # (an exact marginal's forward algorithm)
     outer_plate = scaling.objective_plate
     if over_batch:
         scaling.objective_plate = (e.span, params[0], scale, n)

@@ -199,3 +199,52 @@ def test_a_per_datum_iwae_fits_with_minibatches(per_datum):
                 progress=False, optimizer=optax.adam(optax.cosine_decay_schedule(0.03, steps)))
     assert abs(float(r.constrained_params["amortised.a"]) - 0.5) < 0.05
     assert abs(float(r.constrained_params["amortised.s"]) - np.sqrt(0.5)) < 0.05
+
+
+MIXTURE = """
+gen mix(N: int) {
+    param means: real[3] = normal_init(1.0)
+    param w: real[3] = zeros()
+    plate i in N {
+        z ~ categorical(logits=w)
+        x ~ normal(means[z], 1.0)
+    }
+}
+gen chain(T: int) {
+    param mu: real[2] = normal_init(1.0)
+    z = 0
+    for t in T {
+        z ~ categorical(logits=[[1.0, 0.0], [0.0, 1.0]][z])
+        x ~ normal(mu[z], 1.0)
+    }
+}
+gen nothing() {}
+"""
+
+
+def test_an_exact_marginal_over_the_batch_is_scaled(data):
+    """NumPyro's TraceEnum_ELBO on subsampled data: the exact marginal's per-point log
+    likelihoods (a plate over the batch, each point's assignment summed out) are summed and
+    scaled by N/B: the value is N/B times the batch's log marginal likelihood."""
+    m = ppl.compile(MIXTURE)
+    x = data["x"]
+    build = lambda b: ppl.stdlib.elbo(  # noqa: E731
+        ppl.stdlib.marginal(m.mix(b.shape[0]), keep=["x"], exact=True) | {"x": b}, m.nothing())
+    batcher = fitting.Batcher(build, x, 20)
+    params = batcher.entry.init(jax.random.PRNGKey(0))
+    rows = np.asarray(x[:20], np.float64)
+    value = float(batcher.entry.value(params, jax.random.PRNGKey(1), [jnp.asarray(x[:20])]))
+    means = np.asarray(params["mix.means"], np.float64)
+    log_w = np.asarray(jax.nn.log_softmax(params["mix.w"]), np.float64)
+    table = log_w - 0.5 * (rows[:, None] - means) ** 2 - 0.5 * np.log(2 * np.pi)
+    want = len(x) / 20 * np.logaddexp.reduce(table, axis=1).sum()
+    assert value == pytest.approx(want, rel=1e-5)
+
+
+def test_an_exact_marginal_of_a_sequence_cannot_be_minibatched(data):
+    m = ppl.compile(MIXTURE)
+    build = lambda b: ppl.stdlib.elbo(  # noqa: E731
+        ppl.stdlib.marginal(m.chain(b.shape[0]), keep=["x"], exact=True) | {"x": b}, m.nothing())
+    with pytest.raises(ppl.CompileError, match="this for loop reads minibatched data") as err:
+        fitting.Batcher(build, data["x"], 20)
+    assert err.value.line == 13  # the model's for loop (the forward algorithm)
