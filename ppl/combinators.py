@@ -32,6 +32,12 @@ class Combinator(GenerativeArgument):
     module: Any
     observations: dict
 
+    def _check(self) -> None:
+        """Lower it once when it is made, so that a mistake in its arguments (a ``keep``
+        naming no choice, ``particles=0``) is reported by the line that made it, not at
+        its first use."""
+        self.lower_into(Inputs(self.module))
+
     def gen_value(self, inputs: Inputs):
         return self.lower_into(inputs)[0]
 
@@ -74,6 +80,7 @@ class Marginal(Combinator):
         self.proposal = _proposal_name(proposal, self.module)
         self.exact = exact
         self.observations = dict(observations or {})
+        self._check()
 
     def __repr__(self) -> str:
         obs = f" | {{{', '.join(self.observations)}}}" if self.observations else ""
@@ -116,6 +123,7 @@ class Normalize(Combinator):
         self.target, self.family, self.particles = target, family, particles
         self.module = family.module
         self.observations = {}
+        self._check()
 
     def __repr__(self) -> str:
         return f"normalize({self.target!r}, {self.family!r}, particles={self.particles})"

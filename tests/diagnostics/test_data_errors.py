@@ -169,3 +169,14 @@ def test_stdlib_objectives_need_generative_functions():
     other = ppl.compile("gen q() { z ~ normal(0.0, 1.0) }")
     with pytest.raises(ppl.DataError, match="different programs"):
         ppl.stdlib.iwelbo(m.q(), other.q(), K=2)
+
+
+@pytest.mark.parametrize("make, phrase", [
+    (lambda m: ppl.stdlib.marginal(m.guide(), keep=["q"]), "keep names 'q'"),
+    (lambda m: ppl.stdlib.marginal(m.coin(3), keep=["p"], particles=0), "particles"),
+    (lambda m: ppl.stdlib.normalize(m.coin(3), m.guide(), particles=0), "particles"),
+])
+def test_a_python_built_marginal_is_checked_when_made(m, make, phrase):
+    """A mistake in a marginal's or normalize's arguments is reported by the call that makes
+    it, not when an objective built from it is first used."""
+    raises(lambda: make(m), phrase)
