@@ -86,6 +86,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
+from numpyro.distributions import constraints
 from jax.scipy.special import gammaln
 
 from ..compiler.types import ArrayType
@@ -159,6 +160,20 @@ DOMAINS: dict[str, tuple[str, Callable[[np.ndarray], bool]]] = {
 }
 # Domains of integers: such a parameter is kept integral (``integer_params``).
 INTEGER_DOMAINS = frozenset({"count", "size", "dimension"})
+
+
+# Supports whose only points outside are ±inf and NaN (see Distribution.log_prob).
+_WHOLE_LINE = (constraints.real, constraints.real_vector)
+
+
+@functools.lru_cache(maxsize=None)
+def _on_the_whole_line(family) -> bool:
+    """Whether a row's family is a numpyro distribution class whose support is the whole
+    real line (or real vectors) whatever its parameters."""
+    return (isinstance(family, type) and issubclass(family, dist.Distribution)
+            and isinstance(family.__dict__.get("support", getattr(family, "support", None)),
+                           constraints.Constraint)
+            and family.support in _WHOLE_LINE)
 
 
 @dataclass(frozen=True)
@@ -265,6 +280,12 @@ class NumpyroDistribution:
         derivatives in every parameter (this module's formula where numpyro's has not)."""
         formula = self.log_densities.get(tuple(form))
         if formula is None:
+            if _on_the_whole_line(self.family):
+                # numpyro checks that value is in the support, a select of -inf on every
+                # element (and in the gradient); on the whole real line the check is only
+                # isfinite(value), and the density is -inf at ±inf without it (NaN stays
+                # NaN), so it is left out: a third of a mixture's gradient step.
+                return self.family(**self.params_of(form, args), validate_args=False).log_prob(value)
             return self.build(form, args).log_prob(value)
         return formula(jnp.asarray(value), **self.params_of(form, args))
 
