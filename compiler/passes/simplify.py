@@ -5,7 +5,9 @@
   replaced by the value packed at ``a``;
 - an equation none of whose outputs is used is removed (random draws too:
   an unused draw changes no distribution), and so are unused outputs of
-  plates, of branches and the stacked outputs of loops.
+  plates, of branches and the stacked outputs of loops;
+- a read at a plate's own index (``x[k]``, the categorical density of ``k``)
+  becomes an input the plate maps (plate_reads.py).
 
     >>> # y = fn[identity](x); z = fn[exp](y)   becomes   z = fn[exp](x)
 """
@@ -13,6 +15,7 @@
 from __future__ import annotations
 
 from ..ir import Atom, Eqn, Function, Lit, Program, Region, Var
+from .plate_reads import map_plate_reads
 
 
 def simplify(program: Program) -> Program:
@@ -20,7 +23,7 @@ def simplify(program: Program) -> Program:
     for name, fn in program.functions.items():
         subst: dict[Var, Atom] = {}
         body = _forward(fn.body, subst, {})
-        body, _ = _dce(body)
+        body, _ = _dce(map_plate_reads(body))
         functions[name] = Function(fn.name, body, fn.kind, fn.span)
     return Program(functions, program.entry, program.params, program.data_scale)
 
