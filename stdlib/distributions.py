@@ -571,6 +571,24 @@ def _zero_inflated_poisson(x, gate, rate):
     return _in_support(x, jnp.where(zero, at_zero, above), 0)
 
 
+def _zero_inflated_poisson_family(rate, gate=None, gate_logits=None):
+    # numpyro's ZeroInflatedPoisson takes a gate only; its gate_logits form is the general
+    # ZeroInflatedDistribution's, over a Poisson
+    if gate_logits is not None:
+        return dist.ZeroInflatedDistribution(dist.Poisson(rate), gate_logits=gate_logits)
+    return dist.ZeroInflatedPoisson(gate, rate)
+
+
+def _zero_inflated_poisson_logits(x, gate_logits, rate):
+    # gate = sigmoid(gate_logits): log gate = −softplus(−l) and log(1 − gate) = −softplus(l),
+    # exact for any logit (no log of a gate rounded to 0 or 1)
+    x = x.astype(rate.dtype)
+    zero = x == 0
+    at_zero = jnp.logaddexp(-softplus(-gate_logits), -softplus(gate_logits) - rate)
+    above = -softplus(gate_logits) + _xlogy(x, rate) - rate - gammaln(x + 1)
+    return _in_support(x, jnp.where(zero, at_zero, above), 0)
+
+
 def _beta_binomial(x, concentration1, concentration0, total_count):
     a, b = concentration1, concentration0
     x = x.astype(a.dtype)
@@ -800,10 +818,13 @@ _ROWS = [
          domains={"total_count": "positive", "probs": "below_one", "logits": "real"},
          log_densities={"total_count probs": _negative_binomial_probs,
                         "total_count logits": _negative_binomial_logits}),
-    _row("zero_inflated_poisson", ["gate rate"], dist.ZeroInflatedPoisson,
-         "Zero-inflated Poisson: 0 with probability gate, else a poisson(rate) count.",
-         default="reinforce", discrete=True, domains={"gate": "unit", "rate": "positive"},
-         log_densities={"gate rate": _zero_inflated_poisson}),
+    _row("zero_inflated_poisson", ["gate rate", "gate_logits rate"], _zero_inflated_poisson_family,
+         "Zero-inflated Poisson: 0 with probability gate (or sigmoid(gate_logits)), else a "
+         "poisson(rate) count.",
+         default="reinforce", discrete=True,
+         domains={"gate": "unit", "gate_logits": "real", "rate": "positive"},
+         log_densities={"gate rate": _zero_inflated_poisson,
+                        "gate_logits rate": _zero_inflated_poisson_logits}),
 ]
 
 DISTRIBUTIONS: dict[str, NumpyroDistribution] = {row.name: row for row in _ROWS}
