@@ -347,7 +347,8 @@ def test_every_distribution_is_tested_with_every_estimator_it_allows():
     assert {n for n, r in REGISTRY.items() if "enum" in r.estimators} == {
         "bernoulli", "categorical", "binomial", "beta_binomial"}
     assert {n for n, r in REGISTRY.items() if "mvd" in r.estimators} == {
-        "bernoulli", "categorical", "poisson", "geometric", "normal"}
+        "bernoulli", "categorical", "poisson", "geometric", "normal", "binomial",
+        "beta_binomial", "negative_binomial", "zero_inflated_poisson"}
     variants = {v for c in DISTRIBUTION_CASES for v in c.variants}
     assert variants == set(VARIANTS)
 
