@@ -186,11 +186,12 @@ class Auto(Combinator):
         if self.kind in ("normal", "delta"):
             for s in sites:
                 path = prefix + f"{s.address}.loc"
-                out[path] = jnp.asarray(u[s.address], jnp.float32).reshape(jnp.shape(params[path]))
-        else:
-            path = prefix + "loc"
+                if path in out:  # (an objective may not read every location)
+                    out[path] = jnp.asarray(u[s.address], jnp.float32).reshape(
+                        jnp.shape(params[path]))
+        elif prefix + "loc" in out:
             flat = jnp.concatenate([jnp.reshape(u[s.address], (-1,)) for s in sites])
-            out[path] = flat.astype(jnp.float32)
+            out[prefix + "loc"] = flat.astype(jnp.float32)
         return out
 
     def lower_into(self, inputs: Inputs):
