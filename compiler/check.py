@@ -30,7 +30,7 @@ from .lower_estimates import EstimateTyping
 from .lower_expressions import literal_problem
 
 CONSTANTS = {"pi", "inf"}
-KEYWORD_TYPES = {"real", "int", "bool", "gen", "simplex"}
+KEYWORD_TYPES = {"real", "int", "bool", "gen", "simplex", "corr_cholesky"}
 
 
 def check_program(program: ast.Program, library: Library, extra_decls: tuple[ast.Decl, ...] = ()
@@ -78,6 +78,10 @@ class _Checker:
                 scope.add(a.name)
                 if a.type is not None:
                     self.check_type(a.type)
+                    if a.type.name == "corr_cholesky":
+                        self.err("corr_cholesky[D] is the type of a parameter "
+                                 "('param L: corr_cholesky[D]'), not of an argument",
+                                 a.type.span, help="annotate the argument real[D, D]")
                     for dim in a.type.dims or ():
                         if isinstance(dim, str):
                             scope.add(dim)
@@ -99,7 +103,8 @@ class _Checker:
     def check_type(self, t: ast.TypeAnn) -> None:
         if t.name not in KEYWORD_TYPES:
             self.err(f"unknown type '{t.name}'", t.span,
-                     help=did_you_mean(t.name, KEYWORD_TYPES) or "types: real, int, bool, gen, simplex")
+                     help=did_you_mean(t.name, KEYWORD_TYPES) or "types: real, int, bool, gen, simplex, "
+                                                              "corr_cholesky")
 
     # ------------------------------------------------------------ statements
 

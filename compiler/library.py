@@ -180,6 +180,7 @@ class EstimatorSite(Protocol):
     """
 
     distribution: Distribution  # the family's row: support, probabilities, weak derivative
+    form: tuple                 # the parameter names of its form (("total_count", "logits"))
     shape: tuple                # plate axes + the value's shape
     size: int                   # the number of elements, prod(shape)
     dtype: Any                  # the value's dtype

@@ -467,6 +467,12 @@ class Lowerer(ExpressionLowering):
         constraint = self.constraint_of(t)
         if constraint[0] == "simplex" and not shape:
             raise error("a simplex parameter needs a size, like simplex[3]", t.span)
+        if constraint[0] == "corr_cholesky":  # corr_cholesky[D]: a D x D factor
+            if len(shape) != 1:
+                raise error("a corr_cholesky parameter has one size, the dimension of its "
+                            "correlation matrix: corr_cholesky[3] is a 3 x 3 Cholesky factor",
+                            t.span)
+            shape = shape * 2
         dtype = "float32"
         ptype = ArrayType(dtype, tuple(shape))
         path = f"{self.scope}.{s.name}"
@@ -524,10 +530,11 @@ class Lowerer(ExpressionLowering):
         return b.emit1("param", p.type, [], {"path": path}, span=span, hint=p.name.split(".")[-1])
 
     def constraint_of(self, t: ast.TypeAnn) -> tuple:
-        if t.name == "simplex":
-            return ("simplex",)
+        if t.name in ("simplex", "corr_cholesky"):
+            return (t.name,)
         if t.name != "real":
-            raise error(f"a parameter's type is real (with optional bounds) or simplex, "
+            raise error(f"a parameter's type is real (with optional bounds), simplex or "
+                        f"corr_cholesky, "
                         f"not '{t.name}'", t.span)
         c = dict(t.constraint)
         for k in c:
@@ -563,7 +570,9 @@ class Lowerer(ExpressionLowering):
                                                  **bound}, span=s.init.span)
         else:
             value = self.expr(s.init, env, b)
-        if value is None:
+        if value is None and self.constraint_of(s.type)[0] == "corr_cholesky":
+            value = self.call_function("eye", [ptype.shape[-1]], {}, s.span, b)  # identity
+        elif value is None:
             value = literal(float(_default_start(self.constraint_of(s.type), ptype)))
         atom = self.as_array(value, s.init.span if s.init else s.span, "a parameter's initial value")
         try:

@@ -20,10 +20,12 @@ from .mcmc import NutsResult, nuts
 from .nn import eqx_module, flax_module
 from .objective import Objective
 from .result import FitResult, summarize
+from .stdlib.initializers import init_to_median, init_to_sample, init_to_uniform, init_to_value
 from .trace import Trace
 
 __all__ = ["load", "compile", "fit", "nuts", "to_arviz", "Module", "GenerativeFunction",
            "Objective", "FitResult", "NutsResult", "summarize", "Trace", "PPLError",
            "flax_module", "eqx_module",
+           "init_to_median", "init_to_sample", "init_to_uniform", "init_to_value",
            "SyntaxErrorPPL", "CheckError", "CompileError", "DataError"]
 __version__ = "0.1.0"

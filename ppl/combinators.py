@@ -147,10 +147,60 @@ class Auto(Combinator):
         self.name = f"auto_{kind}"
         self.module = target.module
         self.observations = {}
+        self.init_strategy = None  # where its locations start (init_to_median(), ...)
 
     def __repr__(self) -> str:
         opts = "".join(f", {k}={v!r}" for k, v in self.options.items())
+        if self.init_strategy is not None:
+            opts += f", init={self.init_strategy!r}"
         return f"auto_{self.kind}({self.target!r}{opts})"
+
+    def with_init(self, strategy) -> "Auto":
+        """The same family with its locations started by ``strategy`` (the program, and so
+        the compiled entries, are the same: only the initial parameters differ)."""
+        out = Auto(self.kind, self.target, **self.options)
+        out.init_strategy = strategy
+        return out
+
+    def init(self, key) -> dict[str, Any]:
+        return self.initial_params(key, super().init(key))
+
+    def initial_params(self, key, params: dict) -> dict:
+        """``params`` with this family's locations set by its init strategy (unconstrained:
+        each latent's value through the bijection onto its support), if it has one.
+
+        ``auto_normal`` and ``auto_delta`` hold one ``<address>.loc`` per latent,
+        ``auto_mvn`` and ``auto_lowrank`` one ``loc`` of all of them, flattened and
+        joined in address order (compiler/auto.py)."""
+        if self.init_strategy is None:
+            return params
+        import jax
+        import jax.numpy as jnp
+
+        from .mcmc import latent_sites
+
+        if getattr(self, "_init_plan", None) is None:  # the target's sites, read once
+            self._init_plan = (latent_sites(self.target),
+                               self.lower_into(Inputs(self.module))[0].target.decl)
+        sites, decl = self._init_plan
+        strategy = self.init_strategy
+        prior = None
+        if strategy.needs_prior:
+            model = self.target._unconditioned()
+            prior = lambda k, n: model.sample(k, params, n=n)  # noqa: E731
+        u = strategy.unconstrained(jax.random.fold_in(check_key(key), 0x1A17), sites, prior)
+        out = dict(params)
+        prefix = f"auto_{self.kind}.{decl}."
+        if self.kind in ("normal", "delta"):
+            for s in sites:
+                path = prefix + f"{s.address}.loc"
+                if path in out:  # (an objective may not read every location)
+                    out[path] = jnp.asarray(u[s.address], jnp.float32).reshape(
+                        jnp.shape(params[path]))
+        elif prefix + "loc" in out:
+            flat = jnp.concatenate([jnp.reshape(u[s.address], (-1,)) for s in sites])
+            out[prefix + "loc"] = flat.astype(jnp.float32)
+        return out
 
     def lower_into(self, inputs: Inputs):
         p, p_sig = inputs.value(self.target, "target")
@@ -169,3 +219,13 @@ def _proposal_name(proposal, module) -> str | None:
                                    "declaration of the same program (m.reverse, uncalled) or its "
                                    f"name, got {proposal!r}"))
     return name
+
+
+def initial_params(objective, params: dict, key) -> dict:
+    """``params`` with the locations of every automatic family among ``objective``'s
+    arguments that was given an ``init=`` strategy started by it (``fit`` and
+    ``Objective.init`` start there)."""
+    for arg in list(getattr(objective, "args", ())) + list(getattr(objective, "kwargs", {}).values()):
+        if isinstance(arg, Auto) and arg.init_strategy is not None:
+            params = arg.initial_params(key, params)
+    return params

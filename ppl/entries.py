@@ -192,7 +192,9 @@ def check_initial_values(program: Program, values: dict) -> dict:
         return values
     info = program.params[bad[0]]
     what = {"lower": "a lower bound", "upper": "an upper bound", "interval": "bounds",
-            "simplex": "the simplex"}.get(info.constraint[0], f"the constraint {info.constraint}")
+            "simplex": "the simplex",
+            "corr_cholesky": "a Cholesky factor of a correlation matrix"}.get(
+                info.constraint[0], f"the constraint {info.constraint}")
     raise DataError(Diagnostic(
         f"the initial value of parameter '{bad[0]}' is outside its constraint ({what}: "
         f"{_spell_constraint(info.constraint)}), so its unconstrained value is not finite"

@@ -63,6 +63,7 @@ import numpy as np
 import optax
 
 from .compiler.diagnostics import DataError, Diagnostic
+from .combinators import initial_params
 from .entries import check_key
 from .result import FitResult
 
@@ -121,7 +122,8 @@ def fit(objective, steps: int | None = None, optimizer: optax.GradientTransforma
         params, opt_state, start = state["params"], state["opt_state"], state["step"]
         history, key = list(state["history"]), jnp.asarray(state["key"])
     if params is None:
-        params = batcher.entry.init_folded(key, 0x5EED)
+        params = initial_params(obj, batcher.entry.init_folded(key, 0x5EED),
+                                jax.random.fold_in(key, 0x5EED))
     params = {k: jnp.asarray(v, jnp.float32) for k, v in batcher.entry.params(params).items()}
     if not params:
         raise DataError(Diagnostic(

@@ -34,7 +34,9 @@ Invariants:
   trace has, stacked ``[chains, draws, ...]`` in ``by_chain``;
 - each chain starts at the first of up to ``INIT_TRIES`` points drawn
   uniformly in (-2, 2) on the unconstrained scale (Stan's default) where the
-  log density and its gradient are finite.
+  log density and its gradient are finite, or, with ``init=``, at the point of
+  that strategy (``init_to_value``, ``init_to_median``, ``init_to_sample``,
+  ``init_to_uniform``: NumPyro's), which must be finite there.
 
     >>> # fit = ppl.nuts(m.eight_schools(sigma) | {"y": y}, num_samples=1000, chains=4,
     >>> #                key=jax.random.PRNGKey(0))
@@ -65,6 +67,7 @@ from .combinators import Marginal
 from .compiler.values import MarginalValue
 from .module import GenerativeFunction, _count
 from .result import summarize
+from .stdlib.initializers import check_strategy
 from .trace import Trace
 
 # Starting points tried per chain before giving up on a non-finite log density.
@@ -217,6 +220,32 @@ class Density:
         first = jnp.argmax(finite)
         return {a: v[first] for a, v in points.items()}, jnp.any(finite)
 
+    def finite_at(self, point: dict, params: dict, data: list):
+        """Whether the log density and its gradient are finite at ``point``."""
+        logp, grads = jax.value_and_grad(lambda u: self.log_density(params, data, u))(point)
+        finite = jnp.isfinite(logp)
+        for g in jax.tree_util.tree_leaves(grads):
+            finite &= jnp.all(jnp.isfinite(g))
+        return finite
+
+    def prior(self, params: dict):
+        """``prior(key, n)``: ``n`` joint draws of the unconditioned target (what
+        ``init_to_sample`` and ``init_to_median`` read), constrained, by address."""
+        target = self.target
+        if not hasattr(target, "_unconditioned"):
+            raise DataError(Diagnostic(
+                f"init_to_sample and init_to_median draw from the prior of a model, and "
+                f"{target!r} is not one", help="start it with init_to_value(values={...}) "
+                                              "or init_to_uniform()"))
+        model = target._unconditioned()
+        return lambda key, n: model.sample(key, params, n=n)
+
+    def starts(self, init, keys, params: dict) -> dict:
+        """Each chain's first point by the strategy ``init``, stacked ``[chains, ...]``."""
+        prior = self.prior(params) if init.needs_prior else None
+        points = [init.unconstrained(k, self.sites, prior) for k in keys]
+        return {s.address: jnp.stack([p[s.address] for p in points]) for s in self.sites}
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -228,10 +257,12 @@ class Settings:
     chain_method: str
     target_accept_prob: float
     max_tree_depth: int
+    given_start: bool = False  # each chain's first point is an argument (an init strategy's)
 
 
 def sampler(density: Density, settings: Settings):
-    """``run(keys, params, data) -> (draws, diverging, potential_energy, started)``: every
+    """``run(keys, params, data[, starts]) -> (draws, diverging, potential_energy, (started,
+    first points))``: every
     chain's start, warmup and draws as one jitted program (numpyro's NUTS kernel in a
     ``lax.scan``), cached on the module by the density entry and the settings."""
     runners = density.target.module.entries.runners
@@ -243,9 +274,12 @@ def sampler(density: Density, settings: Settings):
         algo="NUTS")
     warmup, total = settings.num_warmup, settings.num_warmup + settings.num_samples
 
-    def chain(key, params, data):
+    def chain(key, params, data, start=None):
         start_key, run_key = jax.random.split(key)
-        start, started = density.initial_point(start_key, params, data)
+        if start is None:
+            start, started = density.initial_point(start_key, params, data)
+        else:
+            started = density.finite_at(start, params, data)
         state = init_kernel(start, warmup, target_accept_prob=settings.target_accept_prob,
                             max_tree_depth=settings.max_tree_depth, model_args=(params, data),
                             rng_key=run_key)
@@ -268,9 +302,16 @@ def sampler(density: Density, settings: Settings):
             lambda x: jnp.zeros((settings.num_samples,) + jnp.shape(x), jnp.result_type(x)),
             kept(state))
         (_, (z, diverging, energy)), _ = jax.lax.scan(step, (state, rows), jnp.arange(total))
-        return jax.vmap(density.constrain)(z), diverging, energy, started
+        return jax.vmap(density.constrain)(z), diverging, energy, (started,
+                                                                   density.constrain(start))
 
-    if settings.chain_method == "vectorized":
+    if settings.given_start:
+        if settings.chain_method == "vectorized":
+            run = jax.jit(jax.vmap(chain, in_axes=(0, None, None, 0)))
+        else:
+            run = jax.jit(lambda keys, params, data, starts: jax.lax.map(
+                lambda ks: chain(ks[0], params, data, ks[1]), (keys, starts)))
+    elif settings.chain_method == "vectorized":
         run = jax.jit(jax.vmap(chain, in_axes=(0, None, None)))
     else:
         run = jax.jit(lambda keys, params, data: jax.lax.map(
@@ -281,7 +322,8 @@ def sampler(density: Density, settings: Settings):
 
 def nuts(target: GenerativeFunction, num_samples: int = 1000, num_warmup: int = 1000,
          chains: int = 4, key=None, params=None, chain_method: str = "vectorized",
-         target_accept_prob: float = 0.8, max_tree_depth: int = 10) -> "NutsResult":
+         target_accept_prob: float = 0.8, max_tree_depth: int = 10,
+         init=None) -> "NutsResult":
     """Run numpyro's NUTS on a conditioned model and return its draws.
 
     ``params`` gives the model's parameters (unconstrained, as ``init`` or a fit
@@ -290,8 +332,12 @@ def nuts(target: GenerativeFunction, num_samples: int = 1000, num_warmup: int = 
     ``chain_method``: ``"vectorized"`` (the chains in lockstep, one program)
     or ``"sequential"`` (one after another, in one program). The sampler is
     compiled once per model signature and settings: a second call with new
-    data of the same shapes compiles nothing.
+    data of the same shapes compiles nothing. ``init`` picks each chain's first
+    point: ``init_to_value(values={...})``, ``init_to_median()``,
+    ``init_to_sample()`` or ``init_to_uniform(radius)`` (NumPyro's strategies; by
+    default up to ``INIT_TRIES`` uniform(-2, 2) points until one is finite).
     """
+    init = check_strategy(init, "ppl.nuts")
     if isinstance(target, Marginal) and not target.exact:
         raise DataError(Diagnostic(
             "ppl.nuts needs an exact log density, but an importance-sampled marginal's is an "
@@ -318,10 +364,23 @@ def nuts(target: GenerativeFunction, num_samples: int = 1000, num_warmup: int = 
     start = time.perf_counter()
     density = Density(target, _model_params(target, params, params_key))
     settings = Settings(chains, num_samples, int(num_warmup), chain_method,
-                        float(target_accept_prob), int(max_tree_depth))
+                        float(target_accept_prob), int(max_tree_depth), init is not None)
     run = sampler(density, settings)
-    draws, diverging, energy, started = run(jax.random.split(chain_key, chains),
-                                            density.params, density.data)
+    chain_keys = jax.random.split(chain_key, chains)
+    if init is None:
+        draws, diverging, energy, (started, first) = run(chain_keys, density.params,
+                                                         density.data)
+    else:
+        init_keys = jax.random.split(jax.random.fold_in(chain_key, 1), chains)
+        starts = density.starts(init, init_keys, density.params)
+        draws, diverging, energy, (started, first) = run(chain_keys, density.params,
+                                                         density.data, starts)
+        if not np.all(started):
+            bad = int(np.argmin(np.asarray(started)))
+            raise DataError(Diagnostic(
+                f"the log density of {target!r} (or its gradient) is not finite at the first "
+                f"point {init!r} gives chain {bad}", help="start inside the posterior's "
+                "support (an initial value where an observation has density 0 is -inf)"))
     if not np.all(started):
         raise DataError(Diagnostic(
             f"the log density of {target!r} (or its gradient) is not finite at any of "
@@ -329,8 +388,9 @@ def nuts(target: GenerativeFunction, num_samples: int = 1000, num_warmup: int = 
             "scale", help="check the data against the model (an observation outside its "
                           "distribution's support has log density -inf)"))
     by_chain = Trace({a: np.asarray(v) for a, v in draws.items()})
+    initial = Trace({a: np.asarray(v) for a, v in first.items()})
     return NutsResult(target, density.params, by_chain, np.asarray(diverging),
-                      np.asarray(energy), int(num_warmup), time.perf_counter() - start)
+                      np.asarray(energy), int(num_warmup), time.perf_counter() - start, initial)
 
 
 def _model_params(target: GenerativeFunction, params, key) -> dict | None:
@@ -349,7 +409,8 @@ class NutsResult:
     same flattened to ``[chains * draws, ...]`` (for ``ppl.summarize`` and
     ``model.predictive``); ``divergences``: bool ``[chains, draws]``;
     ``potential_energy``: minus the unconstrained log density of each draw;
-    ``params``: the model parameters it sampled under.
+    ``params``: the model parameters it sampled under; ``initial``: each chain's
+    first point (constrained, ``[chains, ...]``), before warmup.
     """
 
     target: GenerativeFunction
@@ -359,6 +420,7 @@ class NutsResult:
     potential_energy: np.ndarray
     num_warmup: int
     seconds: float
+    initial: Trace | None = None
 
     @property
     def chains(self) -> int:

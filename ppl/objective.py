@@ -106,8 +106,10 @@ class Objective:
 
     def init(self, key) -> dict[str, Any]:
         """Initial (unconstrained) values of every parameter the objective reaches."""
+        from .combinators import initial_params  # an automatic family's init= strategy
+
         entry, _ = self.compiled()
-        return entry.init(check_key(key))
+        return initial_params(self, entry.init(check_key(key)), key)
 
     def value(self, key, params: dict | None = None):
         """ADEV's unbiased estimate of the objective. Differentiable: ``jax.grad`` of it

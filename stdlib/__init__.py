@@ -225,41 +225,58 @@ def diwhvi(p, q, keep, K: int = 5, m: int = 5):
                       m=_count("diwhvi", "m", m))
 
 
-def _auto(kind: str, p, **options):
+def _auto(kind: str, p, init=None, **options):
+    from ..compiler.diagnostics import DataError, Diagnostic
+    from .initializers import check_strategy
+
     _generative(f"auto_{kind}", "p", p)
-    return p.module.auto(kind, p, **options)
+    family = p.module.auto(kind, p, **options)
+    init = check_strategy(init, f"auto_{kind}")
+    if init is not None:
+        if kind == "iaf":
+            raise DataError(Diagnostic(
+                "auto_iaf(init=...): a flow has no location parameter to start at a value "
+                "(its layers start near the identity on a standard normal)",
+                help="use init= with auto_normal, auto_delta, auto_mvn or auto_lowrank"))
+        family = family.with_init(init)
+    return family
 
 
-def auto_normal(p):
+def auto_normal(p, init=None):
     """A mean-field normal family over the latent choices of the target ``p`` (NumPyro's
     AutoNormal; see compiler/auto.py): each latent drawn as normal(loc, scale) on the real
     line and mapped onto its support (exp for a halfnormal, a sigmoid for a beta).
+    ``init`` starts the locations (the other automatic families' too, but for
+    ``auto_iaf``): ``init_to_median()``, ``init_to_sample()``,
+    ``init_to_value(values={...})`` or ``init_to_uniform()`` (NumPyro's
+    ``init_loc_fn``); by default every loc starts at 0 on the unconstrained scale.
 
     >>> # target = m.model(x) | {"y": y}
     >>> # obj = ppl.stdlib.elbo(target, ppl.stdlib.auto_normal(target))
+    >>> # q = ppl.stdlib.auto_normal(target, init=ppl.init_to_value(values={"mu": 1.0}))
     """
-    return _auto("normal", p)
+    return _auto("normal", p, init)
 
 
-def auto_delta(p):
+def auto_delta(p, init=None):
     """A point mass at a learned value of each latent of ``p`` (log q = 0): with ``elbo``,
     maximum a posteriori (NumPyro's AutoDelta)."""
-    return _auto("delta", p)
+    return _auto("delta", p, init)
 
 
-def auto_mvn(p):
+def auto_mvn(p, init=None):
     """One multivariate normal, full covariance, over all of ``p``'s latents on the real
     line, each mapped onto its support (NumPyro's AutoMultivariateNormal)."""
-    return _auto("mvn", p)
+    return _auto("mvn", p, init)
 
 
-def auto_lowrank(p, rank: int):
+def auto_lowrank(p, rank: int, init=None):
     """As :func:`auto_mvn`, with covariance W Wᵀ + diag(d), W of ``rank`` columns
     (NumPyro's AutoLowRankMultivariateNormal)."""
-    return _auto("lowrank", p, rank=_count("auto_lowrank", "rank", rank))
+    return _auto("lowrank", p, init, rank=_count("auto_lowrank", "rank", rank))
 
 
-def auto_iaf(p, hidden=None, layers: int = 3):
+def auto_iaf(p, hidden=None, layers: int = 3, init=None):
     """A normalising flow over ``p``'s latents: ``layers`` inverse autoregressive layers
     (MADE networks with hidden widths ``hidden``, an int or a tuple; default two of the
     number of latent values) on a standard normal, each latent then mapped onto its
@@ -271,4 +288,16 @@ def auto_iaf(p, hidden=None, layers: int = 3):
     if hidden is not None:
         options["hidden"] = (_count("auto_iaf", "hidden", hidden) if not isinstance(hidden, (list, tuple))
                              else tuple(_count("auto_iaf", "hidden", h) for h in hidden))
-    return _auto("iaf", p, **options)
+    return _auto("iaf", p, init, **options)
+
+
+# NumPyro's initialisation strategies (stdlib/initializers.py), for ppl.nuts(init=...) and
+# the automatic families' init=; imported on first use (they need JAX).
+_STRATEGIES = ("init_to_uniform", "init_to_sample", "init_to_median", "init_to_value")
+
+
+def __getattr__(name: str):
+    if name in _STRATEGIES:
+        from . import initializers
+        return getattr(initializers, name)
+    raise AttributeError(f"module 'ppl.stdlib' has no attribute {name!r}")

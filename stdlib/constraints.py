@@ -117,8 +117,18 @@ def constraint_for_bounds(lower: float | None = None, upper: float | None = None
 
 
 def to_unconstrained(constraint: Any, value: Any) -> Any:
-    """The unconstrained array ``u`` with ``to_constrained(constraint, u) == value``."""
-    return biject_to(constraint).inv(jnp.asarray(value, dtype=jnp.result_type(float)))
+    """The unconstrained array ``u`` with ``to_constrained(constraint, u) == value``.
+
+    For ``corr_cholesky``, whose inverse bijection gives finite numbers for any
+    matrix, a value that is not a Cholesky factor of a correlation matrix (numpyro's
+    check: lower triangular, a positive diagonal, rows of unit length) gives NaN, so
+    that a wrong initial value is an error rather than another matrix."""
+    value = jnp.asarray(value, dtype=jnp.result_type(float))
+    u = biject_to(constraint).inv(value)
+    if constraint is constraints.corr_cholesky:
+        valid = constraint(value)
+        u = jnp.where(jnp.expand_dims(valid, -1), u, jnp.nan)
+    return u
 
 
 def to_constrained(constraint: Any, unconstrained: Any) -> Any:

@@ -92,8 +92,10 @@ from jax.scipy.special import gammaln
 from ..compiler.types import ArrayType
 from .abstract import abstract_type, as_real, describe_shapes, first_line, format_shape, shape_of
 from .special import softplus
-from .estimators import (ESTIMATORS, finite_support_weak_derivative, geometric_weak_derivative,
-                         normal_weak_derivative, poisson_weak_derivative)
+from .estimators import (ESTIMATORS, binomial_weak_derivative, finite_support_weak_derivative,
+                         geometric_weak_derivative, negative_binomial_weak_derivative,
+                         normal_weak_derivative, poisson_weak_derivative,
+                         zero_inflated_poisson_weak_derivative)
 
 # Tolerance of a literal probability vector's sum (float32 literals such as [0.1, 0.2, 0.7]
 # sum to 1 only to rounding).
@@ -592,6 +594,24 @@ def _zero_inflated_poisson(x, gate, rate):
     return _in_support(x, jnp.where(zero, at_zero, above), 0)
 
 
+def _zero_inflated_poisson_family(rate, gate=None, gate_logits=None):
+    # numpyro's ZeroInflatedPoisson takes a gate only; its gate_logits form is the general
+    # ZeroInflatedDistribution's, over a Poisson
+    if gate_logits is not None:
+        return dist.ZeroInflatedDistribution(dist.Poisson(rate), gate_logits=gate_logits)
+    return dist.ZeroInflatedPoisson(gate, rate)
+
+
+def _zero_inflated_poisson_logits(x, gate_logits, rate):
+    # gate = sigmoid(gate_logits): log gate = −softplus(−l) and log(1 − gate) = −softplus(l),
+    # exact for any logit (no log of a gate rounded to 0 or 1)
+    x = x.astype(rate.dtype)
+    zero = x == 0
+    at_zero = jnp.logaddexp(-softplus(-gate_logits), -softplus(gate_logits) - rate)
+    above = -softplus(gate_logits) + _xlogy(x, rate) - rate - gammaln(x + 1)
+    return _in_support(x, jnp.where(zero, at_zero, above), 0)
+
+
 def _beta_binomial(x, concentration1, concentration0, total_count):
     a, b = concentration1, concentration0
     x = x.astype(a.dtype)
@@ -792,12 +812,14 @@ _ROWS = [
          default="reinforce", discrete=True, support=_trials,
          domains={"total_count": "count", "probs": "unit", "logits": "real"},
          log_densities={"total_count probs": _binomial_probs, "total_count logits": _binomial_logits},
-         pmfs={"total_count probs": _binomial_pmf_probs, "total_count logits": _binomial_pmf_logits}),
+         pmfs={"total_count probs": _binomial_pmf_probs, "total_count logits": _binomial_pmf_logits},
+         weak_derivative=binomial_weak_derivative),
     _row("beta_binomial", ["concentration1 concentration0 total_count"], dist.BetaBinomial,
          "Beta-binomial: a binomial(total_count, p) with p ~ beta(concentration1, concentration0).",
          default="reinforce", discrete=True, support=_trials,
          domains={"concentration1": "positive", "concentration0": "positive", "total_count": "count"},
-         log_densities={"concentration1 concentration0 total_count": _beta_binomial}),
+         log_densities={"concentration1 concentration0 total_count": _beta_binomial},
+         weak_derivative=finite_support_weak_derivative),
     # a finite support of count vectors, which enumeration (of one value per element) cannot list
     _row("multinomial", ["total_count probs", "total_count logits"], dist.Multinomial,
          "Multinomial: the counts of K categories in total_count draws of a categorical(probs).",
@@ -820,11 +842,16 @@ _ROWS = [
          default="reinforce", discrete=True,
          domains={"total_count": "positive", "probs": "below_one", "logits": "real"},
          log_densities={"total_count probs": _negative_binomial_probs,
-                        "total_count logits": _negative_binomial_logits}),
-    _row("zero_inflated_poisson", ["gate rate"], dist.ZeroInflatedPoisson,
-         "Zero-inflated Poisson: 0 with probability gate, else a poisson(rate) count.",
-         default="reinforce", discrete=True, domains={"gate": "unit", "rate": "positive"},
-         log_densities={"gate rate": _zero_inflated_poisson}),
+                        "total_count logits": _negative_binomial_logits},
+         weak_derivative=negative_binomial_weak_derivative),
+    _row("zero_inflated_poisson", ["gate rate", "gate_logits rate"], _zero_inflated_poisson_family,
+         "Zero-inflated Poisson: 0 with probability gate (or sigmoid(gate_logits)), else a "
+         "poisson(rate) count.",
+         default="reinforce", discrete=True,
+         domains={"gate": "unit", "gate_logits": "real", "rate": "positive"},
+         log_densities={"gate rate": _zero_inflated_poisson,
+                        "gate_logits rate": _zero_inflated_poisson_logits},
+         weak_derivative=zero_inflated_poisson_weak_derivative),
 ]
 
 DISTRIBUTIONS: dict[str, NumpyroDistribution] = {row.name: row for row in _ROWS}

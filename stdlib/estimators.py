@@ -167,6 +167,90 @@ def geometric_weak_derivative(site, x, k):
             - site.contract_alternatives(k, site.alternatives(x, None, add=extra), c))
 
 
+def _probability(site, probs: str = "probs", logits: str = "logits"):
+    """(p, ṗ) of a family's probability given as ``probs`` or as ``logits`` (sigmoid)."""
+    if probs in site.form:
+        (value, tangent), = site.args_dual((probs,))
+        return value, tangent
+    (value, tangent), = site.args_dual((logits,))
+    if tangent is None:
+        return jax.nn.sigmoid(value), None
+    return jax.jvp(jax.nn.sigmoid, (value,), (tangent,))
+
+
+def _column(site, a):
+    """A parameter (primal or tangent) per element, as a [size, 1] coefficient column."""
+    return site.per_element(a).reshape(-1, 1)
+
+
+def binomial_weak_derivative(site, x, k):
+    """binomial(n, p) (or logits): ∂p E f(X) = n·E[f(Y + 1) − f(Y)], Y ~ binomial(n − 1, p).
+
+    Y is the draw x less one of its n trials chosen uniformly (a success with probability
+    x / n), which is exactly a binomial(n − 1, p): no second draw, and n may be traced."""
+    p, p_dot = _probability(site)
+    if p_dot is None:
+        return None
+    (n, _), = site.args_dual(("total_count",))
+    n = site.per_element(jnp.asarray(n, jnp.result_type(float)))
+    xf = jnp.asarray(x, n.dtype)
+    u = jax.random.uniform(site.key_for(1), n.shape)
+    y = x - (u * n < xf).astype(x.dtype)  # one trial removed: a success with probability x / n
+    c = _column(site, n * p_dot)
+    return (site.contract_alternatives(k, site.alternatives(x, None, set_to=y + 1), c)
+            - site.contract_alternatives(k, site.alternatives(x, None, set_to=y), c))
+
+
+def negative_binomial_weak_derivative(site, x, k):
+    """negative_binomial(r, p) (successes of probability p before r failures; or logits):
+    ∂p E f(X) = r/(1 − p)·E[f(X + G + 1) − f(X)], G an independent draw with
+    P(G = g) = p^g (1 − p) (so X + G ~ negative_binomial(r + 1, p): the derivative of the
+    pmf is r/(1 − p)·(pmf_{r+1}(x − 1) − pmf_r(x))). A learned ``total_count`` has no weak
+    derivative in closed form: its tangent enters by the score function,
+    E[f(X)·∂r log p(X)], ∂r log p(x) = ψ(x + r) − ψ(r) + log(1 − p)."""
+    p, p_dot = _probability(site)
+    (r, r_dot), = site.args_dual(("total_count",))
+    total = None
+    if p_dot is not None:
+        pe = site.per_element(p)
+        u = jax.random.uniform(site.key_for(1), pe.shape, minval=1e-12, maxval=1.0)
+        g = jnp.floor(jnp.log(u) / jnp.log(pe))  # P(G >= g) = p^g
+        c = _column(site, r * p_dot / (1 - p))
+        total = (site.contract_alternatives(k, site.alternatives(x, None, add=g + 1), c)
+                 - site.contract_alternatives(k, site.alternatives(x, None, shift=0), c))
+    if r_dot is not None:
+        xf = jnp.asarray(x, jnp.result_type(float))
+        re, pe = site.per_element(r), site.per_element(p)
+        score = (jax.scipy.special.digamma(xf + re) - jax.scipy.special.digamma(re)
+                 + jnp.log1p(-pe))
+        c = (score * site.per_element(r_dot)).reshape(-1, 1)
+        term = site.contract_alternatives(k, site.alternatives(x, None, shift=0), c)
+        total = term if total is None else total + term
+    return total
+
+
+def zero_inflated_poisson_weak_derivative(site, x, k):
+    """zero_inflated_poisson(g, λ) (or gate_logits): 0 with probability g, else Y ~ poisson(λ):
+    ∂g E f = f(0) − E f(Y), ∂λ E f = (1 − g)·E[f(Y + 1) − f(Y)], with Y a fresh poisson(λ)."""
+    g, g_dot = _probability(site, "gate", "gate_logits")
+    (rate, rate_dot), = site.args_dual(("rate",))
+    if g_dot is None and rate_dot is None:
+        return None
+    rate_e = site.per_element(rate)
+    y = jax.random.poisson(site.key_for(1), rate_e).astype(x.dtype)
+    c_gate = None if g_dot is None else _column(site, g_dot)
+    c_rate = None if rate_dot is None else _column(site, (1 - g) * rate_dot)
+    at_y = _plus(c_gate, c_rate)
+    total = -site.contract_alternatives(k, site.alternatives(x, None, set_to=y), at_y)
+    if c_gate is not None:
+        zero = site.alternatives(x, None, set_to=jnp.zeros_like(y))
+        total = total + site.contract_alternatives(k, zero, c_gate)
+    if c_rate is not None:
+        total = total + site.contract_alternatives(k, site.alternatives(x, None, set_to=y + 1),
+                                                   c_rate)
+    return total
+
+
 def normal_weak_derivative(site, x, k):
     """normal(μ, σ): ∂μ E f = E[f(μ + σR) − f(μ − σR)]/(σ√(2π)), R ~ Rayleigh(1);
     ∂σ E f = E[f(μ + σM) − f(x)]/σ, M ~ double-sided Maxwell, x the sample."""

@@ -64,7 +64,8 @@ EXAMPLES = {
                     ("total_count", "logits"): (5, [[0.0, 1.0, -1.0], [2.0, 0.0, 0.0]])},
     "negative_binomial": {("total_count", "probs"): ([3.0, 1.5], [0.4, 0.7]),
                           ("total_count", "logits"): ([3.0, 1.5], [-0.5, 0.5])},
-    "zero_inflated_poisson": {("gate", "rate"): ([0.3, 0.6], [2.0, 4.5])},
+    "zero_inflated_poisson": {("gate", "rate"): ([0.3, 0.6], [2.0, 4.5]),
+                              ("gate_logits", "rate"): ([-0.8, 0.4], [2.0, 4.5])},
 }
 CASES = [(name, form) for name, forms in EXAMPLES.items() for form in forms]
 
@@ -82,7 +83,10 @@ NUMPYRO = {
     "gaussian_random_walk": lambda scale, num_steps: dist.GaussianRandomWalk(scale, num_steps),
     "lkj_cholesky": lambda dimension, concentration: dist.LKJCholesky(dimension, concentration),
     "von_mises": dist.VonMises, "beta_binomial": dist.BetaBinomial, "multinomial": dist.Multinomial,
-    "negative_binomial": dist.NegativeBinomial, "zero_inflated_poisson": dist.ZeroInflatedPoisson,
+    "negative_binomial": dist.NegativeBinomial,
+    "zero_inflated_poisson": lambda rate, gate=None, gate_logits=None: (
+        dist.ZeroInflatedPoisson(gate, rate) if gate_logits is None
+        else dist.ZeroInflatedDistribution(dist.Poisson(rate), gate_logits=gate_logits)),
 }
 
 
@@ -152,6 +156,8 @@ MOMENTS = {
     ("negative_binomial", ("total_count", "probs")): negative_binomial_moments,
     ("negative_binomial", ("total_count", "logits")): lambda r, l: negative_binomial_moments(r, sigmoid(l)),
     ("zero_inflated_poisson", ("gate", "rate")): lambda g, r: ((1 - g) * r, (1 - g) * r * (1 + g * r)),
+    ("zero_inflated_poisson", ("gate_logits", "rate")): lambda l, r: (
+        (1 - sigmoid(l)) * r, (1 - sigmoid(l)) * r * (1 + sigmoid(l) * r)),
 }
 
 
@@ -216,6 +222,10 @@ ORACLES = {
     ("zero_inflated_poisson", ("gate", "rate")): (
         lambda x, g, r: np.where(x == 0, np.log(g + (1 - g) * np.exp(-r)), np.log1p(-g) + stats.poisson(r).logpmf(x)),
         [0.25, 1.7], np.array([0, 1, 5])),
+    ("zero_inflated_poisson", ("gate_logits", "rate")): (
+        lambda x, l, r: np.where(x == 0, np.log(sigmoid(l) + (1 - sigmoid(l)) * np.exp(-r)),
+                                 np.log1p(-sigmoid(l)) + stats.poisson(r).logpmf(x)),
+        [-1.1, 1.7], np.array([0, 1, 5])),
     # an interval far above loc, where numpyro's normaliser loses its digits
     ("truncated_normal", ("loc", "scale", "low", "high")): (
         lambda x, m, s, lo, hi: stats.truncnorm((lo - m) / s, (hi - m) / s, m, s).logpdf(x), [0.0, 1.0, 8.0, 9.0],
@@ -515,7 +525,8 @@ def test_values_outside_a_discrete_support_have_log_density_minus_infinity(quick
              ("multinomial", ("total_count", "logits"), [3, jnp.array([0.2, 0.8])], [[1, 1], [4, -1]]),
              ("negative_binomial", ("total_count", "probs"), [2.0, 0.3], [-1]),
              ("negative_binomial", ("total_count", "logits"), [2.0, 0.3], [-1]),
-             ("zero_inflated_poisson", ("gate", "rate"), [0.3, 2.0], [-1])]
+             ("zero_inflated_poisson", ("gate", "rate"), [0.3, 2.0], [-1]),
+             ("zero_inflated_poisson", ("gate_logits", "rate"), [0.3, 2.0], [-1])]
     assert_minus_infinity(quick_jit, cases)
 
 

@@ -136,6 +136,8 @@ CASES = [
     # of log densities near -15 over steps of 1e-10 cannot resolve to 1e-5
     ("zero_inflated_poisson", ("gate", "rate"), grid(gate=[1e-6, 0.3, 0.5, 1 - 1e-9], rate=[0.05, 0.4, 3.0]),
      values(0, 1, 4)),
+    ("zero_inflated_poisson", ("gate_logits", "rate"), grid(gate_logits=LOGITS, rate=[0.05, 0.4, 3.0]),
+     values(0, 1, 4)),
     # probabilities near 0 with a zero count there, and unnormalised (the multinomial of p / sum(p))
     ("multinomial", ("total_count", "probs"),
      {"probs": matrices([0.2, 0.3, 0.5], [1e-9, 0.5, 0.5 - 1e-9], [0.4, 1.0, 2.0])},
