@@ -123,8 +123,11 @@ def train(module, estimator, images, counts, held_out, held_counts, params, seco
     entry, _ = obj.compiled()
     running = {p: info.running for p, info in entry.program.params.items()
                if info.running is not None}
-    # A running baseline's state starts at 0 (its init).
-    params = {p: params[p] if p in params else jnp.zeros(info.type.shape, jnp.float32)
+    # The baselined family's parameters start where air_family's do, a running
+    # baseline's state at 0 (its init).
+    shared = lambda p: p.replace("air_family_baselined.", "air_family.")  # noqa: E731
+    params = {p: params[shared(p)] if shared(p) in params
+              else jnp.zeros(info.type.shape, jnp.float32)
               for p, info in entry.program.params.items()}
     optimizer = optax.adam(lr)
 
@@ -142,7 +145,8 @@ def train(module, estimator, images, counts, held_out, held_counts, params, seco
         return new, new_opt, value, finite
 
     def accuracy(params, key):
-        return float(jnp.mean(count(params, key, held_out) == held_counts))
+        counted = count({shared(p): v for p, v in params.items()}, key, held_out)
+        return float(jnp.mean(counted == held_counts))
 
     opt_state = optimizer.init(params)
     t0 = time.perf_counter()
