@@ -113,7 +113,7 @@ def counter(module, B: int, C: int = 32, **sizes):
 
 
 def train(module, estimator, images, counts, held_out, held_counts, params, seconds,
-          batch, lr, key, count, log=print):
+          batch, lr, key, count, log=print, compiler_options=None):
     """Adam on ``estimator``'s objective for ``seconds`` of wall-clock time (after
     compilation), epochs of shuffled minibatches of ``batch`` images. Returns a dict of
     the history (time, objective per image, count accuracy) and timings."""
@@ -131,7 +131,6 @@ def train(module, estimator, images, counts, held_out, held_counts, params, seco
               for p, info in entry.program.params.items()}
     optimizer = optax.adam(lr)
 
-    @jax.jit
     def update(params, opt_state, key, xb):
         value, grads = step(params, key, [xb, xb])
         finite = jnp.isfinite(value) & jnp.all(jnp.stack(
@@ -151,7 +150,9 @@ def train(module, estimator, images, counts, held_out, held_counts, params, seco
     opt_state = optimizer.init(params)
     t0 = time.perf_counter()
     key, sub = jax.random.split(key)
-    jax.block_until_ready(update(params, opt_state, sub, images[:batch]))  # compile
+    update = jax.jit(update).lower(params, opt_state, sub, images[:batch]).compile(
+        compiler_options)
+    jax.block_until_ready(update(params, opt_state, sub, images[:batch]))
     compile_s = time.perf_counter() - t0
     history = [(0.0, float("nan"), accuracy(params, key))]
     elapsed, epochs, skipped, epoch_s = 0.0, 0, 0, []
@@ -226,10 +227,13 @@ def main(argv=None) -> list[dict]:
           f"estimator, {jax.devices()[0].device_kind} ({jax.default_backend()})")
     params = objective(module, "reinforce", images[:args.batch]).init(jax.random.PRNGKey(0))
     count = counter(module, held_out.shape[0])
+    # --quick: XLA's backend unoptimised, to compile faster (the program is the same).
+    options = {"xla_backend_optimization_level": 0} if args.quick else None
     results = []
     for name in estimators:
         results.append(train(module, name, images, counts, held_out, held_counts, params,
-                             args.seconds, args.batch, args.lr, jax.random.PRNGKey(1), count))
+                             args.seconds, args.batch, args.lr, jax.random.PRNGKey(1), count,
+                             compiler_options=options))
     print(f"\n{'estimator':<18}{'compile s':>10}{'s/epoch':>9}{'epochs':>7}"
           f"{'objective/image':>17}{'count acc':>10}")
     for r in results:
