@@ -1,6 +1,6 @@
 """Attend-Infer-Repeat on multi-digit images, trained with each gradient estimator.
 
-The model and family (``air.ppl``) follow AIR_SPEC: up to T = 3 objects, a
+The model and family (``air.ppl``), shared with the Pyro benchmark: up to T = 3 objects, a
 bernoulli z_pres gated by the previous step's, z_where (scale, row and column
 shift) and z_what (20 numbers, decoded to a 16x16 window written into the
 32x32 canvas by a spatial transformer); the family is an LSTM over the image
@@ -49,7 +49,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from data import multi_digits  # noqa: E402  (the module beside this script)
 
-SIZES = {"T": 3, "W": 16, "D": 20, "H": 200, "L": 256}  # AIR_SPEC's (the canvas: the images')
+SIZES = {"T": 3, "W": 16, "D": 20, "H": 200, "L": 256}  # the benchmark's (the canvas: the images')
 ESTIMATORS = ("reinforce", "baseline", "enum", "mvd", "hybrid", "iwelbo_reinforce",
               "iwelbo_mvd", "rws")
 
@@ -62,7 +62,7 @@ def load_module():
 def objective(module, estimator: str, images, K: int | None = None, **sizes):
     """The objective that trains AIR on ``images`` ([B, C, C]) with ``estimator``.
 
-    ``sizes`` override AIR_SPEC's (``SIZES``): T steps, W x W windows, z_what of D
+    ``sizes`` override the default ones (``SIZES``): T steps, W x W windows, z_what of D
     numbers, H hidden units in the decoder and encoder, an LSTM of L units.
 
     Its traced inputs, in the order ``obj.compiled_value_and_grad()`` takes them, are
@@ -112,7 +112,7 @@ def counter(module, B: int, C: int = 32, **sizes):
     return count
 
 
-def train(module, estimator, images, counts, held_out, held_counts, params, seconds,
+def train(module, estimator, images, held_out, held_counts, params, seconds,
           batch, lr, key, count, log=print, compiler_options=None):
     """Adam on ``estimator``'s objective for ``seconds`` of wall-clock time (after
     compilation), epochs of shuffled minibatches of ``batch`` images. Returns a dict of
@@ -211,14 +211,14 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seconds", type=float, default=20.0, help="training time per estimator")
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--plot", default=os.path.join(HERE, "air.png"))
+    ap.add_argument("--plot", default="air.png", help="where to write the plots")
     ap.add_argument("--quick", action="store_true", help="a few steps on tiny data")
     args = ap.parse_args(argv)
     if args.quick:
         args.images, args.batch, args.seconds = 4, 2, 0.0
         args.only = args.only or ["reinforce", "mvd"]
     estimators = args.only or list(ESTIMATORS)
-    images, counts = multi_digits(args.images, seed=0)
+    images, _ = multi_digits(args.images, seed=0)
     held_out, held_counts = multi_digits(2 * args.batch if args.quick else 256, seed=1)
     images, held_out = jnp.asarray(images), jnp.asarray(held_out)
     held_counts = jnp.asarray(held_counts)
@@ -231,7 +231,7 @@ def main(argv=None) -> list[dict]:
     options = {"xla_backend_optimization_level": 0} if args.quick else None
     results = []
     for name in estimators:
-        results.append(train(module, name, images, counts, held_out, held_counts, params,
+        results.append(train(module, name, images, held_out, held_counts, params,
                              args.seconds, args.batch, args.lr, jax.random.PRNGKey(1), count,
                              compiler_options=options))
     print(f"\n{'estimator':<18}{'compile s':>10}{'s/epoch':>9}{'epochs':>7}"
