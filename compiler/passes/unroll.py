@@ -30,12 +30,14 @@ each reported with a caret at the loop or the choice, why, and what to do
 - ``MAX_PATHS`` (4096) paths through the enumerated scalar choices of the
   unrolled loops: ``enum`` continues with each value of each, so its cost
   is the product of their support sizes (2^12 for twelve bernoullis);
-- ``MAX_RERUN`` (512) equations re-run for alternatives: an ``mvd`` choice
+- ``MAX_RERUN`` (2048) equations re-run for alternatives: an ``mvd`` choice
   (or an enumerated batched one) re-runs the rest of the block for each
   alternative value, for its value only (``ADEV.values_only``), so the
-  cost grows with the square of the steps (a step of five equations: 13
+  cost grows with the square of the steps (a step of five equations: 28
   steps). Measured (trace, compile and run) on a loop of bernoulli steps:
-  enum 1.6 s for 10 or 12 steps, mvd 4 s for 10 and 7 s for 13.
+  enum 1.6 s for 10 or 12 steps, mvd 4 s for 10 and 7 s for 13. The limit
+  admits Attend-Infer-Repeat's three steps of about 130 equations each
+  (examples/air: 1608 for the iwelbo of two particles with mvd).
 
     >>> # scan[length=2](s0) { |t, s| b = draw[enum](f(s)); yield b, b }
     >>> #   becomes   b.0 = draw[enum](f(s0)); b.1 = draw[enum](f(b.0)); b = stack(b.0, b.1)
@@ -54,7 +56,7 @@ from .simplify import simplify
 
 MAX_STEPS = 64
 MAX_PATHS = 4096
-MAX_RERUN = 512
+MAX_RERUN = 2048
 
 
 @dataclass
