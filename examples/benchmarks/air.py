@@ -156,7 +156,7 @@ def _jlstm(W, b, x, h, c):
     return jax.nn.sigmoid(o) * jnp.tanh(c), c
 
 
-def numpyro_model(x):
+def numpyro_model(x, steps=T):
     import numpyro
     import numpyro.distributions as dist
 
@@ -165,7 +165,7 @@ def numpyro_model(x):
     loc, scale = jnp.array(WHERE_LOC), jnp.array(WHERE_SCALE)
     with numpyro.plate("data", n):
         canvas, pres = jnp.zeros((n, CANVAS, CANVAS)), jnp.ones(n)
-        for t in range(T):
+        for t in range(steps):
             pres = numpyro.sample(f"pres_{t}", dist.Bernoulli(logits=(pres - 1.0) * GATE))
             pres = jnp.asarray(pres, jnp.float32)
             where = numpyro.sample(f"where_{t}", dist.Normal(loc, scale).expand([n, 3]).to_event(1))
@@ -178,7 +178,7 @@ def numpyro_model(x):
                        .to_event(1), obs=x.reshape(n, -1))
 
 
-def numpyro_guide(x, enumerate_presence=False):
+def numpyro_guide(x, steps=T, enumerate_presence=False):
     import numpyro
     import numpyro.distributions as dist
 
@@ -192,7 +192,7 @@ def numpyro_guide(x, enumerate_presence=False):
     infer = {"enumerate": "parallel"} if enumerate_presence else {}
     loc = jnp.array(WHERE_LOC)
     with numpyro.plate("data", n):
-        for t in range(T):
+        for t in range(steps):
             h, c = _jlstm(W, b, _jcat(flat, where, what, pres[..., None]), h, c)
             logit = (h @ p["pres.W"] + p["pres.b"])[..., 0] + (pres - 1.0) * GATE
             pres = numpyro.sample(f"pres_{t}", dist.Bernoulli(logits=logit), infer=infer)
@@ -214,7 +214,7 @@ NUMPYRO_NOT_EXPRESSIBLE = {
 }
 
 
-def numpyro_step(objective: str):
+def numpyro_step(objective: str, steps: int = T):
     """``f(params, key, x) -> (value, grads)`` of NumPyro's objective (maximised), jitted;
     a string saying why where NumPyro cannot express it."""
     if objective in NUMPYRO_NOT_EXPRESSIBLE:
@@ -222,17 +222,20 @@ def numpyro_step(objective: str):
     from numpyro.infer import TraceEnum_ELBO, TraceGraph_ELBO
 
     if objective == "reinforce":
-        loss, guide = TraceGraph_ELBO(), numpyro_guide
+        loss, enum = TraceGraph_ELBO(), False
     elif objective == "enum":
-        loss = TraceEnum_ELBO(max_plate_nesting=1)
-
-        def guide(x):
-            return numpyro_guide(x, enumerate_presence=True)
+        loss, enum = TraceEnum_ELBO(max_plate_nesting=1), True
     else:
         raise ValueError(objective)
 
+    def guide(x):
+        return numpyro_guide(x, steps, enumerate_presence=enum)
+
+    def model(x):
+        return numpyro_model(x, steps)
+
     def value(p, key, x):
-        return -loss.loss(key, p, numpyro_model, guide, x)
+        return -loss.loss(key, p, model, guide, x)
     return jax.jit(jax.value_and_grad(value))
 
 
@@ -241,7 +244,9 @@ def numpyro_log_joint(params, x, latents):
     from numpyro.infer.util import log_density
 
     p = {k: jnp.asarray(params[k]) for k in MODEL_PARAMS}
-    return log_density(numpyro_model, (jnp.asarray(x),), {}, {**p, **latents})[0]
+    steps = len(latents) // 3
+    return jax.jit(lambda p, x, z: log_density(numpyro_model, (x, steps), {}, {**p, **z})[0])(
+        p, jnp.asarray(x), latents)
 
 
 def numpyro_log_guide(params, x, latents):
@@ -249,7 +254,9 @@ def numpyro_log_guide(params, x, latents):
     from numpyro.infer.util import log_density
 
     p = {k: jnp.asarray(params[k]) for k in GUIDE_PARAMS}
-    return log_density(numpyro_guide, (jnp.asarray(x),), {}, {**p, **latents})[0]
+    steps = len(latents) // 3
+    return jax.jit(lambda p, x, z: log_density(numpyro_guide, (x, steps), {}, {**p, **z})[0])(
+        p, jnp.asarray(x), latents)
 
 
 # ------------------------------------------------------------------ torch pieces (Pyro)
@@ -290,13 +297,13 @@ class PyroAIR:
     ``enumerate_presence``: presence sites are enumerated in parallel (TraceEnum_ELBO).
     """
 
-    def __init__(self, params, baseline=None, enumerate_presence=False):
+    def __init__(self, params, baseline=None, enumerate_presence=False, steps=T):
         import torch
 
         self.module = torch.nn.Module()
         self.module.p = torch.nn.ParameterDict(
             {k.replace(".", "_"): torch.nn.Parameter(torch.tensor(v)) for k, v in params.items()})
-        self.baseline, self.enumerate_presence = baseline, enumerate_presence
+        self.baseline, self.enumerate_presence, self.steps = baseline, enumerate_presence, steps
 
     def __getitem__(self, name):
         return self.module.p[name.replace(".", "_")]
@@ -317,7 +324,7 @@ class PyroAIR:
         loc, scale = torch.tensor(WHERE_LOC), torch.tensor(WHERE_SCALE)
         with pyro.plate("data", n):
             canvas, pres = torch.zeros(n, CANVAS, CANVAS), torch.ones(n)
-            for t in range(T):
+            for t in range(self.steps):
                 pres = pyro.sample(f"pres_{t}", dist.Bernoulli(logits=(pres - 1.0) * GATE))
                 where = pyro.sample(f"where_{t}", dist.Normal(loc, scale).expand([n, 3]).to_event(1))
                 what = pyro.sample(f"what_{t}", dist.Normal(0.0, 1.0).expand([n, Z_WHAT]).to_event(1))
@@ -344,7 +351,7 @@ class PyroAIR:
         where, what, pres = torch.zeros(n, 3), torch.zeros(n, Z_WHAT), torch.ones(n)
         loc = torch.tensor(WHERE_LOC)
         with pyro.plate("data", n):
-            for t in range(T):
+            for t in range(self.steps):
                 gates = _tcat(flat, where, what, pres[..., None], h) @ W + b
                 i, f, o, g = gates.chunk(4, -1)
                 c = torch.sigmoid(f + 1.0) * c + torch.sigmoid(i) * torch.tanh(g)
@@ -372,7 +379,7 @@ class PyroAIR:
             q.grad = None
 
 
-def pyro_step(objective: str, params, x):
+def pyro_step(objective: str, params, x, steps: int = T):
     """A callable ``f(seed) -> value``: one Pyro value-and-gradient step (``loss_and_grads``,
     which runs ``backward``; the gradients are left in the parameters' ``.grad``)."""
     import pyro
@@ -380,7 +387,7 @@ def pyro_step(objective: str, params, x):
     from pyro.infer import RenyiELBO, TraceEnum_ELBO, TraceGraph_ELBO
 
     air = PyroAIR(params, baseline={"baseline": "running", "learned_baseline": "learned"}.get(objective),
-                  enumerate_presence=objective == "enum")
+                  enumerate_presence=objective == "enum", steps=steps)
     if objective in ("reinforce", "baseline", "learned_baseline"):
         elbo = TraceGraph_ELBO()
     elif objective == "enum":
@@ -405,10 +412,10 @@ def pyro_log_joint(params, x, latents):
     import pyro.poutine as poutine
     import torch
 
-    air = PyroAIR(params)
+    air = PyroAIR(params, steps=len(latents) // 3)
     values = {k: torch.tensor(np.asarray(v)) for k, v in latents.items()}
     tr = poutine.trace(poutine.condition(air.model, values)).get_trace(torch.tensor(np.asarray(x)))
-    return float(tr.log_prob_sum())
+    return float(tr.log_prob_sum().detach())
 
 
 def pyro_log_guide(params, x, latents):
@@ -416,10 +423,10 @@ def pyro_log_guide(params, x, latents):
     import pyro.poutine as poutine
     import torch
 
-    air = PyroAIR(params)
+    air = PyroAIR(params, steps=len(latents) // 3)
     values = {k: torch.tensor(np.asarray(v)) for k, v in latents.items()}
     tr = poutine.trace(poutine.condition(air.guide, values)).get_trace(torch.tensor(np.asarray(x)))
-    return float(tr.log_prob_sum())
+    return float(tr.log_prob_sum().detach())
 
 
 def pyro_available() -> str | None:
@@ -493,50 +500,59 @@ def from_ppl_params(ppl_params, seed: int = 0) -> dict[str, np.ndarray]:
     return out
 
 
-def ppl_objective(air, module, name: str, images):
+def ppl_objective(air, module, name: str, images, steps: int = T):
     """ppl's objective for a row of the table (None where examples/air has no such one)."""
     if name == "learned_baseline":
         return None
     estimator = {"baseline": "baseline"}.get(name, name)
     try:
-        return air.objective(module, estimator, images)
+        return air.objective(module, estimator, images, T=steps)
     except ValueError:
         if name == "baseline":  # the estimator's other name
-            return air.objective(module, "reinforce_baseline", images)
+            return air.objective(module, "reinforce_baseline", images, T=steps)
         raise
+
+
+def _ppl_model_family(module, images, steps):
+    """examples/air's model conditioned on ``images`` and its family, at AIR_SPEC's sizes."""
+    air = load_air_example()
+    batch, canvas = images.shape[0], images.shape[-1]
+    z = {**getattr(air, "SIZES", {}), "T": steps}
+    if set(z) >= {"W", "D", "H", "L"}:
+        target = module.air_model(batch, steps, canvas, z["W"], z["D"], z["H"])
+        family = module.air_family(images, steps, z["W"], z["D"], z["H"], z["L"])
+    else:
+        target, family = module.air_model(batch, steps), module.air_family(images, steps)
+    return target | {"x": images}, family
 
 
 def latents_by_site(trace) -> dict[str, np.ndarray]:
     """ppl's choices z_pres [T, B], z_where [T, B, 3], z_what [T, B, 20] as the Pyro /
     NumPyro sites pres_t, where_t, what_t."""
     out = {}
-    for t in range(T):
+    for t in range(np.shape(trace["z_pres"])[0]):
         out[f"pres_{t}"] = np.asarray(trace["z_pres"][t], np.float32)
         out[f"where_{t}"] = np.asarray(trace["z_where"][t], np.float32)
         out[f"what_{t}"] = np.asarray(trace["z_what"][t], np.float32)
     return out
 
 
-def equivalence(batch: int = 4, seed: int = 0, log=print) -> dict:
-    """At a draw of ppl's family (ppl's initial parameters, shifted at random so that
-    nothing is at a symmetric start): log p(x, z) and log q(z | x) of ppl, NumPyro and
-    (where installed) Pyro, and the largest difference of each spatial transformer from
-    ppl's builtin on random inputs (reading a glimpse and writing a window). Returns the
-    numbers; the tests compare them."""
+def equivalence(module, images, ppl_params, steps: int = T, seed: int = 0, log=print) -> dict:
+    """At a draw of ppl's family (``ppl_params``, ppl's parameters, each shifted by
+    noise of 0.05 so that no bias is at its zero start): log p(x, z) and log q(z | x) of
+    ppl, NumPyro and (where installed) Pyro, and the largest difference of each spatial
+    transformer from ppl's builtin on random inputs (reading a glimpse, writing a window).
+    ``module``: examples/air's compiled module; ``images`` [B, 32, 32]. Returns the
+    numbers (the tests compare them)."""
     from ppl.stdlib.functions import spatial_transformer
 
-    air = load_air_example()
-    if air is None:
-        raise RuntimeError("examples/air/air.py is not there")
-    module = air.load_module()
-    images = jnp.asarray(load_images(batch, seed))
-    obj = air.objective(module, "reinforce", images)
+    images = jnp.asarray(images)
+    batch = images.shape[0]
     rng = np.random.default_rng(seed + 1)
     ppl_params = {k: v + 0.05 * rng.standard_normal(v.shape).astype(np.float32)
-                  for k, v in obj.init(jax.random.PRNGKey(seed)).items()}
+                  for k, v in ppl_params.items()}
     params = from_ppl_params(ppl_params)
-    family = module.air_family(images, T)
-    target = module.air_model(batch, T) | {"x": images}
+    target, family = _ppl_model_family(module, images, steps)
     trace, _ = family.simulate(jax.random.PRNGKey(seed + 2), ppl_params)
     choices = {a: trace[a] for a in ("z_pres", "z_where", "z_what")}
     latents = latents_by_site(trace)
@@ -579,24 +595,28 @@ ROW_NOTES = {
 }
 
 
-def main(argv=None) -> list[dict]:
+def main(argv=None) -> dict:
+    """Prints the table; returns ``{"rows": [one dict per objective], "equivalence": the
+    check's numbers (None with --no-check)}``."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--objective", action="append", choices=OBJECTIVES,
                     help="rows to time (default all)")
     ap.add_argument("--reps", type=int, default=50)
     ap.add_argument("--batch", type=int, default=BATCH)
-    ap.add_argument("--torch-threads", type=int, default=os.cpu_count(),
-                    help="torch.set_num_threads (default: the machine's cores)")
+    ap.add_argument("--steps", type=int, help=f"AIR's T, objects at most (default {T}; 1 with --quick)")
+    ap.add_argument("--torch-threads", type=int, default=1,
+                    help="torch.set_num_threads (default 1: on a shared, loaded 2-core machine "
+                         "torch's second OpenMP thread made Pyro's steps several times slower)")
     ap.add_argument("--only", action="append", choices=["ppl", "pyro", "numpyro"],
                     help="implementations to run (default all)")
     ap.add_argument("--no-check", action="store_true", help="skip the equivalence check")
     ap.add_argument("--quick", action="store_true",
-                    help="a smoke run: batch 4, the reinforce row, 2 repetitions")
+                    help="a smoke run: batch 4, T = 1, the reinforce row, 2 repetitions")
     args = ap.parse_args(argv)
     objectives = args.objective or list(OBJECTIVES)
-    reps, batch = args.reps, args.batch
+    reps, batch, steps = args.reps, args.batch, args.steps or T
     if args.quick:
-        objectives, reps, batch = args.objective or ["reinforce"], 2, 4
+        objectives, reps, batch, steps = args.objective or ["reinforce"], 2, 4, args.steps or 1
     only = set(args.only or ["ppl", "pyro", "numpyro"])
     no_pyro = pyro_available()
     if no_pyro is None:
@@ -610,32 +630,36 @@ def main(argv=None) -> list[dict]:
     images = load_images(batch)
     x = jnp.asarray(images)
     module = air.load_module() if air is not None else None
+    ppl_objectives = {}
     if air is not None:
-        shared = air.objective(module, "reinforce", x).init(jax.random.PRNGKey(0))
+        ppl_objectives["reinforce"] = air.objective(module, "reinforce", x, T=steps)
+        shared = ppl_objectives["reinforce"].init(jax.random.PRNGKey(0))
         params = from_ppl_params(shared)
     else:
         shared, params = None, init_params(0)
     jparams = {k: jnp.asarray(v) for k, v in params.items()}
 
-    print(f"AIR (T={T}, 32x32, batch {batch}): one value-and-gradient step; medians of {reps} "
+    print(f"AIR (T={steps}, 32x32, batch {batch}): one value-and-gradient step; medians of {reps} "
           f"interleaved repetitions after 3 warm-up calls")
     print(f"jax {jax.__version__} on {jax.devices()[0].device_kind} ({jax.default_backend()}), "
           f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.2f} at the start")
     if no_pyro is None:
         print(f"torch {torch.__version__} with {torch.get_num_threads()} threads, pyro {pyro.__version__} "
               f"(validation off)")
+    check = None
     if not args.no_check and air is not None:
         print("equivalence at one point (the same parameters and choices):")
-        equivalence(batch=min(batch, 4))
+        check = equivalence(module, x[:4], shared, steps)
 
     rows = []
     header = (f"{'objective':<18}{'ppl ms':>9}{'pyro ms':>10}{'numpyro ms':>12}{'ppl/pyro':>10}"
               f"{'ppl/numpyro':>13}  first call s (ppl/pyro/numpyro)")
     print(header)
     for name in objectives:
-        steps, why = {}, {}
+        calls, why = {}, {}
         if "ppl" in only:
-            obj = ppl_objective(air, module, name, x) if air is not None else None
+            obj = ppl_objectives.get(name) or (
+                ppl_objective(air, module, name, x, steps) if air is not None else None)
             if obj is None:
                 why["ppl"] = "no such objective in examples/air" if air is not None \
                     else "examples/air/air.py missing"
@@ -643,19 +667,19 @@ def main(argv=None) -> list[dict]:
                 init = obj.init(jax.random.PRNGKey(0))
                 p_ppl = {k: shared.get(k, v) for k, v in init.items()}
                 raw = obj.compiled_value_and_grad()
-                steps["ppl"] = _jax_call(lambda p, k, xb, raw=raw: raw(p, k, [xb, xb]), p_ppl, x, reps + 4)
+                calls["ppl"] = _jax_call(lambda p, k, xb, raw=raw: raw(p, k, [xb, xb]), p_ppl, x, reps + 4)
         if "pyro" in only:
             if no_pyro:
                 why["pyro"] = no_pyro
             else:
-                steps["pyro"] = pyro_step(name, params, images)
+                calls["pyro"] = pyro_step(name, params, images, steps)
         if "numpyro" in only:
-            st = numpyro_step(name)
+            st = numpyro_step(name, steps)
             if isinstance(st, str):
                 why["numpyro"] = st
             else:
-                steps["numpyro"] = _jax_call(st, jparams, x, reps + 4)
-        res = time_calls(steps, reps)
+                calls["numpyro"] = _jax_call(st, jparams, x, reps + 4)
+        res = time_calls(calls, reps)
         row = {"objective": name, **{f"{n}_ms": res[n][0] * 1e3 for n in res},
                **{f"{n}_first_s": res[n][1] for n in res}, **{f"{n}_why": w for n, w in why.items()}}
         rows.append(row)
@@ -676,7 +700,7 @@ def main(argv=None) -> list[dict]:
     for name in objectives:
         print(f"  {name:<18} {ROW_NOTES[name]}")
     print(f"load average {os.getloadavg()[0]:.2f} at the end")
-    return rows
+    return {"rows": rows, "equivalence": check}
 
 
 if __name__ == "__main__":
