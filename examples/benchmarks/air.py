@@ -9,26 +9,40 @@ objective's value and its gradient in every parameter (no optimiser update):
 implementation once, in turn; the table shows medians after warm-up, the
 first-call (compile / first trace) time, and ppl's ratio to each.
 
-Objectives (ppl estimator : Pyro : NumPyro):
+Rows (ppl estimator : Pyro : NumPyro); z_where and z_what are reparameterised in all:
 
-- ``reinforce``: ELBO, presence by the score function, no baseline :
-  ``TraceGraph_ELBO`` : ``TraceGraph_ELBO``
-- ``reinforce_baseline``: the same with one learned baseline per step,
-  ``dense(stop_gradient(h) -> 1)`` : ``TraceGraph_ELBO`` with ``baseline_value`` :
-  not expressible (NumPyro's ``TraceGraph_ELBO`` has no baselines)
-- ``enum``: ELBO, presence enumerated in the guide : ``TraceEnum_ELBO`` :
-  ``TraceEnum_ELBO``
-- ``iwelbo_reinforce``: IWELBO with K = 2 : ``RenyiELBO(alpha=0, num_particles=2)``
-  : not expressible (NumPyro's ``RenyiELBO`` has no score-function term for a
-  non-reparameterisable site; its gradient in the presence network is wrong)
+- ``reinforce``: ELBO, z_pres by the score function : ``TraceGraph_ELBO`` :
+  ``TraceGraph_ELBO``
+- ``baseline``: the same with a running-average baseline (ppl ``running(0.9)``) :
+  ``TraceGraph_ELBO`` with ``use_decaying_avg_baseline`` (beta 0.9) : not expressible
+  (NumPyro's ``TraceGraph_ELBO`` has no baselines)
+- ``learned_baseline``: Pyro's AIR example's learned baselines, ``dense(h.detach())``
+  per step as ``baseline_value`` (Pyro only: examples/air has no such estimator)
+- ``enum``: ELBO, z_pres enumerated. ppl: per image, z_pres summed over {0, 1} with
+  the other images' at their sampled values, the later steps re-run for each (local
+  expectation); Pyro and NumPyro: ``TraceEnum_ELBO`` with z_pres enumerated in the
+  guide (all 2^T paths of every image at once). Different estimators of the same
+  gradient, both unbiased.
+- ``iwelbo_reinforce``: IWELBO, K = 2, of the whole batch's joint weights, z_pres by
+  the score function : ``RenyiELBO(alpha=0, num_particles=2)`` (vectorised
+  particles) : not expressible (NumPyro's ``RenyiELBO`` has no score-function term for
+  a non-reparameterisable site: its gradient in the presence network would be wrong)
+
+The three compute the same model and family: ``equivalence`` (run first, and in the
+tests) checks log p(x, z) and log q(z | x) at one point against ppl's, and each
+spatial transformer against ppl's builtin. Pyro's transformer is ``affine_grid`` +
+``grid_sample(align_corners=True)``, NumPyro's two interpolation matrices (the
+separable form of the same bilinear map).
 
     python examples/benchmarks/air.py                # the table (50 repetitions)
-    python examples/benchmarks/air.py --reps 200     # steadier medians
+    python examples/benchmarks/air.py --objective enum --reps 10   # one row
     python examples/benchmarks/air.py --quick        # a smoke run (tests use it)
 
 Pyro and torch are optional: ``pip install -e .[air-bench]`` and, on a CPU-only
-machine, ``pip install torch`` from a CPU wheel first (torch's default wheel is
-the multi-gigabyte CUDA build). Without them the Pyro column says so.
+machine, torch from a CPU wheel first (``pip install torch --index-url
+https://download.pytorch.org/whl/cpu``; the default wheel is the multi-gigabyte CUDA
+build). Without them the Pyro column says why. torch runs with 1 thread by default
+(``--torch-threads``); XLA uses every core.
 """
 
 from __future__ import annotations
@@ -588,7 +602,8 @@ def equivalence(module, images, ppl_params, steps: int = T, seed: int = 0, log=p
 ROW_NOTES = {
     "reinforce": "ELBO, z_pres by score function | Pyro, NumPyro: TraceGraph_ELBO",
     "baseline": "+ running-average baseline 0.9 | Pyro: TraceGraph_ELBO, use_decaying_avg_baseline",
-    "learned_baseline": "+ learned baseline dense(h.detach()) per step | Pyro: TraceGraph_ELBO, baseline_value",
+    "learned_baseline": "+ learned baseline dense(h.detach()) per step | Pyro: TraceGraph_ELBO, "
+                        "baseline_value",
     "enum": "ppl: local expectation per image (enum) | Pyro, NumPyro: TraceEnum_ELBO, "
             "guide enumeration (2^T joint paths)",
     "iwelbo_reinforce": "IWELBO K=2, z_pres by score function | Pyro: RenyiELBO(alpha=0, num_particles=2)",
