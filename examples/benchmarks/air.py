@@ -541,7 +541,7 @@ def _ppl_model_family(module, images, steps):
 
 
 def latents_by_site(trace) -> dict[str, np.ndarray]:
-    """ppl's choices z_pres [T, B], z_where [T, B, 3], z_what [T, B, 20] as the Pyro /
+    """ppl's choices (a trace or a dict) z_pres [T, B], z_where [T, B, 3], z_what [T, B, 20] as the Pyro /
     NumPyro sites pres_t, where_t, what_t."""
     out = {}
     for t in range(np.shape(trace["z_pres"])[0]):
@@ -552,8 +552,8 @@ def latents_by_site(trace) -> dict[str, np.ndarray]:
 
 
 def equivalence(module, images, ppl_params, steps: int = T, seed: int = 0, log=print) -> dict:
-    """At a draw of ppl's family (``ppl_params``, ppl's parameters, each shifted by
-    noise of 0.05 so that no bias is at its zero start): log p(x, z) and log q(z | x) of
+    """At one point (``ppl_params``, ppl's parameters, each shifted by noise of 0.05 so
+    that no bias is at its zero start, and random choices): log p(x, z) and log q(z | x) of
     ppl, NumPyro and (where installed) Pyro, and the largest difference of each spatial
     transformer from ppl's builtin on random inputs (reading a glimpse, writing a window).
     ``module``: examples/air's compiled module; ``images`` [B, 32, 32]. Returns the
@@ -567,14 +567,23 @@ def equivalence(module, images, ppl_params, steps: int = T, seed: int = 0, log=p
                   for k, v in ppl_params.items()}
     params = from_ppl_params(ppl_params)
     target, family = _ppl_model_family(module, images, steps)
-    trace, _ = family.simulate(jax.random.PRNGKey(seed + 2), ppl_params)
-    choices = {a: trace[a] for a in ("z_pres", "z_where", "z_what")}
-    latents = latents_by_site(trace)
+    # The point: image i holds i mod (T + 1) objects (so both gates are seen), random
+    # scales in [2, 4], shifts in [-1, 1] and z_what.
+    objects = np.arange(batch) % (steps + 1)
+    where = np.concatenate([rng.uniform(2.0, 4.0, (steps, batch, 1)),
+                            rng.uniform(-1.0, 1.0, (steps, batch, 2))], -1)
+    choices = {"z_pres": jnp.asarray(np.arange(steps)[:, None] < objects, jnp.int32),
+               "z_where": jnp.asarray(where, jnp.float32),
+               "z_what": jnp.asarray(rng.standard_normal((steps, batch, Z_WHAT)), jnp.float32)}
+    latents = latents_by_site(choices)
     out = {"ppl_log_joint": float(target.density(choices, ppl_params)),
            "ppl_log_guide": float(family.density(choices, ppl_params)),
            "numpyro_log_joint": float(numpyro_log_joint(params, images, latents)),
            "numpyro_log_guide": float(numpyro_log_guide(params, images, latents)),
-           "objects": np.asarray(trace["z_pres"]).sum(0).tolist()}
+           "objects": objects.tolist()}
+    # A negative control: z_where's row and column shifts swapped (a transposed transformer).
+    swapped = {k: v[..., jnp.array([0, 2, 1])] if k.startswith("where") else v for k, v in latents.items()}
+    out["numpyro_log_joint_transposed"] = float(numpyro_log_joint(params, images, swapped))
     img = rng.random((5, CANVAS, CANVAS)).astype(np.float32)
     s = rng.uniform(0.3, 1.5, 5).astype(np.float32)
     sh = rng.uniform(-1.2, 1.2, (5, 2)).astype(np.float32)

@@ -49,6 +49,13 @@ def test_log_densities_equal_ppl_at_the_same_point(quick_run, peer):
         assert theirs == pytest.approx(ours, rel=1e-5, abs=1e-3), density
 
 
+def test_the_check_sees_a_wrong_network(quick_run):
+    # A negative control: the model with the row and column shifts swapped is far off.
+    check = quick_run["equivalence"]
+    wrong, ours = check["numpyro_log_joint_transposed"], check["ppl_log_joint"]
+    assert abs(wrong - ours) > 100 * max(1e-3, 1e-5 * abs(ours))
+
+
 @pytest.mark.parametrize("peer", ["numpyro", "pyro"])
 def test_spatial_transformers_equal_ppl_builtin(quick_run, peer):
     assert quick_run["equivalence"][f"{peer}_transformer_err"] < 1e-5
