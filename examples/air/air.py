@@ -50,6 +50,7 @@ sys.path.insert(0, HERE)
 from data import multi_digits  # noqa: E402  (the module beside this script)
 
 SIZES = {"T": 3, "W": 16, "D": 20, "H": 200, "L": 256}  # the benchmark's (the canvas: the images')
+QUICK_SIZES = {"T": 2, "W": 4, "D": 2, "H": 8, "L": 8}  # --quick (the test suite's): tiny networks
 ESTIMATORS = ("reinforce", "baseline", "enum", "mvd", "hybrid", "iwelbo_reinforce",
               "iwelbo_mvd", "rws")
 
@@ -113,12 +114,12 @@ def counter(module, B: int, C: int = 32, **sizes):
 
 
 def train(module, estimator, images, held_out, held_counts, params, seconds,
-          batch, lr, key, count, log=print, compiler_options=None):
+          batch, lr, key, count, log=print, compiler_options=None, sizes=None):
     """Adam on ``estimator``'s objective for ``seconds`` of wall-clock time (after
     compilation), epochs of shuffled minibatches of ``batch`` images. Returns a dict of
     the history (time, objective per image, count accuracy) and timings."""
     n = images.shape[0] // batch * batch
-    obj = objective(module, estimator, images[:batch])
+    obj = objective(module, estimator, images[:batch], **(sizes or {}))
     step = obj.compiled_value_and_grad()
     entry, _ = obj.compiled()
     running = {p: info.running for p, info in entry.program.params.items()
@@ -214,9 +215,11 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--plot", default="air.png", help="where to write the plots")
     ap.add_argument("--quick", action="store_true", help="a few steps on tiny data")
     args = ap.parse_args(argv)
+    sizes = {}
     if args.quick:
         args.images, args.batch, args.seconds = 4, 2, 0.0
         args.only = args.only or ["reinforce", "mvd"]
+        sizes = QUICK_SIZES
     estimators = args.only or list(ESTIMATORS)
     images, _ = multi_digits(args.images, seed=0)
     held_out, held_counts = multi_digits(2 * args.batch if args.quick else 256, seed=1)
@@ -225,15 +228,16 @@ def main(argv=None) -> list[dict]:
     module = load_module()
     print(f"AIR: {args.images} training images, batch {args.batch}, {args.seconds:.0f} s per "
           f"estimator, {jax.devices()[0].device_kind} ({jax.default_backend()})")
-    params = objective(module, "reinforce", images[:args.batch]).init(jax.random.PRNGKey(0))
-    count = counter(module, held_out.shape[0])
+    params = objective(module, "reinforce", images[:args.batch], **sizes).init(
+        jax.random.PRNGKey(0))
+    count = counter(module, held_out.shape[0], **sizes)
     # --quick: XLA's backend unoptimised, to compile faster (the program is the same).
     options = {"xla_backend_optimization_level": 0} if args.quick else None
     results = []
     for name in estimators:
         results.append(train(module, name, images, held_out, held_counts, params,
                              args.seconds, args.batch, args.lr, jax.random.PRNGKey(1), count,
-                             compiler_options=options))
+                             compiler_options=options, sizes=sizes))
     print(f"\n{'estimator':<18}{'compile s':>10}{'s/epoch':>9}{'epochs':>7}"
           f"{'objective/image':>17}{'count acc':>10}")
     for r in results:

@@ -186,7 +186,7 @@ def numpyro_model(x, steps=T):
             what = numpyro.sample(f"what_{t}", dist.Normal(0.0, 1.0).expand([n, Z_WHAT]).to_event(1))
             window = jax.nn.sigmoid(_jmlp(p, "dec", what)).reshape(what.shape[:-1] + (WINDOW, WINDOW))
             s = where[..., 0]
-            patch = jax_spatial_transformer(window, 1.0 / s, -where[..., 1:] / s[..., None], CANVAS, CANVAS)
+            patch = jax_spatial_transformer(window, s, where[..., 1:], CANVAS, CANVAS)
             canvas = canvas + pres[..., None, None] * patch
         numpyro.sample("x", dist.Normal(canvas.reshape(canvas.shape[:-2] + (-1,)), LIKELIHOOD_SD)
                        .to_event(1), obs=x.reshape(n, -1))
@@ -214,7 +214,9 @@ def numpyro_guide(x, steps=T, enumerate_presence=False):
             o = h @ p["where.W"] + p["where.b"]
             where = numpyro.sample(f"where_{t}", dist.Normal(o[..., :3] + loc, jax.nn.softplus(o[..., 3:]))
                                    .to_event(1))
-            glimpse = jax_spatial_transformer(x, where[..., 0], where[..., 1:], WINDOW, WINDOW)
+            s = where[..., 0]
+            glimpse = jax_spatial_transformer(x, 1.0 / s, -where[..., 1:] / s[..., None], WINDOW,
+                                              WINDOW)
             e = _jmlp(p, "enc", glimpse.reshape(glimpse.shape[:-2] + (-1,)))
             what = numpyro.sample(f"what_{t}", dist.Normal(e[..., :Z_WHAT], jax.nn.softplus(e[..., Z_WHAT:]))
                                   .to_event(1))
@@ -344,8 +346,7 @@ class PyroAIR:
                 what = pyro.sample(f"what_{t}", dist.Normal(0.0, 1.0).expand([n, Z_WHAT]).to_event(1))
                 window = torch.sigmoid(self._mlp("dec", what)).reshape(what.shape[:-1] + (WINDOW, WINDOW))
                 s = where[..., 0]
-                patch = torch_spatial_transformer(window, 1.0 / s, -where[..., 1:] / s[..., None],
-                                                  CANVAS, CANVAS)
+                patch = torch_spatial_transformer(window, s, where[..., 1:], CANVAS, CANVAS)
                 canvas = canvas + pres[..., None, None] * patch
             pyro.sample("x", dist.Normal(canvas.reshape(canvas.shape[:-2] + (-1,)), LIKELIHOOD_SD)
                         .to_event(1), obs=x.reshape(n, -1))
@@ -383,7 +384,9 @@ class PyroAIR:
                 o = h @ self["where.W"] + self["where.b"]
                 where = pyro.sample(f"where_{t}", dist.Normal(o[..., :3] + loc, F.softplus(o[..., 3:]))
                                     .to_event(1))
-                glimpse = torch_spatial_transformer(x, where[..., 0], where[..., 1:], WINDOW, WINDOW)
+                s = where[..., 0]
+                glimpse = torch_spatial_transformer(x, 1.0 / s, -where[..., 1:] / s[..., None],
+                                                    WINDOW, WINDOW)
                 e = self._mlp("enc", glimpse.reshape(glimpse.shape[:-2] + (-1,)))
                 what = pyro.sample(f"what_{t}", dist.Normal(e[..., :Z_WHAT], F.softplus(e[..., Z_WHAT:]))
                                    .to_event(1))
