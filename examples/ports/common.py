@@ -38,7 +38,8 @@ def side_by_side(rows: dict, ours, theirs, label: str = "NumPyro") -> dict:
 
 def count_lines(path: str | Path) -> dict[str, int]:
     """Non-blank, non-comment lines between the ``# ppl:begin``/``end`` and
-    ``# numpyro:begin``/``end`` markers of a port (a docstring line counts as a comment)."""
+    ``# numpyro:begin``/``end`` markers of a port (a docstring line counts as a comment,
+    and so do an import and a line that only closes brackets, ``}`` or ``)``)."""
     counts = {"ppl": 0, "numpyro": 0}
     region = None
     for line in Path(path).read_text().splitlines():
@@ -47,7 +48,9 @@ def count_lines(path: str | Path) -> dict[str, int]:
             region = marker.group(1) if marker.group(2) == "begin" else None
             continue
         stripped = line.strip()
-        if region and stripped and not stripped.startswith(("#", '"""', "'''")):
+        closing = re.fullmatch(r"[})\]]+[,:]?", stripped)
+        if region and stripped and not closing and not stripped.startswith(
+                ("#", '"""', "'''", "import ", "from ")):
             counts[region] += 1
     return counts
 

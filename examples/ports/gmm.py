@@ -67,28 +67,31 @@ DATA = np.array([0.0, 1.0, 10.0, 11.0, 12.0], np.float32)
 K = 2
 
 
-def numpyro_fit(data, K, seed, steps):
-    """NumPyro's tutorial from the same initialisation: its final loss and MAP estimates."""
+def numpyro_model(data):
+    """NumPyro's model, as the tutorial writes it (``K`` the module's)."""
     import jax.numpy as jnp
     import numpyro
     import numpyro.distributions as dist
+
+    # numpyro:begin
+    weights = numpyro.sample("weights", dist.Dirichlet(0.5 * jnp.ones(K)))
+    scale = numpyro.sample("scale", dist.LogNormal(0.0, 2.0))
+    with numpyro.plate("components", K):
+        locs = numpyro.sample("locs", dist.Normal(0.0, 10.0))
+    with numpyro.plate("data", len(data)):
+        assignment = numpyro.sample("assignment", dist.Categorical(weights))
+        numpyro.sample("obs", dist.Normal(locs[assignment], scale), obs=data)
+
+
+def numpyro_fit(data, K, seed, steps):
+    """NumPyro's tutorial from the same initialisation: its initial loss and SVI result."""
+    import jax.numpy as jnp
     from numpyro import handlers
     from numpyro.contrib.funsor import config_enumerate
     from numpyro.infer import SVI, TraceEnum_ELBO, init_to_value
     from numpyro.infer.autoguide import AutoDelta
     data = jnp.asarray(data)
-
-    # numpyro:begin
-    @config_enumerate
-    def model(data):
-        weights = numpyro.sample("weights", dist.Dirichlet(0.5 * jnp.ones(K)))
-        scale = numpyro.sample("scale", dist.LogNormal(0.0, 2.0))
-        with numpyro.plate("components", K):
-            locs = numpyro.sample("locs", dist.Normal(0.0, 10.0))
-        with numpyro.plate("data", len(data)):
-            assignment = numpyro.sample("assignment", dist.Categorical(weights))
-            numpyro.sample("obs", dist.Normal(locs[assignment], scale), obs=data)
-
+    model = config_enumerate(numpyro_model)
     elbo = TraceEnum_ELBO()
 
     def initialize(seed):

@@ -10,7 +10,11 @@ interval at test inputs.
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import numpyro
+import numpyro.distributions as dist
+from numpyro.infer import MCMC, NUTS, init_to_value
 
 import ppl
 
@@ -62,50 +66,50 @@ def get_data(N=25, sigma_obs=0.15, N_test=400):
     return X.astype(np.float32), Y.astype(np.float32), np.linspace(-1.3, 1.3, N_test, dtype=np.float32)
 
 
+# numpyro:begin
+def kernel(X, Z, var, length, noise, jitter=1.0e-6, include_noise=True):
+    deltaXsq = jnp.power((X[:, None] - Z) / length, 2.0)
+    k = var * jnp.exp(-0.5 * deltaXsq)
+    if include_noise:
+        k += (noise + jitter) * jnp.eye(X.shape[0])
+    return k
+
+
+def numpyro_model(X, Y):
+    var = numpyro.sample("kernel_var", dist.LogNormal(0.0, 10.0))
+    noise = numpyro.sample("kernel_noise", dist.LogNormal(0.0, 10.0))
+    length = numpyro.sample("kernel_length", dist.LogNormal(0.0, 10.0))
+    k = kernel(X, X, var, length, noise)
+    numpyro.sample("Y", dist.MultivariateNormal(loc=jnp.zeros(X.shape[0]), covariance_matrix=k),
+                   obs=Y)
+
+
 def numpyro_inference(X, Y, draws, seed):
-    import jax.numpy as jnp
-    import numpyro
-    import numpyro.distributions as dist
-    from numpyro.infer import MCMC, NUTS, init_to_median
-
-    # numpyro:begin
-    def kernel(X, Z, var, length, noise, jitter=1.0e-6, include_noise=True):
-        deltaXsq = jnp.power((X[:, None] - Z) / length, 2.0)
-        k = var * jnp.exp(-0.5 * deltaXsq)
-        if include_noise:
-            k += (noise + jitter) * jnp.eye(X.shape[0])
-        return k
-
-    def model(X, Y):
-        var = numpyro.sample("kernel_var", dist.LogNormal(0.0, 10.0))
-        noise = numpyro.sample("kernel_noise", dist.LogNormal(0.0, 10.0))
-        length = numpyro.sample("kernel_length", dist.LogNormal(0.0, 10.0))
-        k = kernel(X, X, var, length, noise)
-        numpyro.sample("Y", dist.MultivariateNormal(loc=jnp.zeros(X.shape[0]),
-                                                    covariance_matrix=k), obs=Y)
-
-    mcmc = MCMC(NUTS(model, init_strategy=init_to_median(num_samples=10)), num_warmup=draws,
-                num_samples=draws, progress_bar=False)
+    # gp.py's --init-strategy value (its default, init_to_median, can start far in the
+    # LogNormal(0, 10) tails, where a chain may stay)
+    init = init_to_value(values={"kernel_var": 1.0, "kernel_noise": 0.05, "kernel_length": 0.5})
+    mcmc = MCMC(NUTS(numpyro_model, init_strategy=init), num_warmup=draws, num_samples=draws,
+                progress_bar=False)
     mcmc.run(jax.random.PRNGKey(seed), X, Y)
     mcmc.print_summary()
-    samples = mcmc.get_samples()
-
-    def predict(X, Y, X_test, var, length, noise):
-        k_pp = kernel(X_test, X_test, var, length, noise, include_noise=True)
-        k_pX = kernel(X_test, X, var, length, noise, include_noise=False)
-        k_XX = kernel(X, X, var, length, noise, include_noise=True)
-        K_xx_cho = jax.scipy.linalg.cho_factor(k_XX)
-        K = k_pp - jnp.matmul(k_pX, jax.scipy.linalg.cho_solve(K_xx_cho, k_pX.T))
-        mean = jnp.matmul(k_pX, jax.scipy.linalg.cho_solve(K_xx_cho, Y))
-        return mean, jnp.diag(K)
-    # numpyro:end
-    return {k: np.asarray(v) for k, v in samples.items()}, model, predict
+    return mcmc.get_samples()
 
 
-def predictive_band(m, X, Y, X_test, samples, key):
+def numpyro_predict(X, Y, X_test, var, length, noise):
+    k_pp = kernel(X_test, X_test, var, length, noise, include_noise=True)
+    k_pX = kernel(X_test, X, var, length, noise, include_noise=False)
+    k_XX = kernel(X, X, var, length, noise, include_noise=True)
+    K_xx_cho = jax.scipy.linalg.cho_factor(k_XX)
+    K = k_pp - jnp.matmul(k_pX, jax.scipy.linalg.cho_solve(K_xx_cho, k_pX.T))
+    mean = jnp.matmul(k_pX, jax.scipy.linalg.cho_solve(K_xx_cho, Y))
+    return mean, jnp.diag(K)
+# numpyro:end
+
+
+def predictive_band(predict, X, Y, X_test, samples, key):
     """The mean prediction and the 5% and 95% percentiles of the posterior predictive."""
     def one(var, length, noise):
-        return m.predict(X, Y, X_test, var, length, noise)
+        return predict(X, Y, X_test, var, length, noise)
     means, variances = jax.vmap(one)(samples["kernel_var"], samples["kernel_length"],
                                      samples["kernel_noise"])
     draws = means + np.sqrt(np.clip(variances, 0.0, None)) * jax.random.normal(key, means.shape)
@@ -119,16 +123,21 @@ def main(quick: bool = False, seed: int = 0) -> dict:
     posterior = run_inference(m, X, Y, draws, jax.random.PRNGKey(seed))
     print(posterior)
     print_summary(posterior.summary)
-    mean, (lo, hi) = predictive_band(m, X, Y, X_test, posterior.samples, jax.random.PRNGKey(1))
+    mean, (lo, hi) = predictive_band(m.predict, X, Y, X_test, posterior.samples,
+                                     jax.random.PRNGKey(1))
     print("\n  x_test    mean prediction   90% interval")
     for i in range(0, len(X_test), 80):
         print(f"  {X_test[i]:6.2f} {mean[i]:12.3f}        [{lo[i]:6.3f}, {hi[i]:6.3f}]")
     result = {"posterior": posterior, "mean": mean}
     if not quick:
         print("\nNumPyro's NUTS:")
-        reference, _, _ = numpyro_inference(X, Y, draws, seed)
+        reference = {k: np.asarray(v) for k, v in numpyro_inference(X, Y, draws, seed).items()}
         rows = {k: (lambda d, k=k: d[k]) for k in ("kernel_var", "kernel_noise", "kernel_length")}
         result["gaps"] = side_by_side(rows, posterior.samples, reference)
+        theirs, _ = predictive_band(numpyro_predict, X, Y, X_test, reference, jax.random.PRNGKey(1))
+        print(f"  mean prediction, largest difference over the test inputs: "
+              f"{np.abs(mean - theirs).max():.4f} (range of the mean {np.ptp(mean):.2f})")
+        result["prediction_gap"] = float(np.abs(mean - theirs).max())
     return result
 
 

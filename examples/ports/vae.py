@@ -15,8 +15,14 @@ import sys
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import numpyro
+import numpyro.distributions as dist
 import optax
+from jax.example_libraries import stax
+from numpyro import optim
+from numpyro.infer import SVI, Trace_ELBO
 
 import ppl
 
@@ -72,43 +78,39 @@ def test_loss(m, params, test, hidden, z_dim, key, estimates=100) -> float:
     return -float(np.mean(values)) / len(test)
 
 
+# numpyro:begin
+def encoder(hidden_dim, z_dim):
+    return stax.serial(
+        stax.Dense(hidden_dim, W_init=stax.randn()), stax.Softplus, stax.FanOut(2),
+        stax.parallel(stax.Dense(z_dim, W_init=stax.randn()),
+                      stax.serial(stax.Dense(z_dim, W_init=stax.randn()), stax.Exp)))
+
+
+def decoder(hidden_dim, out_dim):
+    return stax.serial(stax.Dense(hidden_dim, W_init=stax.randn()), stax.Softplus,
+                       stax.Dense(out_dim, W_init=stax.randn()), stax.Sigmoid)
+
+
+def numpyro_model(batch, hidden_dim=400, z_dim=100):
+    batch_dim, out_dim = jnp.shape(batch)
+    decode = numpyro.module("decoder", decoder(hidden_dim, out_dim), (batch_dim, z_dim))
+    with numpyro.plate("batch", batch_dim):
+        z = numpyro.sample("z", dist.Normal(0, 1).expand([z_dim]).to_event(1))
+        img_loc = decode(z)
+        return numpyro.sample("obs", dist.Bernoulli(img_loc).to_event(1), obs=batch)
+
+
+def numpyro_guide(batch, hidden_dim=400, z_dim=100):
+    batch_dim, out_dim = jnp.shape(batch)
+    encode = numpyro.module("encoder", encoder(hidden_dim, z_dim), (batch_dim, out_dim))
+    z_loc, z_std = encode(batch)
+    with numpyro.plate("batch", batch_dim):
+        return numpyro.sample("z", dist.Normal(z_loc, z_std).to_event(1))
+
+
 def numpyro_vae(train_images, test, hidden_dim, z_dim, epochs, batch_size, lr, seed):
-    """NumPyro's vae.py (stax networks, SVI with Trace_ELBO) on the same images: the test
-    loss per image after training."""
-    import jax.numpy as jnp
-    import numpyro
-    import numpyro.distributions as dist
-    from jax.example_libraries import stax
-    from numpyro import optim
-    from numpyro.infer import SVI, Trace_ELBO
-
-    # numpyro:begin
-    def encoder(hidden_dim, z_dim):
-        return stax.serial(
-            stax.Dense(hidden_dim, W_init=stax.randn()), stax.Softplus, stax.FanOut(2),
-            stax.parallel(stax.Dense(z_dim, W_init=stax.randn()),
-                          stax.serial(stax.Dense(z_dim, W_init=stax.randn()), stax.Exp)))
-
-    def decoder(hidden_dim, out_dim):
-        return stax.serial(stax.Dense(hidden_dim, W_init=stax.randn()), stax.Softplus,
-                           stax.Dense(out_dim, W_init=stax.randn()), stax.Sigmoid)
-
-    def model(batch, hidden_dim=400, z_dim=100):
-        batch_dim, out_dim = jnp.shape(batch)
-        decode = numpyro.module("decoder", decoder(hidden_dim, out_dim), (batch_dim, z_dim))
-        with numpyro.plate("batch", batch_dim):
-            z = numpyro.sample("z", dist.Normal(0, 1).expand([z_dim]).to_event(1))
-            img_loc = decode(z)
-            return numpyro.sample("obs", dist.Bernoulli(img_loc).to_event(1), obs=batch)
-
-    def guide(batch, hidden_dim=400, z_dim=100):
-        batch_dim, out_dim = jnp.shape(batch)
-        encode = numpyro.module("encoder", encoder(hidden_dim, z_dim), (batch_dim, out_dim))
-        z_loc, z_std = encode(batch)
-        with numpyro.plate("batch", batch_dim):
-            return numpyro.sample("z", dist.Normal(z_loc, z_std).to_event(1))
-
-    svi = SVI(model, guide, optim.Adam(lr), Trace_ELBO(), hidden_dim=hidden_dim, z_dim=z_dim)
+    svi = SVI(numpyro_model, numpyro_guide, optim.Adam(lr), Trace_ELBO(),
+              hidden_dim=hidden_dim, z_dim=z_dim)
     rng_key = jax.random.key(seed)
     svi_state = svi.init(rng_key, train_images[:batch_size])
     update = jax.jit(svi.update)
@@ -118,9 +120,8 @@ def numpyro_vae(train_images, test, hidden_dim, z_dim, epochs, batch_size, lr, s
         for i in range(len(train_images) // batch_size):
             batch = train_images[order[i * batch_size:(i + 1) * batch_size]]
             svi_state, _ = update(svi_state, batch)
-    loss = np.mean([float(svi.evaluate(svi_state, test)) for _ in range(100)]) / len(test)
-    # numpyro:end
-    return loss
+    return np.mean([float(svi.evaluate(svi_state, test)) for _ in range(100)]) / len(test)
+# numpyro:end
 
 
 def main(quick: bool = False, seed: int = 0) -> dict:
