@@ -66,8 +66,14 @@ def test_port_marks_both_sides_for_the_line_count(name):
 def test_baseball_log_densities():
     bb = port("baseball")
     m, (theirs, _) = bb.load_model(), bb.numpyro_models()
-    for k, name in enumerate(bb.MODELS):
-        z = latents(getattr(m, name)(bb.AT_BATS), k, "obs")
+    rng = np.random.default_rng(0)  # a fixed point (simulating would compile the binomial sampler)
+    phi = rng.uniform(0.2, 0.35, len(bb.HITS)).astype(np.float32)
+    points = {"fully_pooled": {"phi": np.float32(0.27)}, "not_pooled": {"phi": phi},
+              "partially_pooled": {"m": np.float32(0.26), "kappa": np.float32(40.0), "phi": phi},
+              "partially_pooled_with_logit": {"loc": np.float32(-1.1), "scale": np.float32(0.3),
+                                              "alpha": np.log(phi / (1 - phi))}}
+    for name in bb.MODELS:
+        z = points[name]
         ours = (getattr(m, name)(bb.AT_BATS) | {"obs": bb.HITS}).density(z)
         ref, _ = log_density(theirs[name], (jnp.asarray(bb.AT_BATS), jnp.asarray(bb.HITS)), {}, z)
         assert_same_density(ours, ref)
