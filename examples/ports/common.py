@@ -14,7 +14,6 @@ import re
 import sys
 from pathlib import Path
 
-import jax
 import numpy as np
 
 
@@ -66,4 +65,5 @@ def print_summary(summary: dict, limit: int = 4) -> None:
             name = address + (str(list(index)) if index else "")
             cells = [np.asarray(stats[k])[index] for k in ("mean", "sd", "q5", "q50", "q95")]
             print(f"{name:>16} " + " ".join(f"{c:9.3f}" for c in cells)
-                  + f" {np.asarray(stats['ess'])[index]:9.1f} {np.asarray(stats['r_hat'])[index]:7.3f}")
+                  + f" {np.asarray(stats['ess'])[index]:9.1f}"
+                  + f" {np.asarray(stats['r_hat'])[index]:7.3f}")

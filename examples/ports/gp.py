@@ -63,7 +63,8 @@ def get_data(N=25, sigma_obs=0.15, N_test=400):
     X = np.linspace(-1, 1, N)
     Y = X + 0.2 * X ** 3 + 0.5 * (0.5 + X) ** 2 * np.sin(4.0 * X) + sigma_obs * np.random.randn(N)
     Y = (Y - Y.mean()) / Y.std()
-    return X.astype(np.float32), Y.astype(np.float32), np.linspace(-1.3, 1.3, N_test, dtype=np.float32)
+    X_test = np.linspace(-1.3, 1.3, N_test, dtype=np.float32)
+    return X.astype(np.float32), Y.astype(np.float32), X_test
 
 
 # numpyro:begin

@@ -138,7 +138,8 @@ def main(quick: bool = False, seed: int = 0) -> dict:
     result = {"fit": fit, "test_loss": loss}
     if not quick:
         theirs = numpyro_vae(train_images, test, hidden, z_dim, epochs, batch_size, lr, seed)
-        print(f"NumPyro's SVI, the same networks and steps: test loss = {theirs:.3f} nats per image")
+        print(f"NumPyro's SVI, the same networks and steps: test loss = {theirs:.3f} nats per "
+              "image")
         result["numpyro_test_loss"] = theirs
     return result
 
