@@ -318,8 +318,11 @@ def _sample(s: Summation, e: Eqn, ctx: Context, out: list[Eqn]) -> list:
     value = ctx.fixed[x] if x in ctx.fixed else ctx.given[e.attrs["address"]]
     ctx.subst[x] = value
     args = [ctx.sub(a) for a in e.args[:len(e.attrs["form"])]]
-    return [emit(out, "logpdf", REAL, [value] + args,
-                  {"dist": e.attrs["dist"], "form": e.attrs["form"]}, e.span, "lp")]
+    attrs = {"dist": e.attrs["dist"], "form": e.attrs["form"]}
+    if e.attrs.get("masked"):  # ``x ~ d if m``: the mask, the last argument, reaches the logpdf
+        args.append(ctx.sub(e.args[-1]))
+        attrs["masked"] = True
+    return [emit(out, "logpdf", REAL, [value] + args, attrs, e.span, "lp")]
 
 
 def _factor(s: Summation, e: Eqn, ctx: Context, out: list[Eqn]) -> list:

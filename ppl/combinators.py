@@ -54,6 +54,26 @@ class Combinator(GenerativeArgument):
         (values, retval), logp = entry(params, check_key(key), inputs.arrays)
         return Trace(values), logp
 
+    def density(self, trace: Trace | dict, params: dict | None = None, key=None):
+        """The log density of a trace of the kept choices (with the observations, if
+        conditioned): exact for ``marginal(..., exact=True)``, else an estimate drawn with
+        ``key``."""
+        if not isinstance(trace, Trace):
+            if not isinstance(trace, dict):
+                raise DataError(Diagnostic(f"density() needs a Trace or a dict of values by "
+                                           f"address, got {type(trace).__name__}"))
+            trace = Trace(trace)
+        if key is None and not getattr(self, "exact", False):
+            raise DataError(Diagnostic(f"the density of {self!r} is an estimate: pass a key, "
+                                       "density(trace, params, key=...)"))
+        inputs = Inputs(self.module)
+        tvar = inputs.add_trace(trace)
+        value, sig = self.lower_into(inputs)
+        entry = self.module.entries.get(
+            "density", self.name, (("trace", tvar.type), sig), inputs,
+            lambda low, b: ([low.emit_density(value, tvar, b, None)], None))
+        return entry(params, None if key is None else check_key(key), inputs.arrays)[0]
+
     def init(self, key) -> dict[str, Any]:
         inputs = Inputs(self.module)
         value, sig = self.lower_into(inputs)
