@@ -10,7 +10,7 @@ choices (a negative control) disagrees with enum's.
 
 Each estimator is a program of its own, and AIR's take 20-60 s each to trace and
 compile on two cores: the hybrid's and iwelbo's checks (three more programs) run
-when PPL_AIR_ALL_ESTIMATORS=1 is set.
+when PPL_SLOW_TESTS=1 is set.
 """
 
 from __future__ import annotations
@@ -56,9 +56,8 @@ def setup():
     return module, image, params
 
 
-ALL = os.environ.get("PPL_AIR_ALL_ESTIMATORS") == "1"
-all_estimators = pytest.mark.skipif(not ALL, reason="set PPL_AIR_ALL_ESTIMATORS=1 (three more "
-                                    "AIR programs to compile, minutes on two cores)")
+ALL = os.environ.get("PPL_SLOW_TESTS") == "1"  # three more AIR programs: minutes on two cores
+all_estimators = pytest.mark.slow
 
 
 def estimates(obj, params, seed=1):

@@ -48,7 +48,13 @@ def latents(model, key, *observed, params=None):
     return {a: np.asarray(v) for a, v in trace.values_by_address.items() if a not in observed}
 
 
-@pytest.mark.parametrize("name", NAMES)
+# The quick runs of the NUTS ports other than logistic regression compile a sampler each
+# (10-25 s on two cores): they run with PPL_SLOW_TESTS=1; their densities are checked below.
+QUICK = [pytest.param(n, marks=pytest.mark.slow) if n in ("baseball", "gp", "bnn", "stochastic_volatility",
+                                              "hmm_enum") else n for n in NAMES]
+
+
+@pytest.mark.parametrize("name", QUICK)
 def test_port_runs_quick(name, capsys):
     result = port(name).main(quick=True)
     assert capsys.readouterr().out.strip()
