@@ -48,7 +48,7 @@ from .builder import Builder
 from .diagnostics import Note, error
 from .ir import Function, Lit, ParamInfo, Region, Var
 from .types import INT, REAL, ArrayType
-from .values import AutoValue, GenValue, describe
+from .values import AutoValue, GenValue, MarginalValue, describe
 
 # The name of each automatic family in the source -> its kind.
 AUTO_KINDS = {"auto_normal": "normal", "auto_delta": "delta", "auto_mvn": "mvn",
@@ -82,10 +82,18 @@ class AutoLowering:
     def auto_value(self, name: str, target, options: dict, span, target_span=None) -> AutoValue:
         """``auto_normal(target)`` and the others, checked: every latent of the target is
         continuous and its support can be reached when the family is lowered."""
+        latents = None
+        if isinstance(target, MarginalValue) and isinstance(target.family, GenValue):
+            # marginal(g, keep=[…]) | obs: a family over the kept choices that are not
+            # observed (NumPyro's AutoDelta on a model whose discrete sites are enumerated).
+            observed = {a for a, _ in target.observations} | {
+                a for a, _ in target.family.observations}
+            latents = tuple(a for a in target.keep if a not in observed)
+            target = target.family
         if not isinstance(target, GenValue):
             raise error(f"{name}(p): p must be a generative function declared with 'gen' "
-                        f"(a model, usually conditioned on data), got {describe(target)}",
-                        target_span or span)
+                        f"(a model, usually conditioned on data) or a marginal of one, got "
+                        f"{describe(target)}", target_span or span)
         kind = AUTO_KINDS[name]
         opts: tuple = ()
         if kind == "lowrank":
@@ -96,11 +104,12 @@ class AutoLowering:
                 raise error(f"auto_lowrank(): rank must be a static int of at least 1, got "
                             f"{describe(rank)}", span)
             opts = (("rank", rank),)
-        value = AutoValue(target, kind, opts, span)
-        latents = self.auto_latents(value, span)  # reports what cannot be drawn, where written
+        value = AutoValue(target, kind, opts, span, latents=latents)
+        drawn = self.auto_latents(value, span)  # reports what cannot be drawn, where written
         if kind == "iaf":
-            size = sum(lat.free.size for lat in latents)
-            value = AutoValue(target, kind, self._flow_options(options, size, span), span)
+            size = sum(lat.free.size for lat in drawn)
+            value = AutoValue(target, kind, self._flow_options(options, size, span), span,
+                              latents=latents)
         return value
 
     def _flow_options(self, options: dict, size: int, span) -> tuple:
@@ -138,8 +147,8 @@ class AutoLowering:
         name = f"auto_{g.kind}"
         for address, t, eqn, top in sorted(site_eqns(fn.body, self.functions),
                                            key=lambda s: s[0]):
-            if address in observed:
-                continue
+            if address in observed or (g.latents is not None and address not in g.latents):
+                continue  # (a marginal target: only its kept, unobserved choices)
             row = self.library.distributions[eqn.attrs["dist"]]
             drawn = [Note(f"{target.decl} draws '{address}' here", eqn.span)] if eqn.span else []
             if row.discrete:

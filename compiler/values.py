@@ -103,6 +103,9 @@ class AutoValue:
     options: tuple[tuple[str, Any], ...] = ()
     span: Span | None = field(default=None, compare=False)
     detached: bool = False  # detach(): its parameters are held
+    # For a marginal target (marginal(g, keep=[…]) | obs): the kept addresses not observed,
+    # the only ones the family draws (``target`` is then g). None: every latent of target.
+    latents: tuple[str, ...] | None = None
 
     observations = ()  # an automatic family is not conditioned
 

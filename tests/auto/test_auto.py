@@ -312,3 +312,33 @@ objective fit(y: real) { return elbo(model() | {y: y}, guide()) }
 """
     obj = ppl.compile(src, "inside.ppl").fit(1.0)
     assert np.isfinite(float(obj.value(jax.random.PRNGKey(0), obj.init(jax.random.PRNGKey(0)))))
+
+
+MARGINAL = """
+gen nuisance(N: int) {
+    mu ~ normal(0.0, 1.0)
+    plate i in N {
+        z ~ bernoulli(0.3)
+        x ~ normal(mu + 0.0 * float(z), 1.0)
+    }
+}
+objective fit_marginal(x: real[N]) {
+    target = marginal(nuisance(N), keep=["mu", "x"], exact=true) | {x: x}
+    return elbo(target, auto_normal(target))
+}
+"""
+
+
+def test_an_automatic_family_over_an_exact_marginal_reaches_its_posterior():
+    """auto_normal(marginal(g, keep, exact=true) | obs): a family over the kept, unobserved
+    choices only (mu), the discrete z summed out of the target. The z here does not move x,
+    so the posterior of mu is the conjugate one: mean Σx / (N + 1), sd 1 / sqrt(N + 1)."""
+    m = ppl.compile(MARGINAL)
+    x = np.random.default_rng(3).normal(0.8, 1.0, size=30).astype(np.float32)
+    steps = 2000
+    r = ppl.fit(m.fit_marginal(x), steps=steps, progress=False, estimates=8,
+                optimizer=optax.adam(optax.cosine_decay_schedule(0.05, steps)))
+    p = r.constrained_params
+    assert set(p) == {"auto_normal.nuisance.mu.loc", "auto_normal.nuisance.mu.scale"}
+    assert abs(float(p["auto_normal.nuisance.mu.loc"]) - x.sum() / 31) < 0.02
+    assert abs(float(p["auto_normal.nuisance.mu.scale"]) - 31 ** -0.5) < 0.02
