@@ -116,9 +116,12 @@ def _region(region: Region, library, overrides, matched, addresses, errors, in_e
                 e.span, help=f"put the {'plate' if in_plate else 'loop'} inside the expect, and "
                 "sum what it computes: expect { ... ; return sum(v) }"))
         elif e.op == "scan" and draws and in_expect and in_plate:
+            from .unroll import MAX_STEPS  # (unroll imports this module)
+
             errors.append(Diagnostic(
-                "a for loop with random choices inside a plate, inside 'expect', is not supported yet",
-                e.span, help="put the plate inside the loop, one batched choice per step: "
+                "a for loop with random choices inside a plate, inside 'expect', is unrolled "
+                f"(up to {MAX_STEPS} steps), and this one has {e.attrs['length']}", e.span,
+                help="put the plate inside the loop, one batched choice per step: "
                 "for t in n { plate i in m { ... } }"))
         if e.op == "draw" and not in_expect:
             errors.append(Diagnostic(

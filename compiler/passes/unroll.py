@@ -21,8 +21,11 @@ code:
   rest of step t, the later steps and what follows the loop.
 
 Loops nest: an inner loop of an unrolled body is unrolled in its turn, if
-it needs it. Loops inside a plate are not unrolled (the ``adev`` pass
-rejects random choices there). Unrolling has limits, per ``expect`` block,
+it needs it. Inside a plate, every loop with random choices (whatever their
+estimators) is unrolled, up to ``MAX_STEPS`` steps: ADEV runs a plate's body
+batched, and a ``lax.scan`` of random choices there is not supported (the
+``adev`` pass rejects a longer one). So a plate of particles can hold a family
+with a loop: ``plate k in K { (z, lq) = sim(q) }``. Unrolling has limits, per ``expect`` block,
 each reported with a caret at the loop or the choice, why, and what to do
 (``reinforce`` keeps a loop a ``lax.scan``, whatever its length):
 
@@ -101,9 +104,13 @@ class _Unroller:
         work = list(reversed(region.eqns))  # a stack: unrolled steps go back on it
         while work:
             e = work.pop()
-            if e.op == "scan" and budget is not None and not in_plate:
-                draws = self.continued(e)
-                if draws:
+            if e.op == "scan" and budget is not None:
+                # Outside plates: the loops whose choices need their continuation. Inside a
+                # plate (where ADEV runs no lax.scan with random choices): every loop with
+                # random choices, up to MAX_STEPS steps (a longer one is the adev pass's error).
+                draws = self.continued(e) if not in_plate else [
+                    x for r in e.regions for x in walk(r) if x.op == "draw"]
+                if draws and (not in_plate or e.attrs["length"] <= MAX_STEPS):
                     work.extend(reversed(self.steps(e, draws, budget)))
                     self.changed = True
                     continue

@@ -89,10 +89,10 @@ def objective(module, estimator: str, images, K: int | None = None, **sizes):
     if estimator == "hybrid":
         return ppl.stdlib.elbo(target, family).with_estimators({"z_pres": "mvd", "z_where": "mvd"})
     if estimator in ("iwelbo_reinforce", "iwelbo_mvd"):
-        return module.air_iwelbo(target, family, K or 2).with_estimators(
+        return ppl.stdlib.iwelbo(target, family, K=K or 2).with_estimators(
             {"z_pres": estimator.split("_")[1]})
     if estimator == "rws":
-        return module.air_rws(target, family, K or 10).with_estimators({"z_pres": "reinforce"})
+        return ppl.stdlib.rws(target, family, K=K or 10).with_estimators({"z_pres": "reinforce"})
     raise ValueError(f"unknown estimator {estimator!r}; one of {', '.join(ESTIMATORS)}")
 
 
