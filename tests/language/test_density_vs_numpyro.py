@@ -87,7 +87,8 @@ ARGS = {
                     ("total_count", "logits"): (5, reals((N, 4)))},
     "negative_binomial": {("total_count", "probs"): (positive(), np.float32([0.2, 0.7, 0.5])),
                           ("total_count", "logits"): (positive(), reals())},
-    "zero_inflated_poisson": {("gate", "rate"): (np.float32([0.2, 0.7, 0.0]), positive())},
+    "zero_inflated_poisson": {("gate", "rate"): (np.float32([0.2, 0.7, 0.0]), positive()),
+                              ("gate_logits", "rate"): (np.float32([-1.4, 0.8, 3.0]), positive())},
 }
 CASES = [(name, form) for name, forms in ARGS.items() for form in forms]
 
@@ -146,6 +147,9 @@ def reference(name, form, args):
     kwargs = {k: v if isinstance(v, int) else jnp.asarray(v) for k, v in zip(form, args)}
     if name == "mvnormal_diag":
         return dist.Independent(dist.Normal(kwargs["loc"], kwargs["scale"]), 1)
+    if name == "zero_inflated_poisson" and "gate_logits" in kwargs:
+        return dist.ZeroInflatedDistribution(dist.Poisson(kwargs["rate"]),
+                                             gate_logits=kwargs["gate_logits"])
     classes = {
         "normal": dist.Normal, "mvnormal": dist.MultivariateNormal, "lognormal": dist.LogNormal,
         "halfnormal": dist.HalfNormal, "student_t": dist.StudentT, "cauchy": dist.Cauchy,
