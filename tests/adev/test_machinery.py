@@ -132,7 +132,7 @@ objective loop_in_plate() {{
     return expect {{
         plate i in 2 {{
             z = 0.0
-            for k in 2 {{
+            for k in 65 {{
                 x ~ normal(t, 1.0)
                 z = z + x
             }}
@@ -297,7 +297,8 @@ def test_adev_runs_with_x64(name):
 
 
 @pytest.mark.parametrize("name,message", [("expect_in_plate", "'expect' inside a plate"),
-                                          ("loop_in_plate", "for loop with random choices inside")])
+                                          ("loop_in_plate", "for loop with random choices inside a plate, inside "
+                                           "'expect', is unrolled \\(up to 64 steps\\)")])
 def test_what_adev_cannot_do_is_a_ppl_error(module, name, message):
     """Once NotImplementedError tracebacks; now errors at the user's line."""
     obj = getattr(module, name)()
