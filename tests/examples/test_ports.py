@@ -48,10 +48,10 @@ def latents(model, key, *observed, params=None):
     return {a: np.asarray(v) for a, v in trace.values_by_address.items() if a not in observed}
 
 
-# The quick runs of the NUTS ports other than logistic regression compile a sampler each
-# (10-25 s on two cores): they run with PPL_SLOW_TESTS=1; their densities are checked below.
-QUICK = [pytest.param(n, marks=pytest.mark.slow) if n in ("baseball", "gp", "bnn", "stochastic_volatility",
-                                              "hmm_enum") else n for n in NAMES]
+# The quick runs other than the mixture's compile a sampler or a network each (10-25 s on
+# two cores): they run with PPL_SLOW_TESTS=1, as do the densities of the four NUTS ports
+# with the largest models; the other densities are checked in the suite.
+QUICK = [pytest.param(n, marks=pytest.mark.slow) if n != "gmm" else n for n in NAMES]
 
 
 @pytest.mark.parametrize("name", QUICK)
@@ -69,6 +69,7 @@ def test_port_marks_both_sides_for_the_line_count(name):
     assert counts["ppl"] > 0 and counts["numpyro"] > 0, counts
 
 
+@pytest.mark.slow  # (the suite's budget: the NUTS ports' densities run with PPL_SLOW_TESTS=1)
 def test_baseball_log_densities():
     bb = port("baseball")
     m, (theirs, _) = bb.load_model(), bb.numpyro_models()
@@ -95,6 +96,7 @@ def test_logistic_regression_log_density():
     assert_same_density((model | {"obs": labels}).density(z), ref)
 
 
+@pytest.mark.slow  # (the suite's budget: the NUTS ports' densities run with PPL_SLOW_TESTS=1)
 def test_gp_log_density():
     gp = port("gp")
     X, Y, _ = gp.get_data()
@@ -115,6 +117,7 @@ def z_values(z):
     return z["kernel_var"], z["kernel_length"], z["kernel_noise"]
 
 
+@pytest.mark.slow  # (the suite's budget: the NUTS ports' densities run with PPL_SLOW_TESTS=1)
 def test_bnn_log_density():
     bnn = port("bnn")
     X, Y, _ = bnn.get_data(N=20)
@@ -124,6 +127,7 @@ def test_bnn_log_density():
     assert_same_density((model | {"Y": Y}).density(z), ref)
 
 
+@pytest.mark.slow  # (the suite's budget: the NUTS ports' densities run with PPL_SLOW_TESTS=1)
 def test_stochastic_volatility_log_density():
     sv = port("stochastic_volatility")
     returns = sv.get_data(50)
