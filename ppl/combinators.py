@@ -206,8 +206,7 @@ class Auto(Combinator):
         strategy = self.init_strategy
         prior = None
         if strategy.needs_prior:
-            model = self.target._unconditioned()
-            prior = lambda k, n: model.sample(k, params, n=n)  # noqa: E731
+            prior = prior_draws(self.target, params)
         u = strategy.unconstrained(jax.random.fold_in(check_key(key), 0x1A17), sites, prior)
         out = dict(params)
         prefix = f"auto_{self.kind}.{decl}."
@@ -249,3 +248,16 @@ def initial_params(objective, params: dict, key) -> dict:
         if isinstance(arg, Auto) and arg.init_strategy is not None:
             params = arg.initial_params(key, params)
     return params
+
+
+def prior_draws(target, params):
+    """``draws(key, n)``: ``n`` joint draws of ``target`` 's model without its observations,
+    constrained, by address (what ``init_to_sample`` and ``init_to_median`` read). A marginal
+    target's kept latents are drawn by the model it marginalises (the same law)."""
+    base = target.family if isinstance(target, Marginal) else target
+    if not hasattr(base, "_unconditioned"):
+        raise DataError(Diagnostic(
+            f"init_to_sample and init_to_median draw from the prior of a model, and {target!r} "
+            "is not one", help="start it with init_to_value(values={...}) or init_to_uniform()"))
+    model = base._unconditioned()
+    return lambda key, n: model.sample(key, params, n=n)

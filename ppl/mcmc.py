@@ -63,7 +63,7 @@ from .compiler.backend.standard import bind_for_impl
 from .compiler.ir import Lit, call_prefix
 from .compiler.passes.addresses import trace_type
 from .entries import Inputs, check_key
-from .combinators import Marginal
+from .combinators import Marginal, prior_draws
 from .compiler.values import MarginalValue
 from .module import GenerativeFunction, _count
 from .result import summarize
@@ -228,21 +228,9 @@ class Density:
             finite &= jnp.all(jnp.isfinite(g))
         return finite
 
-    def prior(self, params: dict):
-        """``prior(key, n)``: ``n`` joint draws of the unconditioned target (what
-        ``init_to_sample`` and ``init_to_median`` read), constrained, by address."""
-        target = self.target
-        if not hasattr(target, "_unconditioned"):
-            raise DataError(Diagnostic(
-                f"init_to_sample and init_to_median draw from the prior of a model, and "
-                f"{target!r} is not one", help="start it with init_to_value(values={...}) "
-                                              "or init_to_uniform()"))
-        model = target._unconditioned()
-        return lambda key, n: model.sample(key, params, n=n)
-
     def starts(self, init, keys, params: dict) -> dict:
         """Each chain's first point by the strategy ``init``, stacked ``[chains, ...]``."""
-        prior = self.prior(params) if init.needs_prior else None
+        prior = prior_draws(self.target, params) if init.needs_prior else None
         points = [init.unconstrained(k, self.sites, prior) for k in keys]
         return {s.address: jnp.stack([p[s.address] for p in points]) for s in self.sites}
 

@@ -86,7 +86,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
-from numpyro.distributions import constraints
 from jax.scipy.special import gammaln
 
 from ..compiler.types import ArrayType
@@ -164,20 +163,6 @@ DOMAINS: dict[str, tuple[str, Callable[[np.ndarray], bool]]] = {
 INTEGER_DOMAINS = frozenset({"count", "size", "dimension"})
 
 
-# Supports whose only points outside are ±inf and NaN (see Distribution.log_prob).
-_WHOLE_LINE = (constraints.real, constraints.real_vector)
-
-
-@functools.lru_cache(maxsize=None)
-def _on_the_whole_line(family) -> bool:
-    """Whether a row's family is a numpyro distribution class whose support is the whole
-    real line (or real vectors) whatever its parameters."""
-    return (isinstance(family, type) and issubclass(family, dist.Distribution)
-            and isinstance(family.__dict__.get("support", getattr(family, "support", None)),
-                           constraints.Constraint)
-            and family.support in _WHOLE_LINE)
-
-
 @dataclass(frozen=True)
 class NumpyroDistribution:
     """A distribution family: one row of the table, backed by a numpyro class.
@@ -203,6 +188,10 @@ class NumpyroDistribution:
     (``truncated_normal``'s ``low`` and ``high``). ``unsound`` gives the reason
     for an estimator that the general rules of :meth:`unsound_reason` would
     allow or explain wrongly (``multinomial``'s vector values cannot be enumerated).
+    ``unchecked``: numpyro's support check is skipped. It is a select of −inf on every
+    element, and again in the gradient (a third of a mixture's step); the rows so marked
+    live on the whole real line and their formulas are −inf at ±inf without it (NaN
+    stays NaN). Not ``logistic`` (NaN at −inf) or ``mvnormal`` (NaN at ±inf).
     """
 
     name: str
@@ -223,6 +212,7 @@ class NumpyroDistribution:
     static: frozenset[str] = frozenset()
     ordered: tuple[str, str] | None = None
     unsound: Mapping[str, str] = field(default_factory=dict)
+    unchecked: bool = False
 
     # -- what the row implies ------------------------------------------------
 
@@ -282,11 +272,7 @@ class NumpyroDistribution:
         derivatives in every parameter (this module's formula where numpyro's has not)."""
         formula = self.log_densities.get(tuple(form))
         if formula is None:
-            if _on_the_whole_line(self.family):
-                # numpyro checks that value is in the support, a select of -inf on every
-                # element (and in the gradient); on the whole real line the check is only
-                # isfinite(value), and the density is -inf at ±inf without it (NaN stays
-                # NaN), so it is left out: a third of a mixture's gradient step.
+            if self.unchecked:  # (see the class's doc)
                 return self.family(**self.params_of(form, args), validate_args=False).log_prob(value)
             return self.build(form, args).log_prob(value)
         return formula(jnp.asarray(value), **self.params_of(form, args))
@@ -443,7 +429,8 @@ def _as_integer(value: Any) -> Any:
 
 def _row(name, forms, family, doc, *, default, domains, discrete=False, pathwise=None, support=None,
          ranks=None, vector_value=False, log_densities=None, pmfs=None, weak_derivative=None,
-         moving_support=False, static=(), ordered=None, unsound=None) -> NumpyroDistribution:
+         moving_support=False, static=(), ordered=None, unsound=None,
+         unchecked=False) -> NumpyroDistribution:
     # A continuous family has a pathwise sampler (implicit for gamma, beta, dirichlet) unless
     # ``pathwise=False`` says otherwise (von_mises: numpyro's sampler is a rejection sampler).
     split = lambda fs: {tuple(f.split()): v for f, v in (fs or {}).items()}  # noqa: E731
@@ -453,6 +440,7 @@ def _row(name, forms, family, doc, *, default, domains, discrete=False, pathwise
         doc=doc, domains=dict(domains), ranks=dict(ranks or {}), vector_value=vector_value,
         support=support, log_densities=split(log_densities), pmfs=split(pmfs),
         weak_derivative=weak_derivative, moving_support=moving_support, static=frozenset(static),
+        unchecked=unchecked,
         ordered=ordered, unsound=dict(unsound or {}))
     assert set(row.domains) == {p for f in row.forms for p in f}, name
     assert default in row.estimators, name
@@ -728,7 +716,8 @@ _LOC_SCALE = {"loc": "real", "scale": "positive"}
 _ROWS = [
     # continuous, reparameterised (explicitly, or implicitly for gamma, beta, dirichlet)
     _row("normal", ["loc scale"], dist.Normal, "Normal (Gaussian) with mean loc and standard deviation scale.",
-         default="reparam", domains=_LOC_SCALE, weak_derivative=normal_weak_derivative),
+         default="reparam", domains=_LOC_SCALE, weak_derivative=normal_weak_derivative,
+         unchecked=True),
     _row("mvnormal", ["loc scale_tril", "loc covariance_matrix", "loc precision_matrix"], dist.MultivariateNormal,
          "Multivariate normal with mean vector loc and a Cholesky factor, covariance or precision matrix.",
          default="reparam", ranks=_MATRIX,
@@ -742,13 +731,13 @@ _ROWS = [
     _row("halfnormal", ["scale"], dist.HalfNormal, "Half-normal: |x| for x ~ normal(0, scale).",
          default="reparam", domains={"scale": "positive"}),
     _row("student_t", ["df loc scale"], dist.StudentT, "Student's t with df degrees of freedom, location and scale.",
-         default="reparam", domains={"df": "positive", **_LOC_SCALE}),
+         default="reparam", domains={"df": "positive", **_LOC_SCALE}, unchecked=True),
     _row("cauchy", ["loc scale"], dist.Cauchy, "Cauchy with location loc and scale.",
-         default="reparam", domains=_LOC_SCALE),
+         default="reparam", domains=_LOC_SCALE, unchecked=True),
     _row("halfcauchy", ["scale"], dist.HalfCauchy, "Half-Cauchy: |x| for x ~ cauchy(0, scale).",
          default="reparam", domains={"scale": "positive"}),
     _row("laplace", ["loc scale"], dist.Laplace, "Laplace (double exponential) with location loc and scale.",
-         default="reparam", domains=_LOC_SCALE),
+         default="reparam", domains=_LOC_SCALE, unchecked=True),
     # not reinforce: the support moves with low and high, and the score function misses
     # the boundary terms, so REINFORCE is biased (tests/adev/test_unbiased.py)
     _row("uniform", ["low high"], dist.Uniform, "Uniform on the interval [low, high).",

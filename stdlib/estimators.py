@@ -213,8 +213,8 @@ def negative_binomial_weak_derivative(site, x, k):
     total = None
     if p_dot is not None:
         pe = site.per_element(p)
-        u = jax.random.uniform(site.key_for(1), pe.shape, minval=1e-12, maxval=1.0)
-        g = jnp.floor(jnp.log(u) / jnp.log(pe))  # P(G >= g) = p^g
+        # P(G = g) = p^g (1 − p): the trials before the first of probability 1 − p
+        g = (jax.random.geometric(site.key_for(1), 1.0 - pe, pe.shape) - 1).astype(pe.dtype)
         c = _column(site, r * p_dot / (1 - p))
         total = (site.contract_alternatives(k, site.alternatives(x, None, add=g + 1), c)
                  - site.contract_alternatives(k, site.alternatives(x, None, shift=0), c))

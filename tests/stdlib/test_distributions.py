@@ -547,3 +547,31 @@ def test_values_outside_a_bounded_continuous_support_have_log_density_minus_infi
              ("truncated_normal", ("loc", "scale", "low"), [0.0, 1.0, 1.0], [0.9]),
              ("truncated_normal", ("loc", "scale", "high"), [0.0, 1.0, 1.0], [1.1])]
     assert_minus_infinity(quick_jit, [(n, f, [jnp.float32(a) for a in args], x) for n, f, args, x in cases])
+
+
+UNCHECKED = [name for name, row in DISTRIBUTIONS.items() if row.unchecked]
+
+
+@pytest.mark.parametrize("name", UNCHECKED)
+def test_a_row_without_numpyros_support_check_is_minus_inf_at_the_infinities(name):
+    """The rows whose log density skips numpyro's support check (``unchecked``: a select on
+    every element and in the gradient) live on the whole real line, are −inf at ±inf
+    without it, and equal numpyro's checked log density at finite points."""
+    import numpyro.distributions as numpyro_dist
+
+    row = DISTRIBUTIONS[name]
+    form = row.forms[0]
+    args = [{"loc": 0.3, "scale": 1.7, "df": 2.5}[p] for p in form]
+    checked = row.build(form, args)
+    assert checked.support is numpyro_dist.constraints.real
+    x = jnp.array([jnp.inf, -jnp.inf, -3.0, 0.0, 2.5])
+    ours = np.asarray(row.log_prob(form, args, x))
+    assert np.all(ours[:2] == -np.inf)
+    np.testing.assert_allclose(ours[2:], np.asarray(checked.log_prob(x[2:])), rtol=1e-6)
+    assert np.all(np.asarray(checked.log_prob(x[:2])) == -np.inf)
+
+
+def test_logistic_and_mvnormal_keep_the_check():
+    """Without it they would be NaN at infinite values (the reason they are not unchecked)."""
+    assert not DISTRIBUTIONS["logistic"].unchecked and not DISTRIBUTIONS["mvnormal"].unchecked
+    assert float(DISTRIBUTIONS["logistic"].log_prob(("loc", "scale"), [0.0, 1.0], -jnp.inf)) == -np.inf
