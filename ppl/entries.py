@@ -49,6 +49,7 @@ from .compiler.lower import Builder, Lowerer
 from .compiler.types import ArrayType, TraceType
 from .compiler.values import GenValue
 from .trace import Trace
+from .jit import jit
 
 
 class GenerativeArgument:
@@ -299,19 +300,19 @@ class Entry:
 
     def __post_init__(self):
         program, library = self.program, self.library
-        init = jax.jit(lambda key: init_params(program, library, key))
+        init = jit(lambda key: init_params(program, library, key))
         # init(fold_in(key, salt)) in the same program (fit's start: one compile, not two).
-        folded = jax.jit(
+        folded = jit(
             lambda key, salt: init_params(program, library, jax.random.fold_in(key, salt)))
         self.init = lambda key: check_initial_values(program, init(key))
         self.init_folded = lambda key, salt: check_initial_values(program, folded(key, salt))
         if self.objective:
             f = objective_function(program, library)
-            self.value = jax.jit(f)
-            self.value_and_grad = jax.jit(jax.value_and_grad(f))
+            self.value = jit(f)
+            self.value_and_grad = jit(jax.value_and_grad(f))
             self.run = lambda params, key, inputs: [self.value(params, key, inputs)]
         else:
-            self.run = jax.jit(lambda params, key, inputs: evaluate(program, library, params, key,
+            self.run = jit(lambda params, key, inputs: evaluate(program, library, params, key,
                                                                     inputs))
 
     def params(self, params) -> dict:

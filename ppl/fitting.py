@@ -66,6 +66,7 @@ from .compiler.diagnostics import DataError, Diagnostic
 from .combinators import initial_params
 from .entries import check_key
 from .result import FitResult
+from .jit import jit
 
 DEFAULT_OPTIMIZER = "optax.adam(1e-2)"
 _DEFAULT_OPTIMIZER: optax.GradientTransformation | None = None
@@ -266,7 +267,7 @@ def _chunk_runner(batcher: "Batcher", optimizer, divide: float = 1.0,
 
     def chunk(n: int) -> Callable:
         if n not in compiled:
-            @jax.jit
+            @jit
             def run(params, opt_state, key, first_step, full_data, static):
                 init = (params, opt_state, (params, opt_state), jnp.bool_(True), jnp.int32(-1),
                         jnp.zeros((len(params),), bool))

@@ -69,6 +69,7 @@ from .module import GenerativeFunction, _count
 from .result import summarize
 from .stdlib.initializers import check_strategy
 from .trace import Trace
+from .jit import jit
 
 # Starting points tried per chain before giving up on a non-finite log density.
 INIT_TRIES = 20
@@ -295,14 +296,14 @@ def sampler(density: Density, settings: Settings):
 
     if settings.given_start:
         if settings.chain_method == "vectorized":
-            run = jax.jit(jax.vmap(chain, in_axes=(0, None, None, 0)))
+            run = jit(jax.vmap(chain, in_axes=(0, None, None, 0)))
         else:
-            run = jax.jit(lambda keys, params, data, starts: jax.lax.map(
+            run = jit(lambda keys, params, data, starts: jax.lax.map(
                 lambda ks: chain(ks[0], params, data, ks[1]), (keys, starts)))
     elif settings.chain_method == "vectorized":
-        run = jax.jit(jax.vmap(chain, in_axes=(0, None, None)))
+        run = jit(jax.vmap(chain, in_axes=(0, None, None)))
     else:
-        run = jax.jit(lambda keys, params, data: jax.lax.map(
+        run = jit(lambda keys, params, data: jax.lax.map(
             lambda k: chain(k, params, data), keys))
     runners[cache_key] = run
     return run

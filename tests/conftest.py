@@ -8,6 +8,13 @@ run, so a red build always reproduces and never depends on the draw.
 ``@pytest.mark.slow`` marks the tests that compile programs too large for the suite's
 budget on two cores (the NUTS ports' quick runs, AIR's further estimators):
 they run when ``PPL_SLOW_TESTS=1`` is set, and are skipped otherwise.
+
+Programs ppl jits itself (fits, quick runs of the examples, single evaluations)
+are compiled with XLA's backend optimisation off (``PPL_FAST_COMPILE=1``, see
+``ppl/jit.py``): most of the suite's time is compiling, and these programs run
+only a few steps. The vectorised estimates of the statistical tests are jitted
+by the tests themselves, with the default options. Set ``PPL_FAST_COMPILE=0``
+to run the suite with ppl's default compiles.
 """
 
 import os
@@ -15,6 +22,7 @@ import os
 import pytest
 from hypothesis import settings
 
+os.environ.setdefault("PPL_FAST_COMPILE", "1")
 
 
 def pytest_configure(config):

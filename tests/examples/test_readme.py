@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 INSTALL_AND_RUN = ('pip install -e ".[plot]" && ppl fit examples/coin.ppl --objective fit_coin '
                    '--data examples/coin_flips.csv --steps 2000 --lr 0.05 --out runs/coin')
-INSTALL_AND_TEST = 'pip install -e ".[test]" && python -m pytest -q'
+INSTALL_AND_TEST = 'pip install -e ".[test]" && python -m pytest -q -n 2 --dist loadfile'
 
 BLOCK = re.compile(r"^(?P<marker><!-- runnable -->\n)?```(?P<lang>\w*)\n(?P<body>.*?)^```$", re.M | re.S)
 
