@@ -31,7 +31,9 @@ def compile_options() -> dict:
 
 def jit(f: Callable, **kwargs) -> Callable:
     """``jax.jit(f, **kwargs)``, compiled with :func:`compile_options` where it is called
-    at the top level (inside another program, the outer program's options apply)."""
+    at the top level. Called inside another program (a test's ``jax.jit(jax.vmap(step))``)
+    it is part of that program, compiled with that program's options: JAX accepts compile
+    options only on the outermost jit."""
     options = compile_options()
     plain = jax.jit(f, **kwargs)
     if not options:
@@ -39,12 +41,13 @@ def jit(f: Callable, **kwargs) -> Callable:
     fast = jax.jit(f, compiler_options=options, **kwargs)
 
     def call(*args, **kw):
+        if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves((args, kw))):
+            return plain(*args, **kw)  # its arguments are another program's values
         try:
             return fast(*args, **kw)
-        except ValueError as e:  # called while another program is traced
+        except ValueError as e:  # inside another program that passed it only constants
             if "compiler_options" not in str(e):
                 raise
             return plain(*args, **kw)
 
-    call.lower = plain.lower
     return call

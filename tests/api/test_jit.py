@@ -22,6 +22,23 @@ def test_the_setting_picks_the_options(monkeypatch):
     assert compile_options() == {}
 
 
+def test_every_program_of_an_objective_is_jitted_with_the_options(monkeypatch):
+    seen = []
+    real = jax.jit
+
+    def spy(f, **kwargs):
+        seen.append(kwargs.get("compiler_options"))
+        return real(f, **kwargs)
+
+    monkeypatch.setenv("PPL_FAST_COMPILE", "1")
+    monkeypatch.setattr("ppl.jit.jax.jit", spy)
+    m = ppl.compile(SOURCE)
+    obj = ppl.stdlib.elbo(m.model() | {"y": 1.2}, m.family())
+    obj.compiled_value_and_grad()
+    # init, init_folded, value and value_and_grad: a default and a fast jit each
+    assert seen.count(FAST_COMPILE) == 4 and seen.count(None) == 4
+
+
 def test_fast_and_default_compiles_compute_the_same_step(monkeypatch):
     steps = {}
     for setting in ("0", "1"):
@@ -47,3 +64,5 @@ def test_a_nested_call_is_compiled_by_the_outer_program(monkeypatch):
     np.testing.assert_allclose(jax.jit(lambda x: f(x) + 1.0)(x), np.sin(np.asarray(x)) * 2 + 1,
                                rtol=1e-6)
     np.testing.assert_allclose(f(x), np.sin(np.asarray(x)) * 2, rtol=1e-6)
+    # inside another program that passes it only a constant (no tracer among its arguments)
+    np.testing.assert_allclose(jax.jit(lambda: f(np.float32(0.5)))(), np.sin(0.5) * 2, rtol=1e-6)

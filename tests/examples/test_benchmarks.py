@@ -75,8 +75,10 @@ def test_ppl_and_handwritten_jax_estimate_the_same_elbo_and_gradient(estimator):
 def test_hmm_benchmark_quick_run():
     """The exact-enumeration benchmark runs; ppl's value is the hand-written forward
     algorithm's and logsumexp's, and NumPyro's (its enumerated log density of the scan
-    HMM, TraceEnum_ELBO on the mixture). TraceEnum_ELBO over the scan HMM is the one that
-    disagrees (not timed; see the README), while its unrolled markov loop agrees."""
+    HMM, TraceEnum_ELBO on the mixture); on a short HMM, NumPyro's log density of the scan
+    model and TraceEnum_ELBO on its unrolled markov loop equal the forward algorithm.
+    (TraceEnum_ELBO over the scan model, which the README reports as different on numpyro
+    0.22, is printed by the script, not asserted: that is NumPyro's behaviour, not ours.)"""
     bench = load_script("hmm")
     rows = bench.main(["--quick"])
     assert [r["model"] for r in rows] == ["hmm", "mixture"]
