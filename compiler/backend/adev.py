@@ -581,11 +581,59 @@ def _select(pred: DV, a: DV, b: DV, lead: tuple) -> DV:
 
 
 def _expect(adev: ADEV, e: Eqn, env: dict, at: At):
-    if at.depth:
-        raise error("an 'expect' inside a plate is not supported", e.span,
-                    help="estimate the expectation outside the plate, with the plate inside it")
-    value, tangent = adev.expect(e.regions[0], env, at.key_j)
-    env[e.outs[0]] = DV(value, tangent)
+    """An ``expect`` block: its estimate (E[ℓ], ∂E[ℓ]). Inside plates, one independent
+    estimate per element: the block is ``vmap``-ped over the plate axes, each element with
+    a key of its own, so the rest of its block (an enumerated choice's continuation, a
+    score's ℓ) is that element's alone and costs what one element's does."""
+    region = e.regions[0]
+    if not at.depth:
+        value, tangent = adev.expect(region, env, at.key_j)
+        env[e.outs[0]] = DV(value, tangent)
+        return
+    free = free_vars(region, adev.free_cache)
+    leaves, rebuild = _flatten_duals([adev.read(env, v) for v in free])
+    with_tangent = [i for i, x in enumerate(leaves) if x.tangent is not None]
+    lead = at.lead
+    keys = jax.random.split(at.key_j, int(np.prod(lead)))
+    keys = jnp.reshape(keys, lead + keys.shape[1:])
+
+    def one(key, *arrays):
+        prims, tans = arrays[:len(leaves)], dict(zip(with_tangent, arrays[len(leaves):]))
+        inner = dict(env)
+        inner.update(zip(free, rebuild([DV(p, tans.get(i)) for i, p in enumerate(prims)])))
+        return adev.expect(region, inner, key)
+
+    levels = _full(lead)
+    axes_list = [levels] + [x.axes for x in leaves] + [leaves[i].axes for i in with_tangent]
+    value, tangent = _vmap_levels(one, axes_list, levels)(
+        keys, *[x.primal for x in leaves], *[leaves[i].tangent for i in with_tangent])
+    no_tangent = adev.primal_only or (adev.params_dot is None and not with_tangent)
+    env[e.outs[0]] = DV(value, None if no_tangent else tangent, levels)
+
+
+def _flatten_duals(values: list) -> tuple[list[DV], Callable]:
+    """The dual arrays of ``values`` (traces opened into their leaves), and the function
+    that puts a list of such arrays back together in the same structure."""
+    leaves: list[DV] = []
+    shapes = []
+
+    def flatten(x):
+        if isinstance(x, TraceDV):
+            names = list(x.values)
+            return ("trace", names, [flatten(x.values[a]) for a in names],
+                    [flatten(r) for r in x.retval])
+        leaves.append(x)
+        return len(leaves) - 1
+
+    shapes = [flatten(x) for x in values]
+
+    def build(shape, new):
+        if isinstance(shape, int):
+            return new[shape]
+        _, names, vals, rets = shape
+        return TraceDV({a: build(v, new) for a, v in zip(names, vals)}, [build(r, new) for r in rets])
+
+    return leaves, lambda new: [build(s, new) for s in shapes]
 
 
 def _make_trace(adev: ADEV, e: Eqn, env: dict, at: At):

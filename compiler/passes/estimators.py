@@ -110,11 +110,11 @@ def _region(region: Region, library, overrides, matched, addresses, errors, in_e
     for e in region.eqns:
         attrs = e.attrs
         draws = e.regions and any(x.op == "draw" for r in e.regions for x in walk(r))
-        if e.op == "expect" and draws and (in_plate or in_outer_loop):
+        if e.op == "expect" and draws and in_outer_loop:
             errors.append(Diagnostic(
-                f"an 'expect' inside a {'plate' if in_plate else 'for loop'} is not supported yet",
-                e.span, help=f"put the {'plate' if in_plate else 'loop'} inside the expect, and "
-                "sum what it computes: expect { ... ; return sum(v) }"))
+                "an 'expect' inside a for loop is not supported yet", e.span,
+                help="put the loop inside the expect, and sum what it computes: "
+                     "expect { ... ; return sum(v) }"))
         elif e.op == "scan" and draws and in_expect and in_plate:
             from .unroll import MAX_STEPS  # (unroll imports this module)
 
@@ -168,7 +168,8 @@ def _region(region: Region, library, overrides, matched, addresses, errors, in_e
         regions = [_region(r, library, overrides, matched, addresses, errors,
                            in_expect or e.op == "expect",
                            in_loop or (e.op == "scan" and in_expect),
-                           in_plate or e.op == "plate",
+                           # An expect's block runs once per element of its plates.
+                           (in_plate or e.op == "plate") and e.op != "expect",
                            in_outer_loop or (e.op == "scan" and not in_expect)) for r in e.regions]
         eqns.append(Eqn(e.op, e.outs, e.args, attrs, regions, e.span))
     return Region(region.params, eqns, region.outs)

@@ -477,7 +477,7 @@ def _rewrite_loop(e: Eqn, args: list[Atom], mode: str, subst: dict[Var, Atom],
         inner_source = Source(lambda address, emit: slices[address], set(slices), source.scored)
     # A plate over the batch written in the objective (not in a generative function): one
     # value per data point; x[i] inside is that point's (Scaling.point).
-    over_batch = (scaling.active and mode == "expect" and e.op == "plate"
+    over_batch = (scaling.active and mode in ("expect", "plain") and e.op == "plate"
                   and scaling.objective_plate is None)
     scale = next((s for a, s in scaling.scales.items() if a.type.shape[:1] == (n,)), None)
     over_batch = over_batch and scale is not None

@@ -140,14 +140,6 @@ objective loop_in_plate() {{
         return sum(z)
     }}
 }}
-
-objective expect_in_plate() {{
-    param t: real = 0.3
-    plate i in 2 {{
-        e = expect {{ x ~ normal(t, 1.0); return x }}
-    }}
-    return sum(e)
-}}
 """
 
 
@@ -296,8 +288,7 @@ def test_adev_runs_with_x64(name):
 # ---------------------------------------------------------------- rejections
 
 
-@pytest.mark.parametrize("name,message", [("expect_in_plate", "'expect' inside a plate"),
-                                          ("loop_in_plate", "for loop with random choices inside a plate, inside "
+@pytest.mark.parametrize("name,message", [("loop_in_plate", "for loop with random choices inside a plate, inside "
                                            "'expect', is unrolled \\(up to 64 steps\\)")])
 def test_what_adev_cannot_do_is_a_ppl_error(module, name, message):
     """Once NotImplementedError tracebacks; now errors at the user's line."""

@@ -84,7 +84,7 @@ def test_corpus_covers_the_feature():
                 "sample_outside_expect", "expect_returns_vector", "factor_in_objective",
                 "enum_in_a_long_for_loop", "enum_paths_in_a_for_loop", "mvd_reruns_in_a_for_loop",
                 "enum_in_a_for_loop_in_a_plate", "log_of_expect", "product_of_dependent_expects",
-                "expect_in_plate", "expect_in_for_loop", "for_loop_in_plate"}
+                "expect_in_for_loop", "for_loop_in_plate"}
     assert expected <= {Path(n).stem for n in BAD}
     orphans = [p.name for p in (HERE / "bad").glob("*.expected") if not (p.with_suffix(".ppl")).exists()]
     assert not orphans

@@ -156,6 +156,21 @@ objective centred(xs: real[B]) {
         return sum(v)
     }
 }
+objective summed_outside(xs: real[B]) {
+    param m: real = 0.3
+    plate i in B { v = expect { return density(level(m), {y: xs[i]}) } }
+    return sum(v)
+}
+objective averaged_outside(xs: real[B]) {
+    param m: real = 0.3
+    plate i in B { v = expect { return density(level(m), {y: xs[i]}) } }
+    return mean(v)
+}
+objective centred_outside(xs: real[B]) {
+    param m: real = 0.3
+    plate i in B { v = expect { return density(level(m), {y: xs[i] - mean(xs)}) } }
+    return sum(v)
+}
 """
 
 
@@ -164,11 +179,12 @@ def per_datum():
     return ppl.compile(PER_DATUM, "per_datum.ppl")
 
 
-@pytest.mark.parametrize("name, scale", [("summed", 4.0), ("averaged", 1.0)])
+@pytest.mark.parametrize("name, scale", [("summed", 4.0), ("averaged", 1.0),
+                                         ("summed_outside", 4.0), ("averaged_outside", 1.0)])
 def test_a_plate_over_the_batch_in_the_objective_sums_scaled_per_datum_values(per_datum, name,
                                                                                scale):
-    """A per-datum value in the objective (a plate over the batch, data read as xs[i]): its
-    sum over a batch of B is scaled by N/B, its mean is not; the value (deterministic here)
+    """A per-datum value in the objective (a plate over the batch, data read as xs[i], inside
+    expect or a plate of expects): its sum over a batch of B is scaled by N/B, its mean is not; the value (deterministic here)
     is the batch's per-datum log densities, summed times N/B, or averaged."""
     xs = np.linspace(-1, 1, 20).astype(np.float32)
     batcher = fitting.Batcher(lambda b: getattr(per_datum, name)(b), xs, 5)
@@ -176,11 +192,11 @@ def test_a_plate_over_the_batch_in_the_objective_sums_scaled_per_datum_values(pe
     params = batcher.entry.init(jax.random.PRNGKey(0))
     value = float(batcher.entry.value(params, jax.random.PRNGKey(1), [jnp.asarray(rows)]))
     per_point = -0.5 * (np.asarray(rows, np.float64) - 0.3) ** 2 - 0.5 * np.log(2 * np.pi)
-    want = scale * per_point.sum() if name == "summed" else per_point.mean()
+    want = scale * per_point.sum() if name.startswith("summed") else per_point.mean()
     assert value == pytest.approx(want, rel=1e-5)
 
 
-@pytest.mark.parametrize("name, line", [("pooled", 39), ("centred", 45)])
+@pytest.mark.parametrize("name, line", [("pooled", 39), ("centred", 45), ("centred_outside", 61)])
 def test_other_uses_of_a_plate_over_the_batch_in_the_objective_are_errors(per_datum, name, line):
     """Only the sum or the mean of per-datum values estimates the full data's; a value that
     reads the whole batch inside the plate is not a per-datum value."""
