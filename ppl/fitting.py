@@ -63,6 +63,7 @@ import numpy as np
 import optax
 
 from .compiler.diagnostics import DataError, Diagnostic
+from .compiler.passes.estimators import baseline_uses
 from .combinators import initial_params
 from .entries import check_key
 from .result import FitResult
@@ -84,7 +85,7 @@ def fit(objective, steps: int | None = None, optimizer: optax.GradientTransforma
         key=None, params: dict | None = None, data: Any = None, batch_size: int | None = None,
         epochs: int | None = None, per_datapoint: bool = False,
         chunk: int = 100, progress: bool | None = None, checkpoint: str | None = None,
-        checkpoint_every: int | None = None, resume: str | None = None,
+        checkpoint_every: int | None = None, resume: "str | FitResult | None" = None,
         patience: int | None = None, window: int = 100, min_delta: float = 0.0,
         shard: bool | None = None, estimates: int = 1) -> FitResult:
     """Maximise ``objective`` with ``optimizer`` (default ``optax.adam(1e-2)``).
@@ -97,7 +98,9 @@ def fit(objective, steps: int | None = None, optimizer: optax.GradientTransforma
     usually reported); its optimum is the same. ``params`` start the
     run (default: ``objective.init``). ``progress`` shows a progress bar
     (default: on at a terminal, off under CI). ``resume`` continues a run from
-    its checkpoint file. ``shard`` splits each minibatch across the local
+    its checkpoint file, or from its :class:`FitResult` (its parameters,
+    optimiser state, step count, history and key: ``fit(obj, steps=2000,
+    resume=fit(obj, steps=1000))`` is one run of 2000 steps). ``shard`` splits each minibatch across the local
     devices (default: when there are several and they divide the batch).
     ``estimates=E`` averages E independent estimates of the objective and its
     gradient per step (vectorised, one program; NumPyro's ``num_particles``):
@@ -119,7 +122,7 @@ def fit(objective, steps: int | None = None, optimizer: optax.GradientTransforma
         raise DataError(Diagnostic("per_datapoint=True needs data= (to know the number of points)"))
     start, history, opt_state = 0, [], None
     if resume is not None:
-        state = load_checkpoint(resume)
+        state = _resumed(resume)
         params, opt_state, start = state["params"], state["opt_state"], state["step"]
         history, key = list(state["history"]), jnp.asarray(state["key"])
     if params is None:
@@ -227,6 +230,7 @@ def _chunk_runner(batcher: "Batcher", optimizer, divide: float = 1.0,
     """
     program = batcher.entry.program
     running = {p: info.running for p, info in program.params.items() if info.running is not None}
+    uses = baseline_uses(program)  # a running baseline moves by the mean of its uses' ℓ − b
     try:
         hash(optimizer)
         opt_key = optimizer
@@ -248,12 +252,13 @@ def _chunk_runner(batcher: "Batcher", optimizer, divide: float = 1.0,
         leaves_ok = jnp.stack([jnp.all(jnp.isfinite(grads[p])) for p in sorted(grads)])
         finite = jnp.isfinite(value) & jnp.all(leaves_ok)
         # Objectives are maximised; optax minimises, so it is given the negated gradient.
-        # Running-average baselines are state, not optimised: b ← b + (1 − decay)(ℓ − b).
+        # Running-average baselines are state, not optimised: b ← b + (1 − decay)(ℓ − b),
+        # ℓ − b averaged over the baseline's uses (the steps of a loop, a plate's estimates).
         descent = {p: jnp.zeros_like(g) if p in running else -g for p, g in grads.items()}
         updates, new_opt = optimizer.update(descent, opt_state, params)
         new_params = optax.apply_updates(params, updates)
         for p, decay in running.items():
-            new_params[p] = params[p] + (1.0 - decay) * grads[p]
+            new_params[p] = params[p] + (1.0 - decay) * grads[p] / max(uses.get(p, 1), 1)
         take = ok & finite
         keep = lambda new, old: jnp.where(take, new, old)  # noqa: E731
         # ``prev`` is the state this step was evaluated at: if the next step fails, it is
@@ -478,6 +483,18 @@ def save_checkpoint(path: str, params, opt_state, step: int, key, history) -> No
     with open(tmp, "wb") as f:
         pickle.dump(state, f)
     os.replace(tmp, path)
+
+
+def _resumed(resume) -> dict:
+    """The state a run continues from: a checkpoint file's, or a :class:`FitResult`'s."""
+    if isinstance(resume, FitResult):
+        if resume.key is None or resume.opt_state is None:
+            raise DataError(Diagnostic("fit(resume=...) needs the FitResult of a fit run (it has "
+                                       "no optimiser state or key)"))
+        return {"params": dict(resume.params), "opt_state": resume.opt_state,
+                "step": int(resume.steps), "history": list(np.asarray(resume.history)),
+                "key": resume.key}
+    return load_checkpoint(resume)
 
 
 def load_checkpoint(path: str) -> dict:

@@ -256,3 +256,46 @@ def _feeding_only_baselines(body: Region) -> set:
                 only.add(v)
                 changed = True
     return only
+
+
+# ---------------------------------------------------------------- running baselines
+
+
+def baseline_uses(program: Program) -> dict[str, int]:
+    """How many times one estimate uses each running-average baseline, by parameter path.
+
+    ``running(decay)`` is a state parameter b whose gradient estimate is Σ_u (ℓ_u − b),
+    one term per use u: a draw in a ``for`` loop uses it once per step, and a draw in
+    an ``expect`` inside plates once per element of those plates (each element's block
+    is its own estimate, with its own ℓ_u); a batched draw in a plate inside the block
+    uses it once. ``fit`` moves b by the mean, b ← b + (1 − decay)·Σ_u (ℓ_u − b) / n,
+    so b averages the ℓ_u whatever n is.
+
+        >>> # plate i in 8 { v = expect { for t in 3 { z ~ bernoulli(p) with reinforce(baseline=running(0.9)) } ... } }
+        >>> # -> {"OBJ.z.baseline": 24}
+    """
+    running = {p for p, info in program.params.items() if info.running is not None}
+    if not running:
+        return {}
+    paths = {e.outs[0]: e.attrs["path"] for fn in program.functions.values()
+             for e in walk(fn.body) if e.op == "param" and e.attrs["path"] in running}
+    uses: dict[str, int] = {}
+
+    def visit(region: Region, applied: int, pending: int) -> None:
+        for e in region.eqns:
+            if e.op == "draw":
+                for a in e.args[len(e.attrs["form"]):]:
+                    if a in paths:
+                        uses[paths[a]] = uses.get(paths[a], 0) + applied
+            for r in e.regions:
+                if e.op == "expect":  # its plates' elements are estimates of their own
+                    visit(r, applied * pending, 1)
+                elif e.op == "plate":
+                    visit(r, applied, pending * e.attrs["size"])
+                elif e.op == "scan":
+                    visit(r, applied * e.attrs["length"], pending)
+                else:
+                    visit(r, applied, pending)
+
+    visit(program.functions[program.entry].body, 1, 1)
+    return uses

@@ -18,15 +18,17 @@ Rows (ppl estimator : Pyro : NumPyro); z_where and z_what are reparameterised in
   (NumPyro's ``TraceGraph_ELBO`` has no baselines)
 - ``learned_baseline``: Pyro's AIR example's learned baselines, ``dense(h.detach())``
   per step as ``baseline_value`` (Pyro only: examples/air has no such estimator)
-- ``enum``: ELBO, z_pres enumerated. ppl: per image, z_pres summed over {0, 1} with
-  the other images' at their sampled values, the later steps re-run for each (local
-  expectation); Pyro and NumPyro: ``TraceEnum_ELBO`` with z_pres enumerated in the
-  guide (all 2^T paths of every image at once). Different estimators of the same
-  gradient, both unbiased.
-- ``iwelbo_reinforce``: IWELBO, K = 2, of the whole batch's joint weights, z_pres by
-  the score function : ``RenyiELBO(alpha=0, num_particles=2)`` (vectorised
-  particles) : not expressible (NumPyro's ``RenyiELBO`` has no score-function term for
-  a non-reparameterisable site: its gradient in the presence network would be wrong)
+- ``enum``: ELBO, z_pres enumerated. ppl: one expectation per image (a plate of
+  ``elbo``s), each image's z_pres summed over {0, 1} at every step, the image's later
+  steps re-run for each value (its 2^T paths); Pyro and NumPyro: ``TraceEnum_ELBO``
+  with z_pres enumerated in the guide (all 2^T paths of every image at once). The
+  same exact sum over the presence paths.
+- ``iwelbo_reinforce``: IWELBO, K = 2, z_pres by the score function. ppl: per image
+  (a plate of ``iwelbo``s: K particles of each image, the standard IWAE bound); Pyro:
+  ``RenyiELBO(alpha=0, num_particles=2)`` (vectorised particles), whose weights are the
+  whole batch's joint (one bound of the batch, looser); the same work per step.
+  NumPyro: not expressible (its ``RenyiELBO`` has no score-function term for a
+  non-reparameterisable site: its gradient in the presence network would be wrong)
 
 The three compute the same model and family: ``equivalence`` (run first, and in the
 tests) checks log p(x, z) and log q(z | x) at one point against ppl's, and each
@@ -530,17 +532,26 @@ def ppl_objective(air, module, name: str, images, steps: int = T):
         raise
 
 
-def _ppl_model_family(module, images, steps):
-    """examples/air's model conditioned on ``images`` and its family, at AIR_SPEC's sizes."""
+def _ppl_model_family(module, image, steps):
+    """examples/air's model of one image conditioned on ``image`` ([C, C]) and its family,
+    at examples/air's sizes."""
     air = load_air_example()
-    batch, canvas = images.shape[0], images.shape[-1]
-    z = {**getattr(air, "SIZES", {}), "T": steps}
-    if set(z) >= {"W", "D", "H", "L"}:
-        target = module.air_model(batch, steps, canvas, z["W"], z["D"], z["H"])
-        family = module.air_family(images, steps, z["W"], z["D"], z["H"], z["L"])
-    else:
-        target, family = module.air_model(batch, steps), module.air_family(images, steps)
-    return target | {"x": images}, family
+    z = {**air.SIZES, "T": steps}
+    target = module.air_model(steps, image.shape[-1], z["W"], z["D"], z["H"])
+    family = module.air_family(image, steps, z["W"], z["D"], z["H"], z["L"], False)
+    return target | {"x": image}, family
+
+
+def ppl_log_densities(module, images, choices, params, steps: int = T) -> tuple[float, float]:
+    """ppl's log p(x, z) and log q(z | x) of a batch: the sums over its images of the
+    per-image model's and family's (``choices`` stacked as [T, B, ...])."""
+    joint = guide = 0.0
+    for i in range(images.shape[0]):
+        target, family = _ppl_model_family(module, images[i], steps)
+        mine = {k: v[:, i] for k, v in choices.items()}
+        joint += float(target.density(mine, params))
+        guide += float(family.density(mine, params))
+    return joint, guide
 
 
 def latents_by_site(trace) -> dict[str, np.ndarray]:
@@ -569,7 +580,6 @@ def equivalence(module, images, ppl_params, steps: int = T, seed: int = 0, log=p
     ppl_params = {k: v + 0.05 * rng.standard_normal(v.shape).astype(np.float32)
                   for k, v in ppl_params.items()}
     params = from_ppl_params(ppl_params)
-    target, family = _ppl_model_family(module, images, steps)
     # The point: image i holds i mod (T + 1) objects (so both gates are seen), random
     # scales in [2, 4], shifts in [-1, 1] and z_what.
     objects = np.arange(batch) % (steps + 1)
@@ -579,8 +589,8 @@ def equivalence(module, images, ppl_params, steps: int = T, seed: int = 0, log=p
                "z_where": jnp.asarray(where, jnp.float32),
                "z_what": jnp.asarray(rng.standard_normal((steps, batch, Z_WHAT)), jnp.float32)}
     latents = latents_by_site(choices)
-    out = {"ppl_log_joint": float(target.density(choices, ppl_params)),
-           "ppl_log_guide": float(family.density(choices, ppl_params)),
+    ppl_joint, ppl_guide = ppl_log_densities(module, images, choices, ppl_params, steps)
+    out = {"ppl_log_joint": ppl_joint, "ppl_log_guide": ppl_guide,
            "numpyro_log_joint": float(numpyro_log_joint(params, images, latents)),
            "numpyro_log_guide": float(numpyro_log_guide(params, images, latents)),
            "objects": objects.tolist()}
@@ -616,8 +626,8 @@ ROW_NOTES = {
     "baseline": "+ running-average baseline 0.9 | Pyro: TraceGraph_ELBO, use_decaying_avg_baseline",
     "learned_baseline": "+ learned baseline dense(h.detach()) per step | Pyro: TraceGraph_ELBO, "
                         "baseline_value",
-    "enum": "ppl: local expectation per image (enum) | Pyro, NumPyro: TraceEnum_ELBO, "
-            "guide enumeration (2^T joint paths)",
+    "enum": "ppl: enum, one expectation per image (its 2^T presence paths) | Pyro, NumPyro: "
+            "TraceEnum_ELBO, guide enumeration (2^T joint paths)",
     "iwelbo_reinforce": "IWELBO K=2, z_pres by score function | Pyro: RenyiELBO(alpha=0, num_particles=2)",
 }
 
@@ -694,7 +704,7 @@ def main(argv=None) -> dict:
                 init = obj.init(jax.random.PRNGKey(0))
                 p_ppl = {k: shared.get(k, v) for k, v in init.items()}
                 raw = obj.compiled_value_and_grad()
-                calls["ppl"] = _jax_call(lambda p, k, xb, raw=raw: raw(p, k, [xb, xb]), p_ppl, x, reps + 4)
+                calls["ppl"] = _jax_call(lambda p, k, xb, raw=raw: raw(p, k, [xb]), p_ppl, x, reps + 4)
         if "pyro" in only:
             if no_pyro:
                 why["pyro"] = no_pyro

@@ -873,6 +873,63 @@ def test_running_average_baseline():
     assert near["running_bl.p"].var() < far["running_bl.p"].var() / 50
 
 
+RUNNING_USES = """
+objective in_a_loop() {
+    param p: real<lower=0, upper=1> = 0.3
+    return expect {
+        s = 0.0
+        for t in 3 {
+            b ~ bernoulli(p) with reinforce(baseline=running(0.5))
+            s = s + 0.0 * float(b)
+        }
+        return 6.0 + s
+    }
+}
+objective per_element(ys: real[B]) {
+    param p: real<lower=0, upper=1> = 0.3
+    plate i in B {
+        v = expect {
+            for t in 2 {
+                b ~ bernoulli(p) with reinforce(baseline=running(0.5))
+            }
+            return ys[i] + 0.0 * float(sum(b))
+        }
+    }
+    return sum(v)
+}
+objective batched(ys: real[B]) {
+    param p: real<lower=0, upper=1> = 0.3
+    return expect {
+        plate i in B {
+            b ~ bernoulli(p) with reinforce(baseline=running(0.5))
+            v = ys[i] + 0.0 * float(b)
+        }
+        return sum(v)
+    }
+}
+"""
+
+
+@pytest.mark.parametrize("name, uses, mean_ell", [("in_a_loop", 3, 6.0), ("per_element", 16, 2.5),
+                                                  ("batched", 1, 20.0)])
+def test_a_running_baseline_averages_its_uses(name, uses, mean_ell):
+    """The state's gradient estimate is Σ_u (ℓ_u − b) over its uses (the steps of a loop,
+    the elements of a plate of expects; a batched draw is one use); fit moves b by the
+    mean, so with a constant ℓ, b after n steps is E[ℓ_u]·(1 − decay^n) exactly (by the
+    sum it would overshoot: in the plate of 8 expects, by 8 times)."""
+    import optax
+
+    from ppl.compiler.passes.estimators import baseline_uses
+
+    m = ppl.compile(RUNNING_USES)
+    ys = np.linspace(1.0, 4.0, 8).astype(np.float32)
+    obj = getattr(m, name)() if name == "in_a_loop" else getattr(m, name)(ys)
+    path = f"{name}.b.baseline"
+    assert baseline_uses(obj.compiled()[0].program) == {path: uses}
+    result = ppl.fit(obj, steps=6, optimizer=optax.sgd(0.0), progress=False)
+    assert float(result.params[path]) == pytest.approx(mean_ell * (1 - 0.5 ** 6), rel=1e-5)
+
+
 # ====================================================================== objectives written by users
 
 USER_SOURCE = """

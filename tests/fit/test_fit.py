@@ -130,11 +130,13 @@ def test_resume_continues_exactly_as_an_uninterrupted_run(m, tmp_path):
     path = str(tmp_path / "ckpt.pkl")
     first = ppl.fit(obj, steps=130, key=key, chunk=64, progress=False, checkpoint=path)
     assert first.steps == 130
-    resumed = ppl.fit(obj, steps=300, key=key, chunk=64, progress=False, resume=path)
-    assert resumed.steps == 300
-    np.testing.assert_allclose(resumed.history, whole.history, rtol=1e-5, atol=1e-5)
-    for p in whole.params:
-        np.testing.assert_allclose(resumed.params[p], whole.params[p], rtol=1e-5, atol=1e-6)
+    # From the file, and from the first run's result itself.
+    for resume in (path, first):
+        resumed = ppl.fit(obj, steps=300, key=key, chunk=64, progress=False, resume=resume)
+        assert resumed.steps == 300
+        np.testing.assert_allclose(resumed.history, whole.history, rtol=1e-5, atol=1e-5)
+        for p in whole.params:
+            np.testing.assert_allclose(resumed.params[p], whole.params[p], rtol=1e-5, atol=1e-6)
 
 
 def test_early_stopping_on_a_flat_objective(m):
