@@ -184,7 +184,9 @@ def check_baselines(program: Program) -> None:
     REINFORCE fits a learned baseline b by adding (ℓ − b)·ḃ, the gradient of
     −(ℓ − b)²/2, to the gradient of b's parameters; if those parameters also enter the
     objective otherwise, that term would bias their gradient. Found on the IR: which
-    parameters each value depends on, and which values feed only baselines.
+    parameters each value depends on (differentiably: ``stop_gradient`` cuts it, so a
+    baseline network may read an LSTM's detached state), and which values feed only
+    baselines.
     """
     body = program.functions[program.entry].body
     deps: dict = {}  # Var -> frozenset of the parameter paths it depends on
@@ -199,6 +201,8 @@ def check_baselines(program: Program) -> None:
             # A draw's value does not depend on its baseline.
             args = e.args[:len(e.attrs["form"])] if e.op == "draw" else e.args
             d = frozenset().union(*[dep_of(a) for a in args])
+            if e.op == "fn" and e.attrs["name"] == "stop_gradient":
+                d = frozenset()  # no tangent flows through it to the parameters it read
             if e.op == "param" and not e.attrs.get("stop", False):
                 d = d | {e.attrs["path"]}
             for r in e.regions:

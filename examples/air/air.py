@@ -19,6 +19,8 @@ The estimators (names as ``--only`` and ``objective()`` take them):
 
 - ``reinforce``: the ELBO, z_pres by the score function;
 - ``baseline``: the same with a running-average baseline (``running(0.9)``);
+- ``learned_baseline``: the same with a learned baseline per step, a dense layer of
+  the detached LSTM state (Pyro's AIR example's);
 - ``enum``: the ELBO, z_pres enumerated: each image's expectation is its own, so
   its 2^T presence paths are summed exactly, the later steps of that image
   re-run for each value;
@@ -51,8 +53,8 @@ from data import multi_digits  # noqa: E402  (the module beside this script)
 
 SIZES = {"T": 3, "W": 16, "D": 20, "H": 200, "L": 256}  # the benchmark's (the canvas: the images')
 QUICK_SIZES = {"T": 2, "W": 4, "D": 2, "H": 8, "L": 8}  # --quick (the test suite's): tiny networks
-ESTIMATORS = ("reinforce", "baseline", "enum", "mvd", "hybrid", "iwelbo_reinforce",
-              "iwelbo_mvd", "rws")
+ESTIMATORS = ("reinforce", "baseline", "learned_baseline", "enum", "mvd", "hybrid",
+              "iwelbo_reinforce", "iwelbo_mvd", "rws")
 
 
 def load_module():
@@ -79,12 +81,12 @@ def objective(module, estimator: str, images, K: int | None = None, **sizes):
     images = jnp.asarray(images, jnp.float32)
     z = {**SIZES, **sizes}
     net = (z["T"], z["W"], z["D"], z["H"], z["L"])
-    if estimator == "baseline":
-        return module.air_elbo(images, *net, True)
+    if estimator in ("baseline", "learned_baseline"):
+        return module.air_elbo(images, *net, 1 if estimator == "baseline" else 2)
     if estimator in ("reinforce", "enum", "mvd"):
-        return module.air_elbo(images, *net, False).with_estimators({"z_pres": estimator})
+        return module.air_elbo(images, *net, 0).with_estimators({"z_pres": estimator})
     if estimator == "hybrid":
-        return module.air_elbo(images, *net, False).with_estimators(
+        return module.air_elbo(images, *net, 0).with_estimators(
             {"z_pres": "mvd", "z_where": "mvd"})
     if estimator in ("iwelbo_reinforce", "iwelbo_mvd"):
         return module.air_iwelbo(images, *net, K or 2).with_estimators(
@@ -99,7 +101,7 @@ def counter(module, C: int = 32, **sizes):
     family for each image of ``images`` ([B, C, C]): int32 [B], jitted."""
     z = {**SIZES, **sizes}
     family = module.air_family(jnp.zeros((C, C), jnp.float32), z["T"], z["W"], z["D"],
-                               z["H"], z["L"], False)
+                               z["H"], z["L"], 0)
     entry, _ = family._simulate_entry()
     names = list(entry.program.params)
 

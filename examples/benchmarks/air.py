@@ -538,7 +538,7 @@ def _ppl_model_family(module, image, steps):
     air = load_air_example()
     z = {**air.SIZES, "T": steps}
     target = module.air_model(steps, image.shape[-1], z["W"], z["D"], z["H"])
-    family = module.air_family(image, steps, z["W"], z["D"], z["H"], z["L"], False)
+    family = module.air_family(image, steps, z["W"], z["D"], z["H"], z["L"], 0)
     return target | {"x": image}, family
 
 

@@ -834,6 +834,46 @@ def test_learned_baseline_in_a_for_loop():
     assert check(values, float(expectation(params)))
 
 
+DETACHED_BASELINE = """
+objective detached_bl() {
+    param p: real<lower=0, upper=1> = 0.3
+    param w: real = 2.0
+    return expect {
+        b ~ bernoulli(p) with reinforce(baseline=w * stop_gradient(p))
+        return 10.0 + float(b)
+    }
+}
+objective attached_bl() {
+    param p: real<lower=0, upper=1> = 0.3
+    param w: real = 2.0
+    return expect {
+        b ~ bernoulli(p) with reinforce(baseline=w * p)
+        return 10.0 + float(b)
+    }
+}
+"""
+
+
+def test_a_learned_baseline_may_read_a_detached_value():
+    """A baseline network of a detached state (Pyro's AIR: dense(h.detach())): the baseline
+    reads p only through stop_gradient, so fitting it cannot bias p's gradient (which
+    stays unbiased), and its own gradient is (E[ℓ] − b)·∂b/∂w = (E[ℓ] − w·p)·p. Without
+    the stop_gradient it is the compile error at the ``~``."""
+    m = ppl.compile(DETACHED_BASELINE)
+    obj = m.detached_bl()
+    params = obj.init(jax.random.PRNGKey(0))
+    values, grads = sample_estimates(obj, params, n=20_000)
+    expectation = on_short(lambda q: 10.0 + unit(q["p"]))
+    p = float(unit(params["detached_bl.p"]))
+    exact = {"detached_bl.p": exact_grad(expectation, params)["detached_bl.p"],
+             "detached_bl.w": (10.0 + p - 2.0 * p) * p}
+    verdict = check_all(grads, exact)
+    assert verdict, str(verdict)
+    with pytest.raises(ppl.CompileError, match="learned baseline of this choice reads the "
+                                               "parameter attached_bl.p"):
+        m.attached_bl().value(jax.random.PRNGKey(0))
+
+
 RUNNING_BASELINE = """
 objective running_bl() {
     param p: real<lower=0, upper=1> = 0.3

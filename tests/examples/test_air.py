@@ -48,7 +48,7 @@ objective elbo_without_score(p: gen, q: gen) {
 objective air_elbo_without_score(images: real[B, C, C], T: int, W: int, D: int, H: int, L: int) {
     plate i in B {
         v = elbo_without_score(air_model(T, C, W, D, H) | {x: images[i]},
-                               air_family(images[i], T, W, D, H, L, false))
+                               air_family(images[i], T, W, D, H, L, 0))
     }
     return sum(v)
 }
