@@ -121,8 +121,13 @@ class ParamInfo:
     init: Function
     span: Span | None = None
     # A running-average baseline's decay: ``fit`` updates this state parameter as
-    # b ← b + (1 − decay)·(its gradient estimate ℓ − b), not with the optimiser.
+    # b ← b + (1 − decay)·g_b / g_w, not with the optimiser, where g_b = Σ_u c_u (ℓ_u − b)
+    # is its gradient estimate (one term per use u, each use's expectation entering the
+    # objective with the factor c_u) and g_w = Σ_u c_u that of its weight (below).
     running: float | None = None
+    # The weight of running baseline ``weight_of``: a state parameter held at 0 whose
+    # gradient estimate is Σ_u c_u (each use adds its tangent to its block's value once).
+    weight_of: str | None = None
 
 
 # Ops: name -> (number of regions, is it random). The verifier checks counts.

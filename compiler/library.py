@@ -185,6 +185,7 @@ class EstimatorSite(Protocol):
     size: int                   # the number of elements, prod(shape)
     dtype: Any                  # the value's dtype
     baseline: tuple             # (b, ḃ) of reinforce(baseline=...), (None, None) without
+    baseline_weight: Any        # ẇ of a running baseline's weight (added once per use), or None
 
     # A draw x ~ d(θ) at the primal parameters, without tangent; ``salt`` gives an independent one.
     def sample(self, salt: int = 0) -> Any: ...

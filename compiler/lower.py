@@ -289,6 +289,8 @@ class Lowerer(ExpressionLowering):
             baseline = self.baseline(s, env, b)
             if isinstance(baseline, (int, float)):
                 attrs["baseline"] = float(baseline)
+            elif isinstance(baseline, tuple):  # running(decay): the state and its weight
+                args.extend(baseline)
             elif baseline is not None:
                 args.append(baseline)
             mask = self.sample_mask(s, env, b, decl)
@@ -432,9 +434,12 @@ class Lowerer(ExpressionLowering):
                              "a constant, or a 'param bl: real' of the objective")
         return v
 
-    def running_baseline(self, s: ast.Sample, call: ast.Call, env: dict, b: Builder) -> Var:
+    def running_baseline(self, s: ast.Sample, call: ast.Call, env: dict, b: Builder) -> tuple:
         """``baseline=running(decay)``: a state parameter b that ``fit`` moves to
-        ``decay·b + (1 − decay)·ℓ`` each step (its gradient estimate is ℓ − b)."""
+        ``decay·b + (1 − decay)·ℓ`` each step, ℓ the mean over its uses (a loop's steps, a
+        plate's expectations) of the value of their blocks, weighted as the objective
+        weighs them: b's gradient estimate is Σ_u c_u (ℓ_u − b), and that of its weight w
+        (a second state parameter, at 0) Σ_u c_u. Returns the reads of (b, w)."""
         args = [self.expr(a, env, b) for a in call.args]
         kwargs = {k.name: self.expr(k.value, env, b) for k in call.kwargs}
         try:
@@ -449,10 +454,14 @@ class Lowerer(ExpressionLowering):
         path = f"{self.scope}.{s.address or s.target}.baseline"
         init = Function(f"init {path}", Region([], [], [literal(0.0)]), "init", call.span)
         previous = self.params.get(path)
+        weight = path + "_weight"
         if previous is None:
             self.params[path] = ParamInfo(path, REAL, ("real",), init, call.span,
                                           running=float(decay))
-        return b.emit1("param", REAL, [], {"path": path}, span=call.span, hint="baseline")
+            self.params[weight] = ParamInfo(weight, REAL, ("real",), init, call.span,
+                                            weight_of=path)
+        return (b.emit1("param", REAL, [], {"path": path}, span=call.span, hint="baseline"),
+                b.emit1("param", REAL, [], {"path": weight}, span=call.span, hint="weight"))
 
     def param(self, s: ast.ParamDecl, env: dict, b: Builder, decl: ast.Decl) -> Var:
         if decl.kind == "fn":

@@ -63,7 +63,6 @@ import numpy as np
 import optax
 
 from .compiler.diagnostics import DataError, Diagnostic
-from .compiler.passes.estimators import baseline_uses
 from .combinators import initial_params
 from .entries import check_key
 from .result import FitResult
@@ -200,6 +199,15 @@ def fit(objective, steps: int | None = None, optimizer: optax.GradientTransforma
     return result
 
 
+def running_mean(grads: dict, baseline: str, weight: str | None):
+    """Σ_u c_u (ℓ_u − b) / Σ_u c_u: the mean of a running baseline's uses' ℓ − b, from
+    the gradient estimates of the baseline and of its weight (0 where it was not used)."""
+    if weight is None:
+        return grads[baseline]
+    w = grads[weight]
+    return jnp.where(w != 0, grads[baseline] / jnp.where(w != 0, w, 1.0), 0.0)
+
+
 def _smoothed(history: list[float], span: int = 50) -> float:
     tail = np.asarray(history[-span:])
     finite = tail[np.isfinite(tail)]
@@ -230,7 +238,10 @@ def _chunk_runner(batcher: "Batcher", optimizer, divide: float = 1.0,
     """
     program = batcher.entry.program
     running = {p: info.running for p, info in program.params.items() if info.running is not None}
-    uses = baseline_uses(program)  # a running baseline moves by the mean of its uses' ℓ − b
+    # Each running baseline's weight (a state held at 0): b moves by the weighted mean of its
+    # uses' ℓ − b, g_b / g_w (see ParamInfo); both are state, untouched by the optimiser.
+    weights = {info.weight_of: p for p, info in program.params.items() if info.weight_of}
+    state = set(running) | set(weights.values())
     try:
         hash(optimizer)
         opt_key = optimizer
@@ -248,17 +259,19 @@ def _chunk_runner(batcher: "Batcher", optimizer, divide: float = 1.0,
                                  full_data, static)
         if divide != 1.0:
             value = value / divide
-            grads = {p: g if p in running else g / divide for p, g in grads.items()}
+            grads = {p: g if p in state else g / divide for p, g in grads.items()}
         leaves_ok = jnp.stack([jnp.all(jnp.isfinite(grads[p])) for p in sorted(grads)])
         finite = jnp.isfinite(value) & jnp.all(leaves_ok)
         # Objectives are maximised; optax minimises, so it is given the negated gradient.
         # Running-average baselines are state, not optimised: b ← b + (1 − decay)(ℓ − b),
         # ℓ − b averaged over the baseline's uses (the steps of a loop, a plate's estimates).
-        descent = {p: jnp.zeros_like(g) if p in running else -g for p, g in grads.items()}
+        descent = {p: jnp.zeros_like(g) if p in state else -g for p, g in grads.items()}
         updates, new_opt = optimizer.update(descent, opt_state, params)
         new_params = optax.apply_updates(params, updates)
         for p, decay in running.items():
-            new_params[p] = params[p] + (1.0 - decay) * grads[p] / max(uses.get(p, 1), 1)
+            new_params[p] = params[p] + (1.0 - decay) * running_mean(grads, p, weights.get(p))
+        for w in weights.values():
+            new_params[w] = params[w]
         take = ok & finite
         keep = lambda new, old: jnp.where(take, new, old)  # noqa: E731
         # ``prev`` is the state this step was evaluated at: if the next step fails, it is

@@ -82,7 +82,8 @@ def reinforce(site, k):
     score = _plus(s, b_dot)
     if b is None or score is None:
         return k(x, None, score=score)
-    return k(x, None, score=score, shift=-b * score)
+    # (a running baseline's weight counts this use: see ParamInfo.weight_of)
+    return k(x, None, score=score, shift=_plus(-b * score, site.baseline_weight))
 
 
 def enum(site, k):

@@ -95,6 +95,9 @@ class Site:
             self.baseline = (baseline, None)
         else:
             self.baseline = (None, None)
+        # A running baseline's weight: its tangent, added once to the block's value per
+        # use, makes the weight's gradient Σ_u c_u (see ParamInfo.weight_of).
+        self.baseline_weight = extra[1].tangent if len(extra) > 1 else None
 
     def _bound(self, args):
         """The distribution's arguments: ``args`` (primals, possibly being differentiated),

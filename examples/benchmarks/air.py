@@ -17,7 +17,8 @@ Rows (ppl estimator : Pyro : NumPyro); z_where and z_what are reparameterised in
   ``TraceGraph_ELBO`` with ``use_decaying_avg_baseline`` (beta 0.9) : not expressible
   (NumPyro's ``TraceGraph_ELBO`` has no baselines)
 - ``learned_baseline``: Pyro's AIR example's learned baselines, ``dense(h.detach())``
-  per step as ``baseline_value`` (Pyro only: examples/air has no such estimator)
+  per step (ppl: ``critic(stop_gradient(h), t)`` as ``reinforce(baseline=...)``; Pyro:
+  as ``baseline_value``) : not expressible
 - ``enum``: ELBO, z_pres enumerated. ppl: one expectation per image (a plate of
   ``elbo``s), each image's z_pres summed over {0, 1} at every step, the image's later
   steps re-run for each value (its 2^T paths); Pyro and NumPyro: ``TraceEnum_ELBO``
@@ -520,16 +521,8 @@ def from_ppl_params(ppl_params, seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def ppl_objective(air, module, name: str, images, steps: int = T):
-    """ppl's objective for a row of the table (None where examples/air has no such one)."""
-    if name == "learned_baseline":
-        return None
-    estimator = {"baseline": "baseline"}.get(name, name)
-    try:
-        return air.objective(module, estimator, images, T=steps)
-    except ValueError:
-        if name == "baseline":  # the estimator's other name
-            return air.objective(module, "reinforce_baseline", images, T=steps)
-        raise
+    """ppl's objective for a row of the table (the estimator of examples/air by that name)."""
+    return air.objective(module, name, images, T=steps)
 
 
 def _ppl_model_family(module, image, steps):

@@ -900,7 +900,7 @@ def test_running_average_baseline():
         at = dict(params, **{"running_bl.b.baseline": jnp.float32(b)})
         _, grads = sample_estimates(obj, at, n=20_000)
         exact = {"running_bl.p": exact_grad(expectation, at)["running_bl.p"],
-                 "running_bl.b.baseline": mean - b}
+                 "running_bl.b.baseline": mean - b, "running_bl.b.baseline_weight": 1.0}
         verdict = check_all(grads, exact)
         assert verdict, str(verdict)
     # The fit updates the state as an exponential moving average of ℓ, not with the optimiser.
@@ -954,20 +954,38 @@ objective batched(ys: real[B]) {
                                                   ("batched", 1, 20.0)])
 def test_a_running_baseline_averages_its_uses(name, uses, mean_ell):
     """The state's gradient estimate is Σ_u (ℓ_u − b) over its uses (the steps of a loop,
-    the elements of a plate of expects; a batched draw is one use); fit moves b by the
-    mean, so with a constant ℓ, b after n steps is E[ℓ_u]·(1 − decay^n) exactly (by the
-    sum it would overshoot: in the plate of 8 expects, by 8 times)."""
+    the elements of a plate of expects; a batched draw is one use) and its weight's is the
+    number of uses; fit moves b by their ratio, so with a constant ℓ, b after n steps is
+    E[ℓ_u]·(1 − decay^n) exactly (by the sum it would overshoot: in the plate of 8
+    expects, by 16 times, and diverge)."""
     import optax
-
-    from ppl.compiler.passes.estimators import baseline_uses
 
     m = ppl.compile(RUNNING_USES)
     ys = np.linspace(1.0, 4.0, 8).astype(np.float32)
     obj = getattr(m, name)() if name == "in_a_loop" else getattr(m, name)(ys)
     path = f"{name}.b.baseline"
-    assert baseline_uses(obj.compiled()[0].program) == {path: uses}
+    params = obj.init(jax.random.PRNGKey(0))
+    assert float(params[path + "_weight"]) == 0.0
+    _, grads = obj.value_and_grad(jax.random.PRNGKey(1), params)
+    assert float(grads[path + "_weight"]) == pytest.approx(uses)
+    assert float(grads[path]) == pytest.approx(uses * mean_ell, rel=1e-5)
     result = ppl.fit(obj, steps=6, optimizer=optax.sgd(0.0), progress=False)
     assert float(result.params[path]) == pytest.approx(mean_ell * (1 - 0.5 ** 6), rel=1e-5)
+    assert float(result.params[path + "_weight"]) == 0.0
+
+
+def test_a_running_baseline_in_minibatches_averages_its_uses():
+    """Fitted on minibatches, the plate's sum is scaled by N/B, and so are both gradient
+    estimates: their ratio is still the mean of ℓ_u − b (by the sum, b would move 4 times
+    too far here, and diverge)."""
+    import optax
+
+    m = ppl.compile(RUNNING_USES)
+    ys = np.full(32, 2.5, np.float32)
+    result = ppl.fit(lambda batch: m.per_element(batch), data=ys, batch_size=8, steps=6,
+                     optimizer=optax.sgd(0.0), progress=False)
+    assert float(result.params["per_element.b.baseline"]) == pytest.approx(
+        2.5 * (1 - 0.5 ** 6), rel=1e-5)
 
 
 # ====================================================================== objectives written by users
