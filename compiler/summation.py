@@ -19,7 +19,12 @@ The sum follows the program's structure, never its joint support:
   split again). Its cost is the product of the supports along that nesting,
   limited to :data:`JOINT_LIMIT` values;
 - **a plate** sums its own choices per element (cost N·K, never K^N), nested
-  plates too. Its values used after it must not depend on them;
+  plates too. Its values used after it must not depend on them. A component
+  that reads nothing the element computes outside it (a mixture's
+  assignment) is one K x N table before the plate, its support values
+  outermost (``plate k { plate i { … } }``, reduced by ``logsumexp`` along
+  axis 0, as NumPyro's enumeration lays it out); one that does is a plate
+  over its support inside each element;
 - **a for loop** whose carried value is a summed choice drawn in the step
   (``z = 0; for t in T { z ~ categorical(logits=A[z]); … }``) runs the
   forward algorithm: a ``scan`` carrying α, the log probability of each of
@@ -45,8 +50,9 @@ eqn, context, out) -> log-density terms``, emitting into ``out``.
     >>> # gen mix(N) { mu ~ normal(0, 1); plate i in N { z ~ bernoulli(0.3); x ~ normal(mu*z, 1) } }
     >>> # density(marginal(mix(N), keep=["mu", "x"], exact=true), t) lowers to
     >>> #   lp_mu = logpdf[normal](mu, 0, 1)
-    >>> #   lp_i = plate[size=N](x) { |i, x_i| lp_k = plate[size=2] { |k| logpdf[bernoulli](k, 0.3)
-    >>> #                                   + logpdf[normal](x_i, mu*k, 1) }; yield logsumexp(lp_k) }
+    >>> #   table = plate[size=2] { |k| plate[size=N](x) { |i, x_i| logpdf[bernoulli](k, 0.3)
+    >>> #                                   + logpdf[normal](x_i, mu*k, 1) } }        (2 x N)
+    >>> #   lse = logsumexp(table, axis=0); lp_i = plate[size=N](lse) { |i, l_i| yield l_i }
     >>> #   lp = lp_mu + sum(lp_i)
 """
 
@@ -363,7 +369,10 @@ def per_element(s: Summation, e: Eqn, ctx: Context, out: list[Eqn], where: str,
     inner.subst.update(zip(region.params, params))
     inner.given = s.sliced(region, ctx, args, params)
     inner_out: list[Eqn] = []
-    terms, deps = s.block(region.eqns, inner, inner_out)
+    if e.op == "plate":
+        terms, deps = plate_block(s, e, ctx, inner, inner_out, out, args, params)
+    else:
+        terms, deps = s.block(region.eqns, inner, inner_out)
     outs, yields = [], []
     for j, (o, r) in enumerate(zip(e.outs, region.outs)):
         if j < carries or o in s.used:
@@ -374,6 +383,68 @@ def per_element(s: Summation, e: Eqn, ctx: Context, out: list[Eqn], where: str,
             outs.append(new)
             yields.append(inner.sub(r))
     return close_loop(e, dict(e.attrs), outs, yields, args, params, inner_out, terms, out)
+
+
+def plate_block(s: Summation, e: Eqn, ctx: Context, inner: Context, inner_out: list[Eqn],
+                out: list[Eqn], args: list, params: list) -> tuple[list, dict]:
+    """A plate's body, as :meth:`Summation.block`, except that a component whose equations
+    read nothing the body computes outside it (the plate's index, inputs and kept values,
+    and values from outside the plate: a mixture's ``z ~ categorical(w); x ~ normal(m[z],
+    1)``) is summed by :func:`sum_outside`: one K x N table before the plate, its support
+    values outermost, and each element reads its own logsumexp."""
+    region = e.regions[0]
+    roots = s.roots(region.eqns, inner)
+    if not roots:
+        return s.each(region.eqns, inner, inner_out), {}
+    part = s.partition(region.eqns, roots)
+    computed = {o for x in part.independent for o in x.outs}
+    terms = s.each(part.independent, inner, inner_out)
+    for group in part.groups:
+        if any(s.reads(x) & computed for x in group):
+            terms.append(s.sum_over(group[0], group, inner, inner_out))
+            continue
+        lse = sum_outside(s, e, group, ctx, out)
+        g = Var(REAL, "lp")
+        args.append(lse)
+        params.append(g)
+        terms.append(g)
+    return terms, part.deps
+
+
+def sum_outside(s: Summation, e: Eqn, group: list[Eqn], ctx: Context, out: list[Eqn]) -> Var:
+    """log Σ_k exp(the terms of ``group`` with its first choice = k) for every element of
+    the plate ``e``, as ``logsumexp(table, axis=0)`` of a table with the support values
+    outermost: ``plate k { plate[N] { … } }``, K x N. The same sum as a plate over k inside
+    each element (:meth:`Summation.sum_over`), laid out as NumPyro's enumeration lays it
+    (the enumerated axis leading): the reduction runs over K rows of N contiguous values,
+    not over N rows of K."""
+    choice = group[0]
+    size, n = s.support(choice), e.attrs["size"]
+    address = choice.attrs["address"]
+    joint = ctx.joint * size
+    if joint > JOINT_LIMIT:
+        return s.sum_over(choice, group, ctx, out)  # raises the error, naming the choices
+    region = e.regions[0]
+    k = Var(INT, "k")
+    k_out: list[Eqn] = []
+    value = cast(k_out, k, choice.outs[0].type.dtype, choice.span)
+    args = [ctx.sub(a) for a in e.args]
+    params = [Var(p.type, p.hint) for p in region.params]
+    inner = ctx.inner(joint=joint, summing=ctx.summing + (address,))
+    inner.subst.update(zip(region.params, params))
+    inner.given = s.sliced(region, ctx, args, params)
+    inner.fixed[choice.outs[0]] = value
+    i_out: list[Eqn] = []
+    terms, _ = s.block(group, inner, i_out)
+    lp = total(terms, i_out, choice.span)
+    row = Var(stacked(REAL, n), "lp")
+    k_out.append(Eqn("plate", [row], args, {"size": n}, [Region(params, i_out, [lp])],
+                     choice.span))
+    table = Var(ArrayType(REAL.dtype, (size, n)), "lp")
+    out.append(Eqn("plate", [table], [], {"size": size}, [Region([k], k_out, [row])],
+                   choice.span))
+    return emit(out, "fn", stacked(REAL, n), [table], {"name": "logsumexp", "axis": 0},
+                choice.span, "lp")
 
 
 def close_loop(e: Eqn, attrs: dict, outs, yields, args, params, inner_out, terms, out) -> list:

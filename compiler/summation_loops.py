@@ -11,9 +11,10 @@ emissions into one plate over the steps, as a hand-written forward algorithm
 computes them. Cost T·K², linear in T.
 
     >>> # z = 0; for t in T { z ~ categorical(logits=A[z]); y ~ normal(mu[z], 1.0) }   becomes
-    >>> # table = plate z { plate c { logpdf[categorical](z, A[c]) } }           (K x K, once)
+    >>> # table = plate c { plate z { logpdf[categorical](z, A[c]) } }           (K x K, once)
     >>> # em = plate t (y) { plate z { logpdf[normal](y_t, mu[z], 1.0) } }        (T x K, at once)
-    >>> # alpha = scan (alpha0, em) { plate z (table, em_t) { logsumexp(alpha + table_z) + em_tz } }
+    >>> # alpha = scan (alpha0, em) { logsumexp(plate c (alpha, table) { alpha_c + table_c },
+    >>> #                                       axis=0) + em_t }
 """
 
 from __future__ import annotations
@@ -126,34 +127,21 @@ def _forward(s: Summation, e: Eqn, ctx: Context, out: list[Eqn], state: list[int
 
 def _transition(s: Summation, choice: Eqn, group: list[Eqn], state_param: Var, init: Atom,
                 t: Var, alpha: Var, k: int, ctx: Context, out: list[Eqn], span) -> Var:
-    """α'(z) = logsumexp_c(α(c) + ℓ(c, z)) + ℓ(z), with plates over the new state z and the
-    previous state c: ℓ(c, z) holds the step's terms that read c, ℓ(z) the others (the
-    emission), so that each is computed where it can be hoisted out of the loop. With
-    ``init`` None, c is the previous state itself; else step 0 reads ``init`` for every c."""
-    reads_c, free = _split_by_state(s, group, choice, state_param)
-    z = Var(INT, "z")
-    inner = ctx.inner(joint=ctx.joint * k, summing=ctx.summing + (choice.attrs["address"],))
+    """α'(z) = logsumexp_c(α(c) + ℓ(c, z)) + ℓ(z), with plates over the previous state c
+    (outer) and the new state z: ℓ(c, z) holds the step's terms that read c, ℓ(z) the others
+    (the emission), so that each is computed where it can be hoisted out of the loop. With
+    ``init`` None, c is the previous state itself; else step 0 reads ``init`` for every c.
 
-    def transitions(z_out: list[Eqn]) -> Var:
-        zv = cast(z_out, z, choice.outs[0].type.dtype, span)
-        prev = Var(INT, "c")
-        c_out: list[Eqn] = []
-        cv = prev
-        if init is not None:
-            at_start = emit(c_out, "fn", BOOL, [t, Lit(0, INT)], {"name": "eq"}, span)
-            cv = emit(c_out, "fn", INT, [at_start, init, prev], {"name": "where"}, span,
-                       state_param.hint)
-        c_ctx = inner.inner()
-        c_ctx.fixed[choice.outs[0]] = zv
-        c_ctx.subst[state_param] = cast(c_out, cv, state_param.type.dtype, span)
-        terms, _ = s.block(reads_c, c_ctx, c_out)
-        lp = total(terms, c_out, span)
-        lps = Var(stacked(REAL, k), "lp")
-        z_out.append(Eqn("plate", [lps], [], {"size": k}, [Region([prev], c_out, [lp])], span))
-        return lps
+    The table is laid out [c, z], as a hand-written forward algorithm holds log A: the
+    categorical's logits ``A[c]`` are then a row per c, its density at every z one
+    ``log_softmax`` (passes/plate_reads.py), not a gather; and the step is
+    ``logsumexp(α[:, None] + table, 0)``."""
+    reads_c, free = _split_by_state(s, group, choice, state_param)
+    inner = ctx.inner(joint=ctx.joint * k, summing=ctx.summing + (choice.attrs["address"],))
 
     emission = None
     if free:
+        z = Var(INT, "z")
         e_out: list[Eqn] = []
         e_ctx = inner.inner()
         e_ctx.subst[choice.outs[0]] = e_ctx.fixed[choice.outs[0]] = cast(
@@ -162,24 +150,41 @@ def _transition(s: Summation, choice: Eqn, group: list[Eqn], state_param: Var, i
         emission = Var(stacked(REAL, k), "lp")
         out.append(Eqn("plate", [emission], [], {"size": k},
                        [Region([z], e_out, [total(terms, e_out, span)])], span))
-        z = Var(INT, "z")
-    # ℓ(c, z) for every z: its own plate, so that it is hoisted when it reads no carry.
-    t_out: list[Eqn] = []
-    lps = transitions(t_out)
-    table = Var(ArrayType("float32", (k, k)), "lp")
-    out.append(Eqn("plate", [table], [], {"size": k}, [Region([z], t_out, [lps])], span))
-    row = Var(stacked(REAL, k), "lp")
+    # ℓ(c, z) for every c and z: its own plates, so that it is hoisted when it reads no carry.
+    prev = Var(INT, "c")
+    c_out: list[Eqn] = []
+    cv = prev
+    if init is not None:
+        at_start = emit(c_out, "fn", BOOL, [t, Lit(0, INT)], {"name": "eq"}, span)
+        cv = emit(c_out, "fn", INT, [at_start, init, prev], {"name": "where"}, span,
+                   state_param.hint)
+    c_value = cast(c_out, cv, state_param.type.dtype, span)
+    z = Var(INT, "z")
     z_out: list[Eqn] = []
-    both = emit(z_out, "fn", stacked(REAL, k), [alpha, row], {"name": "add"}, span, "lp")
-    a = emit(z_out, "fn", REAL, [both], {"name": "logsumexp", "axis": None}, span, "alpha")
-    args, params = [table], [Var(INT, "z"), row]
+    z_ctx = inner.inner()
+    z_ctx.fixed[choice.outs[0]] = cast(z_out, z, choice.outs[0].type.dtype, span)
+    z_ctx.subst[state_param] = c_value
+    terms, _ = s.block(reads_c, z_ctx, z_out)
+    lp = total(terms, z_out, span)
+    row = Var(stacked(REAL, k), "lp")
+    c_out.append(Eqn("plate", [row], [], {"size": k}, [Region([z], z_out, [lp])], span))
+    table = Var(ArrayType("float32", (k, k)), "lp")
+    out.append(Eqn("plate", [table], [], {"size": k}, [Region([prev], c_out, [row])], span))
+    # α(c) + ℓ(c, z) for every c and z, then the sum over c.
+    a_c, row_c, l_cz = Var(REAL, "alpha"), Var(stacked(REAL, k), "lp"), Var(REAL, "lp")
+    zz_out: list[Eqn] = []
+    both = emit(zz_out, "fn", REAL, [a_c, l_cz], {"name": "add"}, span, "lp")
+    joint_row = Var(stacked(REAL, k), "lp")
+    cc_out = [Eqn("plate", [joint_row], [row_c], {"size": k},
+                  [Region([Var(INT, "z"), l_cz], zz_out, [both])], span)]
+    joint = Var(ArrayType("float32", (k, k)), "lp")
+    out.append(Eqn("plate", [joint], [alpha, table], {"size": k},
+                   [Region([Var(INT, "c"), a_c, row_c], cc_out, [joint_row])], span))
+    alpha_new = emit(out, "fn", stacked(REAL, k), [joint], {"name": "logsumexp", "axis": 0},
+                     span, "alpha")
     if emission is not None:
-        em = Var(REAL, "lp")
-        a = emit(z_out, "fn", REAL, [a, em], {"name": "add"}, span, "alpha")
-        args.append(emission)
-        params.append(em)
-    alpha_new = Var(stacked(REAL, k), "alpha")
-    out.append(Eqn("plate", [alpha_new], args, {"size": k}, [Region(params, z_out, [a])], span))
+        alpha_new = emit(out, "fn", stacked(REAL, k), [alpha_new, emission], {"name": "add"},
+                         span, "alpha")
     return alpha_new
 
 

@@ -25,6 +25,7 @@ from jax.scipy.special import logsumexp
 from jax.scipy.stats import norm
 
 import ppl
+from ppl.compiler.ir import walk
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "adev"))
 from adev_stats import assert_unbiased  # noqa: E402  (the house statistical check)
@@ -46,6 +47,23 @@ objective mix_density(mu: real[3], x: real[N]) {
     return expect {
         (t, _) = sim(nothing())
         return density(marginal(mix(N), keep=["mu", "x"], exact=true) | {mu: mu, x: x}, t)
+    }
+}
+
+# The component reads a per-point kept value (u): it is summed inside each element.
+gen mix_shift(N: int) {
+    param logits: real[3] = [0.2, -0.1, 0.4]
+    plate i in N {
+        u ~ normal(0.0, 1.0)
+        z ~ categorical(logits=logits)
+        x ~ normal([-1.0, 0.5, 2.0][z] + u, 0.7)
+    }
+}
+
+objective mix_shift_density(u: real[N], x: real[N]) {
+    return expect {
+        (t, _) = sim(nothing())
+        return density(marginal(mix_shift(N), keep=["u", "x"], exact=true) | {u: u, x: x}, t)
     }
 }
 
@@ -233,6 +251,44 @@ def test_mixture_density_and_gradient_equal_logsumexp(module):
     assert_close(grads, want_grads, rtol=1e-4, atol=1e-4)
 
 
+def _plates(program):
+    return [e for e in walk(program.functions[program.entry].body) if e.op == "plate"]
+
+
+def test_a_mixture_table_has_its_components_outermost(module):
+    """The per-point sum over z is one K x N table, a plate over the 3 components holding
+    a plate over the 40 points (NumPyro's layout: the logsumexp runs over K rows of N
+    values), reduced by logsumexp along axis 0; no plate over the components per point."""
+    obj = module.mix_density(jnp.zeros(3), jnp.zeros(40))
+    program = obj.compiled()[0].program
+    tables = [e for e in _plates(program) if e.attrs["size"] == 3
+              and any(x.op == "plate" and x.attrs["size"] == 40 for x in e.regions[0].eqns)]
+    assert len(tables) == 1 and tables[0].outs[0].type.shape == (3, 40)
+    assert not [x for e in _plates(program) if e.attrs["size"] == 40
+                for x in walk(e.regions[0]) if x.op == "plate" and x.attrs["size"] == 3]
+    reads = [e for e in walk(program.functions[program.entry].body)
+             if e.op == "fn" and e.args and e.args[0] is tables[0].outs[0]]
+    assert [(e.attrs["name"], e.attrs["axis"]) for e in reads] == [("logsumexp", 0)]
+
+
+def test_a_component_reading_a_per_point_value_is_summed_per_point(module):
+    u = jax.random.normal(jax.random.PRNGKey(3), (30,))
+    x = jax.random.normal(jax.random.PRNGKey(4), (30,)) * 2.0
+    obj = module.mix_shift_density(u, x)
+    params = random_params(obj, 3)
+
+    def reference(p):
+        log_w = jax.nn.log_softmax(p["mix_shift.logits"])
+        means = jnp.array([-1.0, 0.5, 2.0])
+        per_point = logsumexp(log_w + norm.logpdf(x[:, None], means + u[:, None], 0.7), axis=1)
+        return norm.logpdf(u, 0.0, 1.0).sum() + per_point.sum()
+
+    value, grads = value_and_grad(obj, params)
+    want, want_grads = jax.jit(jax.value_and_grad(reference))(params)
+    assert_close(value, want)
+    assert_close(grads, want_grads, rtol=1e-4, atol=1e-4)
+
+
 def test_mixture_gradient_matches_finite_differences(module):
     mu = jnp.array([-2.0, 0.5, 3.0])
     x = jnp.linspace(-3.0, 4.0, 40)  # the shape above: the same compiled program
@@ -330,6 +386,20 @@ def test_hmm_density_and_gradient_equal_the_forward_algorithm(module, t):
     if t <= 5:
         np.testing.assert_allclose(float(value), brute_force_hmm(_hmm_params(params), y),
                                    rtol=1e-5)
+
+
+def test_the_forward_step_reads_a_log_softmax_table_laid_out_c_z(module):
+    """The transition table is log_softmax(A) by rows (no categorical density per state
+    pair, no gather), and the step is logsumexp(alpha[:, None] + table, 0)."""
+    obj = module.hmm_density(jnp.zeros(5), 3)
+    program = obj.compiled()[0].program
+    eqns = list(walk(program.functions[program.entry].body))
+    assert not [e for e in eqns if e.op == "logpdf" and e.attrs["dist"] == "categorical"]
+    assert [e.attrs["axis"] for e in eqns if e.op == "fn"
+            and e.attrs["name"] == "log_softmax"] == [-1]
+    (scan,) = [e for e in eqns if e.op == "scan"]
+    assert [(e.attrs["name"], e.attrs["axis"]) for e in scan.regions[0].eqns
+            if e.op == "fn" and e.attrs["name"] == "logsumexp"] == [("logsumexp", 0)]
 
 
 def test_summed_initial_state_and_per_step_choice(module):
