@@ -342,8 +342,9 @@ class CombinatorLowering(AutoLowering):
         body = inline(Program(dict(self.functions), fn.name)).functions[fn.name].body
         fields = dict(trace_type(fn, self.functions, span).fields)
         summed = frozenset(a for a in fields if a not in g.keep)
-        eqns, lp = Summation(self.library, body, summed, g.detached or q.detached,
-                             span).log_marginal(given, [v for _, v in q.dynamic], fields)
+        eqns, lp = Summation(self.library, body, summed, g.detached or q.detached, span,
+                             tables_outside=not self.minibatching).log_marginal(
+            given, [v for _, v in q.dynamic], fields)
         for e in eqns:
             b.emit(e.op, e.outs, e.args, e.attrs, e.regions, e.span)
         return b.emit1("fn", REAL, [lp], {"name": "identity"}, span=span, hint="logp")

@@ -64,6 +64,9 @@ class Lowerer(ExpressionLowering):
         self.calls_here: dict[str, ast.Sample] = {}  # address -> call, in the body being lowered
         self.stack: list[str] = []
         self.estimated: dict[Var, frozenset] = {}  # var -> the expects it estimates
+        # While an entry of a minibatch fit is lowered (set by its caller): exact sums keep
+        # each plate element's log density inside its plate, where N/B scaling finds it.
+        self.minibatching = False
         self.expect_count = 0  # numbers the expects, the sources of estimates
         # plate and loop indices (and static shifts of them) -> (lo, hi, name, size span, kind, size)
         self.index_ranges: dict[Var, tuple] = {}

@@ -23,8 +23,9 @@ The sum follows the program's structure, never its joint support:
   that reads nothing the element computes outside it (a mixture's
   assignment) is one K x N table before the plate, its support values
   outermost (``plate k { plate i { … } }``, reduced by ``logsumexp`` along
-  axis 0, as NumPyro's enumeration lays it out); one that does is a plate
-  over its support inside each element;
+  axis 0, as NumPyro's enumeration lays it out); one that does, or any in a
+  minibatch fit (whose N/B scaling reads each element's log density), is a
+  plate over its support inside each element;
 - **a for loop** whose carried value is a summed choice drawn in the step
   (``z = 0; for t in T { z ~ categorical(logits=A[z]); … }``) runs the
   forward algorithm: a ``scan`` carrying α, the log probability of each of
@@ -108,12 +109,17 @@ class Partition:
 class Summation:
     """The rewriting of one model body into its log marginal (see the module docstring)."""
 
-    def __init__(self, library, body: Region, summed: frozenset, detached: bool, span):
+    def __init__(self, library, body: Region, summed: frozenset, detached: bool, span,
+                 tables_outside: bool = True):
         self.library = library
         self.body = body
         self.summed = summed
         self.detached = detached
         self.span = span
+        # Whether a plate's component that reads nothing per element may be one table
+        # before the plate (plate_block). Not in a minibatch fit: its N/B scaling
+        # (passes/expand.py) reads each element's log density inside its plate.
+        self.tables_outside = tables_outside
         self.used = _used(body)
         self._reads: dict[int, set] = {}
 
@@ -369,7 +375,7 @@ def per_element(s: Summation, e: Eqn, ctx: Context, out: list[Eqn], where: str,
     inner.subst.update(zip(region.params, params))
     inner.given = s.sliced(region, ctx, args, params)
     inner_out: list[Eqn] = []
-    if e.op == "plate":
+    if e.op == "plate" and s.tables_outside:
         terms, deps = plate_block(s, e, ctx, inner, inner_out, out, args, params)
     else:
         terms, deps = s.block(region.eqns, inner, inner_out)

@@ -365,7 +365,12 @@ class EntryPoints:
         b = Builder("function")
         b.params = list(inputs.vars)
         b.defined.update(inputs.vars)
-        outs, structure = emit(self.lowerer, b)
+        # A minibatch fit's program (its N/B scaling constrains how exact sums are laid out).
+        self.lowerer.minibatching = options.data_scale is not None
+        try:
+            outs, structure = emit(self.lowerer, b)
+        finally:
+            self.lowerer.minibatching = False
         fn = Function("entry", Region(b.params, b.eqns, outs), "entry")
         functions, todo = {"entry": fn}, [fn]
         available = self.lowerer.functions
