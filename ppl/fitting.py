@@ -507,6 +507,9 @@ def _resumed(resume) -> dict:
         return {"params": dict(resume.params), "opt_state": resume.opt_state,
                 "step": int(resume.steps), "history": list(np.asarray(resume.history)),
                 "key": resume.key}
+    if not isinstance(resume, (str, os.PathLike)):
+        raise DataError(Diagnostic(f"fit(resume=...) takes a checkpoint's path or a FitResult, "
+                                   f"not {type(resume).__name__}"))
     return load_checkpoint(resume)
 
 

@@ -17,6 +17,7 @@ import optax
 import pytest
 
 import ppl
+from ppl.compiler.ir import walk
 from ppl import fitting
 
 SOURCE = """
@@ -255,6 +256,30 @@ def test_an_exact_marginal_over_the_batch_is_scaled(data):
     table = log_w - 0.5 * (rows[:, None] - means) ** 2 - 0.5 * np.log(2 * np.pi)
     want = len(x) / 20 * np.logaddexp.reduce(table, axis=1).sum()
     assert value == pytest.approx(want, rel=1e-5)
+
+
+def test_the_exact_marginal_layouts_agree(data):
+    """Differential: outside a minibatch fit, a mixture's components are one K x N table
+    before the plate (compiler/summation.py, plate_block); in a minibatch fit's entry each
+    element sums its own (so that N/B scaling finds its log density). At N/B = 1 the two
+    programs must give the same value and gradient, and compiling the plain one first
+    must not leak its layout into the minibatch one (the lowering is not cached across)."""
+    m = ppl.compile(MIXTURE)
+    x = jnp.asarray(data["x"][:20])
+    obj = ppl.stdlib.elbo(ppl.stdlib.marginal(m.mix(20), keep=["x"], exact=True) | {"x": x},
+                          m.nothing())
+    plain, inputs = obj.compiled()
+    batched, _ = obj.compiled(data_scale=1.0, minibatched=(0,))
+    ops = lambda entry: [e.attrs.get("axis") for e in walk(entry.program.functions["entry"].body)  # noqa: E731
+                         if e.op == "fn" and e.attrs.get("name") == "logsumexp"]
+    assert 0 in ops(plain) and 0 not in ops(batched), "the two layouts are not both exercised"
+    params = plain.init(jax.random.PRNGKey(3))
+    key = jax.random.PRNGKey(1)
+    v1, g1 = plain.value_and_grad(params, key, inputs.arrays)
+    v2, g2 = batched.value_and_grad(params, key, inputs.arrays)
+    assert float(v1) == pytest.approx(float(v2), rel=1e-6)
+    for k in g1:
+        np.testing.assert_allclose(g1[k], g2[k], rtol=1e-5, atol=1e-6)
 
 
 def test_an_exact_marginal_of_a_sequence_cannot_be_minibatched(data):

@@ -137,6 +137,8 @@ def test_resume_continues_exactly_as_an_uninterrupted_run(m, tmp_path):
         np.testing.assert_allclose(resumed.history, whole.history, rtol=1e-5, atol=1e-5)
         for p in whole.params:
             np.testing.assert_allclose(resumed.params[p], whole.params[p], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ppl.DataError, match="a checkpoint's path or a FitResult, not dict"):
+        ppl.fit(obj, steps=300, key=key, progress=False, resume={"params": first.params})
 
 
 def test_early_stopping_on_a_flat_objective(m):
